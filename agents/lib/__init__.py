@@ -1,0 +1,1 @@
+"""Guide-compatible modules: see each module for what it re-exports."""

@@ -1,0 +1,19 @@
+"""Guide path for the partition-key policy (``AGENT_PROVIDER`` keys on ``correlation_id``)."""
+
+from provider_events._partition_key_policy import (
+    POLICIES,
+    EventFamily,
+    PartitionKeyPolicy,
+    get_event_family,
+    get_partition_key,
+)
+from provider_events._errors import PartitionKeyError
+
+__all__ = [
+    "POLICIES",
+    "EventFamily",
+    "PartitionKeyError",
+    "PartitionKeyPolicy",
+    "get_event_family",
+    "get_partition_key",
+]

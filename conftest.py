@@ -1,0 +1,207 @@
+"""Shared pytest fixtures: real Kafka and PostgreSQL from the environment, kcat, isolation.
+
+Integration tests read ``KAFKA_BOOTSTRAP_SERVERS`` and ``DATABASE_URL``. When a service is not
+reachable the test is skipped locally, and fails under ``CI=true``: CI never skips.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT / "src"))
+SERVICES = ROOT / "dev" / "services.sh"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _reachable(host_port: str, timeout: float = 2.0) -> bool:
+    host, _, port = host_port.split(",")[0].rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _unavailable(what: str) -> None:
+    message = f"{what} is not reachable; start it with `make services`"
+    if IN_CI:
+        pytest.fail(f"CI=true: {message}", pytrace=False)
+    pytest.skip(message)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    lines = []
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    lines.append(f"kafka: {bootstrap or 'KAFKA_BOOTSTRAP_SERVERS not set'}")
+    dsn = os.environ.get("DATABASE_URL")
+    if dsn:
+        try:
+            import psycopg
+
+            with psycopg.connect(dsn, connect_timeout=3) as conn:
+                version = conn.execute("SHOW server_version").fetchone()[0]
+            lines.append(f"postgresql: {version}")
+        except Exception as exc:  # pragma: no cover - header only
+            lines.append(f"postgresql: unreachable ({type(exc).__name__})")
+    lines.append(f"CI={os.environ.get('CI', '')!r} (missing services {'fail' if IN_CI else 'skip'})")
+    return lines
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    """The real broker's address (``KAFKA_BOOTSTRAP_SERVERS``)."""
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if not bootstrap or not _reachable(bootstrap):
+        _unavailable(f"Kafka ({bootstrap or 'KAFKA_BOOTSTRAP_SERVERS unset'})")
+    return bootstrap  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    """The real PostgreSQL server (``DATABASE_URL``)."""
+    dsn = os.environ.get("DATABASE_URL")
+    if not dsn:
+        _unavailable("PostgreSQL (DATABASE_URL unset)")
+    try:
+        import psycopg
+
+        psycopg.connect(dsn, connect_timeout=3).close()
+    except Exception:
+        _unavailable("PostgreSQL")
+    return dsn  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="session")
+def kcat_bin() -> str:
+    path = shutil.which("kcat")
+    if path is None:
+        _unavailable("kcat (apt-get install kcat)")
+    return path  # type: ignore[return-value]
+
+
+@dataclass
+class KcatMessage:
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    payload: str | None
+    headers: dict[str, str]
+
+    @property
+    def envelope(self) -> dict:
+        return json.loads(self.payload or "null")
+
+
+@dataclass
+class Kcat:
+    """The guide's own client, used as an independent reader and writer of the topic."""
+
+    binary: str
+    bootstrap: str
+
+    def consume(self, topic: str, *, timeout: float = 30.0) -> list[KcatMessage]:
+        """Every message on ``topic`` from the beginning to the current end."""
+        proc = subprocess.run(
+            [self.binary, "-C", "-b", self.bootstrap, "-t", topic, "-o", "beginning", "-e", "-J", "-q"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=True,
+        )
+        out = []
+        for line in proc.stdout.splitlines():
+            doc = json.loads(line)
+            raw_headers = doc.get("headers") or []
+            headers = dict(zip(raw_headers[::2], raw_headers[1::2], strict=True))
+            out.append(KcatMessage(doc["topic"], doc["partition"], doc["offset"], doc.get("key"), doc.get("payload"), headers))
+        return out
+
+    def produce(self, topic: str, key: str, value: bytes, *, timeout: float = 30.0) -> None:
+        subprocess.run(
+            [self.binary, "-P", "-b", self.bootstrap, "-t", topic, "-k", key, "-Z"],
+            input=value,
+            timeout=timeout,
+            check=True,
+        )
+
+    def metadata(self) -> str:
+        return subprocess.run(
+            [self.binary, "-L", "-b", self.bootstrap], capture_output=True, text=True, timeout=30, check=True
+        ).stdout
+
+
+@pytest.fixture(scope="session")
+def kcat(kcat_bin: str, kafka_bootstrap: str) -> Kcat:
+    return Kcat(kcat_bin, kafka_bootstrap)
+
+
+def create_topic(bootstrap: str, name: str, partitions: int = 6) -> str:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)], operation_timeout=30)
+    futures[name].result(timeout=60)
+    return name
+
+
+@pytest.fixture
+def topic(kafka_bootstrap: str) -> str:
+    """A fresh topic with 6 partitions, so each test reads only its own events."""
+    return create_topic(kafka_bootstrap, f"test.provider.selected.{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An isolated outbox/state directory, also seen by child processes."""
+    path = tmp_path / "state"
+    monkeypatch.setenv("PROVIDER_EVENTS_STATE_DIR", str(path))
+    monkeypatch.delenv("PROVIDER_EVENTS_OUTBOX", raising=False)
+    return path
+
+
+@pytest.fixture
+def kafka_env(kafka_bootstrap: str, topic: str, state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Environment for a publisher (in-process or a CLI child) aimed at the test's topic."""
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
+    monkeypatch.setenv("PROVIDER_EVENTS_TOPIC", topic)
+    monkeypatch.setenv("PROVIDER_EVENTS_DELIVERY_TIMEOUT", "5")
+    return dict(os.environ)
+
+
+class BrokerControl:
+    """Stops and starts the real dev broker (``dev/services.sh``), for outage tests."""
+
+    def stop(self) -> None:
+        subprocess.run([str(SERVICES), "kafka-stop"], check=True, capture_output=True, timeout=120)
+
+    def kill(self) -> None:
+        subprocess.run([str(SERVICES), "kafka-kill"], check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        subprocess.run([str(SERVICES), "kafka-start"], check=True, capture_output=True, timeout=180)
+
+
+@pytest.fixture
+def broker(kafka_bootstrap: str) -> Iterator[BrokerControl]:
+    """Control of the local broker; it is always running again after the test."""
+    if not SERVICES.exists():
+        _unavailable("dev/services.sh")
+    control = BrokerControl()
+    try:
+        yield control
+    finally:
+        if not _reachable(kafka_bootstrap):
+            control.start()

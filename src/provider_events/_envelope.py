@@ -1,0 +1,145 @@
+"""Building events: payload wrapped in the envelope, validated, keyed and ready for the wire."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from ._catalog import PROVIDER_SELECTED_V1, EventSpec, spec_for
+from ._config import Settings
+from ._errors import InvalidEventError, PartitionKeyError
+from ._ids import format_timestamp, new_correlation_id, new_event_id, utc_now
+from ._models import OnexEnvelopeV1, ProviderSelectedPayloadV1
+from ._partition_key_policy import get_partition_key
+from ._validation import decode_envelope
+
+__all__ = ["OutgoingEvent", "build_provider_selection", "outgoing_from_bytes"]
+
+CONTENT_TYPE = b"application/json"
+_encoder = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingEvent:
+    """One validated event, serialised: what the producer sends and the outbox stores."""
+
+    event_id: str
+    event_type: str
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    provider_name: str = ""
+    model_name: str = ""
+
+
+def _headers(envelope: OnexEnvelopeV1[Any], spec: EventSpec) -> list[tuple[str, bytes]]:
+    event_id = str(envelope.event_id).encode()
+    timestamp = format_timestamp(envelope.timestamp).encode()
+    return [
+        ("content-type", CONTENT_TYPE),
+        ("event_type", spec.event_type.encode()),
+        ("event_id", event_id),
+        ("schema_ref", spec.schema_ref.encode()),
+        ("tenant_id", envelope.tenant_id.encode()),
+        # CloudEvents Kafka protocol binding (binary mode) for consumers that speak it.
+        ("ce_specversion", b"1.0"),
+        ("ce_type", spec.event_type.encode()),
+        ("ce_id", event_id),
+        ("ce_source", f"{envelope.namespace}/{envelope.source}".encode()),
+        ("ce_time", timestamp),
+    ]
+
+
+def outgoing_from_bytes(value: bytes, topic_override: str | None = None) -> OutgoingEvent:
+    """Validate JSON envelope bytes and derive key, topic and headers from them."""
+    envelope = decode_envelope(value)
+    spec = spec_for(envelope.event_type)
+    payload = envelope.payload
+    return OutgoingEvent(
+        event_id=str(envelope.event_id),
+        event_type=spec.event_type,
+        topic=topic_override or spec.topic,
+        key=get_partition_key(envelope).encode("utf-8"),
+        value=value,
+        headers=_headers(envelope, spec),
+        provider_name=getattr(payload, "provider_name", ""),
+        model_name=getattr(payload, "model_name", ""),
+    )
+
+
+def _text_arg(name: str, value: Any, *, required: bool = True) -> str | None:
+    if value is None:
+        if required:
+            raise InvalidEventError(f"{name} is required")
+        return None
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if not isinstance(value, str):
+        raise InvalidEventError(f"{name} must be a string, got {type(value).__name__}")
+    return value
+
+
+def build_provider_selection(
+    *,
+    provider_name: str,
+    model_name: str,
+    correlation_id: str | uuid.UUID | None,
+    selection_reason: str,
+    selection_criteria: dict[str, Any] | None,
+    settings: Settings,
+    causation_id: str | uuid.UUID | None = None,
+    tenant_id: str | None = None,
+    namespace: str | None = None,
+    source: str | None = None,
+    selected_at: datetime | None = None,
+) -> OutgoingEvent:
+    """Build, validate and serialise one ``omninode.agent.provider.selected.v1`` event.
+
+    Raises :class:`InvalidEventError` (or its :class:`PartitionKeyError`) with the reason.
+    """
+    spec = PROVIDER_SELECTED_V1
+    cid = _text_arg("correlation_id", correlation_id, required=False)
+    if cid is None:
+        cid = new_correlation_id()
+    elif not cid.strip():
+        raise PartitionKeyError(
+            "correlation_id is the partition key of provider-selection events and must not be "
+            "empty; pass None to have one generated"
+        )
+    if selection_criteria is None:
+        selection_criteria = {}
+    if not isinstance(selection_criteria, dict):
+        raise InvalidEventError(
+            f"selection_criteria must be an object (dict), got {type(selection_criteria).__name__}"
+        )
+    now = utc_now()
+    try:
+        payload = ProviderSelectedPayloadV1(
+            provider_name=_text_arg("provider_name", provider_name),  # type: ignore[arg-type]
+            model_name=_text_arg("model_name", model_name),  # type: ignore[arg-type]
+            correlation_id=cid,
+            selection_reason=_text_arg("selection_reason", selection_reason),  # type: ignore[arg-type]
+            selection_criteria=selection_criteria,
+            selected_at=selected_at or now,
+        )
+        envelope = OnexEnvelopeV1(
+            event_type=spec.event_type,
+            event_id=new_event_id(),
+            timestamp=now,
+            correlation_id=cid,
+            causation_id=_text_arg("causation_id", causation_id, required=False),
+            namespace=namespace or settings.namespace,
+            source=source or settings.source,
+            tenant_id=tenant_id or settings.tenant_id,
+            schema_ref=spec.schema_ref,
+            payload=payload,
+        )
+        value = _encoder.encode(envelope)
+    except (TypeError, ValueError, msgspec.EncodeError) as exc:
+        raise InvalidEventError(str(exc)) from None
+    return outgoing_from_bytes(value, settings.topic)

@@ -1,0 +1,98 @@
+"""JSON Schema documents generated from the models (the files in ``schemas/`` are their copy)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from ._catalog import CATALOG, EventSpec, spec_for_schema_ref
+from ._models import LIMITS, OnexEnvelopeV1
+
+__all__ = ["envelope_schema", "payload_schema", "schema_files", "write_schemas"]
+
+_DRAFT = "https://json-schema.org/draft/2020-12/schema"
+
+_CRITERIA = {
+    "type": "object",
+    "description": (
+        "Why this provider/model was chosen. Known keys are checked; any other key is kept. "
+        f"At most {LIMITS['criteria_bytes']} bytes, {LIMITS['criteria_depth']} levels deep, "
+        "finite numbers only."
+    ),
+    "properties": {
+        "cost_per_token": {"type": "number", "minimum": 0},
+        "latency_ms": {"type": "number", "minimum": 0},
+        "quality_score": {"type": "number", "minimum": 0, "maximum": 1},
+        "input_tokens": {"type": "number", "minimum": 0},
+        "output_tokens": {"type": "number", "minimum": 0},
+        "total_tokens": {"type": "number", "minimum": 0},
+        "cost_usd": {"type": "number", "minimum": 0},
+    },
+    "additionalProperties": True,
+}
+
+
+def _fix_payload(schema: dict[str, Any]) -> dict[str, Any]:
+    schema["properties"]["selection_criteria"] = {**_CRITERIA, "default": {}}
+    return schema
+
+
+def payload_schema(spec: EventSpec) -> dict[str, Any]:
+    """The payload's schema, standalone."""
+    (out,), components = msgspec.json.schema_components([spec.payload_type], ref_template="#/$defs/{name}")
+    name = spec.payload_type.__name__
+    body = _fix_payload(components[name])
+    return {"$schema": _DRAFT, "$id": f"{spec.schema_ref}/payload", "title": name, **body}
+
+
+def envelope_schema(spec: EventSpec) -> dict[str, Any]:
+    """The whole envelope of ``spec``'s event type, with the payload under ``$defs``."""
+    (ref,), components = msgspec.json.schema_components(
+        [OnexEnvelopeV1[spec.payload_type]], ref_template="#/$defs/{name}"
+    )
+    env_name = ref["$ref"].split("/")[-1]
+    envelope = components.pop(env_name)
+    envelope["properties"]["event_type"] = {"const": spec.event_type}
+    envelope["properties"]["schema_ref"] = {"const": spec.schema_ref}
+    envelope["properties"]["event_id"] = {"type": "string", "format": "uuid", "description": "UUID version 4"}
+    payload_name = spec.payload_type.__name__
+    components[payload_name] = _fix_payload(components[payload_name])
+    return {
+        "$schema": _DRAFT,
+        "$id": spec.schema_ref,
+        "title": f"OnexEnvelopeV1 of {spec.event_type}",
+        "description": spec.description,
+        **envelope,
+        "$defs": components,
+    }
+
+
+def schema_for_ref(schema_ref: str, *, payload_only: bool = False) -> dict[str, Any]:
+    spec = spec_for_schema_ref(schema_ref)
+    return payload_schema(spec) if payload_only else envelope_schema(spec)
+
+
+def dumps(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+def schema_files() -> dict[str, str]:
+    """File name -> content for every catalogued event type."""
+    files: dict[str, str] = {}
+    for spec in CATALOG.values():
+        files[f"{spec.event_type}.envelope.schema.json"] = dumps(envelope_schema(spec))
+        files[f"{spec.event_type}.payload.schema.json"] = dumps(payload_schema(spec))
+    return files
+
+
+def write_schemas(directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in schema_files().items():
+        path = directory / name
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written

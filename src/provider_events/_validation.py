@@ -1,0 +1,115 @@
+"""Envelope and payload validation with readable errors, shared by publisher and consumer.
+
+The publisher encodes an envelope and decodes its own bytes through :func:`decode_envelope`
+before sending, so what goes on the wire is exactly what the consumer will accept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from ._catalog import CATALOG, EventSpec
+from ._errors import InvalidEventError, PartitionKeyError
+from ._models import LIMITS, OnexEnvelopeV1
+from ._partition_key_policy import get_partition_key
+
+__all__ = ["ValidationResult", "decode_envelope", "validate_event", "validate_payload"]
+
+
+class _Head(msgspec.Struct):
+    event_type: str
+
+
+_head_decoder = msgspec.json.Decoder(_Head)
+_decoders: dict[str, msgspec.json.Decoder[Any]] = {
+    name: msgspec.json.Decoder(OnexEnvelopeV1[spec.payload_type]) for name, spec in CATALOG.items()
+}
+
+
+def _spec_of(data: bytes) -> EventSpec:
+    try:
+        head = _head_decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise InvalidEventError(f"envelope: {exc}", reason="schema") from None
+    except msgspec.DecodeError as exc:
+        reason = "bad_utf8" if "utf-8" in str(exc).lower() else "bad_json"
+        if reason == "bad_json":
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError:
+                reason = "bad_utf8"
+        raise InvalidEventError(f"not a JSON envelope: {exc}", reason=reason) from None
+    spec = CATALOG.get(head.event_type)
+    if spec is None:
+        raise InvalidEventError(
+            f"unknown event_type {head.event_type[:200]!r}", reason="unknown_event_type"
+        )
+    return spec
+
+
+def decode_envelope(data: bytes | bytearray | memoryview) -> OnexEnvelopeV1[Any]:
+    """Decode and fully validate one envelope from JSON bytes.
+
+    Raises :class:`InvalidEventError` whose ``reason`` says why (bad UTF-8 or JSON, unknown
+    ``event_type``, schema violation, oversized message, unusable partition key).
+    """
+    raw = bytes(data)
+    if len(raw) > LIMITS["message_bytes"]:
+        raise InvalidEventError(
+            f"message is {len(raw)} bytes, limit {LIMITS['message_bytes']}", reason="too_large"
+        )
+    spec = _spec_of(raw)
+    try:
+        envelope = _decoders[spec.event_type].decode(raw)
+    except msgspec.ValidationError as exc:
+        raise InvalidEventError(str(exc), reason="schema") from None
+    except msgspec.DecodeError as exc:
+        raise InvalidEventError(f"not a JSON envelope: {exc}", reason="bad_json") from None
+    if envelope.schema_ref != spec.schema_ref:
+        raise InvalidEventError(
+            f"schema_ref {envelope.schema_ref!r} does not match {spec.schema_ref!r}",
+            reason="schema",
+        )
+    get_partition_key(envelope)
+    return envelope
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationResult:
+    """Outcome of :func:`validate_event`: ``is_valid`` and human-readable ``errors``."""
+
+    is_valid: bool
+    errors: list[str] = field(default_factory=list)
+    reason: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.is_valid
+
+
+def validate_event(event: Any) -> ValidationResult:
+    """Validate an envelope given as a dict, an ``OnexEnvelopeV1`` or JSON bytes."""
+    try:
+        data = event if isinstance(event, bytes | bytearray) else msgspec.json.encode(event)
+        decode_envelope(data)
+    except PartitionKeyError as exc:
+        return ValidationResult(False, [str(exc)], exc.reason)
+    except InvalidEventError as exc:
+        return ValidationResult(False, [str(exc)], exc.reason)
+    except (TypeError, msgspec.EncodeError) as exc:
+        return ValidationResult(False, [f"not serialisable as JSON: {exc}"], "schema")
+    return ValidationResult(True)
+
+
+def validate_payload(event_type: str, payload: Any) -> ValidationResult:
+    """Validate only a payload (dict) against the catalogued model of ``event_type``."""
+    spec = CATALOG.get(event_type)
+    if spec is None:
+        return ValidationResult(False, [f"unknown event_type {event_type!r}"], "unknown_event_type")
+    try:
+        msgspec.json.decode(msgspec.json.encode(payload), type=spec.payload_type)
+    except (msgspec.ValidationError, msgspec.EncodeError, TypeError) as exc:
+        return ValidationResult(False, [str(exc)], "schema")
+    return ValidationResult(True)

@@ -1,0 +1,72 @@
+"""The ``provider-events`` command line. One module per command; each is imported only when
+its command runs, so ``publish --background`` (the hook path) stays import-light.
+
+Exit codes: 0 success, 1 not delivered / failed, 2 bad input or configuration.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+__all__ = ["COMMANDS", "main"]
+
+#: command -> (module, one-line help). Each module defines ``add_arguments`` and ``run``.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "publish": ("_publish", "publish one provider-selection event (the guide's CLI)"),
+    "relay": ("_relay_cmd", "deliver events waiting in the local outbox"),
+    "outbox": ("_outbox_cmd", "show the local outbox (pending, oldest, last error, size)"),
+    "doctor": ("_doctor", "check configuration, Kafka, topic, outbox and database"),
+    "schema": ("_schema_cmd", "print or write the JSON Schema of an event"),
+    "migrate": ("_migrate", "apply the PostgreSQL migrations"),
+    "consume": ("_consume", "consume events from Kafka into PostgreSQL"),
+    "stats": ("_stats", "usage, cost and criteria statistics"),
+    "recommend": ("_recommend", "cheaper models with equal or better quality"),
+    "report": ("_report", "write a self-contained HTML report"),
+    "demo": ("_demo", "generate a synthetic week of selections and show the answers"),
+    "switch": ("_switch", "switch Claude Code to another provider and record it"),
+    "hook": ("_hook", "Claude Code hook integration"),
+}
+
+
+def _available() -> dict[str, tuple[str, str]]:
+    from importlib.util import find_spec
+
+    return {n: v for n, v in COMMANDS.items() if find_spec(f"{__name__}.{v[0]}") is not None}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from ._common import ArgumentParser, EXIT_BAD_INPUT, fail
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    prog = "provider-events"
+    parser = ArgumentParser(prog=prog, description="Provider-selection events: publish, deliver, ingest, analyse.")
+    parser.add_argument("--version", action="version", version=f"{prog} {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    chosen = args[0] if args and args[0] in COMMANDS else None
+    commands = _available()
+    for name, (module_name, help_text) in commands.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            module = importlib.import_module(f"{__name__}.{module_name}")
+            module.add_arguments(p)
+            p.set_defaults(_run=module.run)
+    if not args:
+        parser.print_help(sys.stderr)
+        return EXIT_BAD_INPUT
+    ns = parser.parse_args(args)
+    if not hasattr(ns, "_run"):
+        return fail(f"unknown command {args[0]!r}", EXIT_BAD_INPUT)
+    try:
+        return int(ns._run(ns) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def _version() -> str:
+    from provider_events import __version__
+
+    return __version__

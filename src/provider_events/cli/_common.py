@@ -1,0 +1,47 @@
+"""Helpers every command shares: exit codes, one-line errors, settings loading."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import NoReturn
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with a one-line error on stderr and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> int:
+    """Print ``message`` as one line on stderr and return ``code``."""
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    return code
+
+
+def settings_or_exit(**overrides: object):  # type: ignore[no-untyped-def]
+    """Load settings; a misconfiguration ends the command with one line and exit code 2."""
+    from provider_events._config import load_settings
+    from provider_events._errors import ConfigError
+
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        raise SystemExit(fail(f"configuration: {exc}", EXIT_BAD_INPUT)) from None
+
+
+def configure_logging(verbose: bool) -> None:
+    import logging
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not verbose:
+        logging.getLogger("provider_events.kafka").setLevel(logging.CRITICAL)
