@@ -1,0 +1,126 @@
+"""``provider-events hook claude|install|uninstall|status``: the Claude Code hook.
+
+``hook claude`` is what Claude Code runs: hook JSON on stdin, nothing on stdout, exit 0 always
+(problems go to ``<state dir>/hook.log``). ``install`` registers it for UserPromptSubmit and
+SessionStart in settings.json (idempotent); ``uninstall`` removes only entries running it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from ._common import EXIT_OK
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "action",
+        choices=("claude", "install", "uninstall", "status"),
+        help="claude: run as the hook (reads stdin); install/uninstall: edit settings.json; "
+        "status: show what is installed",
+    )
+    p.add_argument(
+        "--settings",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="Claude Code settings file (default: $CLAUDE_CONFIG_DIR/settings.json, "
+        "else ~/.claude/settings.json)",
+    )
+    p.add_argument(
+        "--command",
+        default=None,
+        help="install: the command to register (default: this Python running "
+        "'-m provider_events.cli hook claude')",
+    )
+    # `hook claude` must never fail on arguments (exit 2 blocks the prompt): extras are ignored.
+    p.add_argument("extra", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "claude":
+        return _claude()
+    from provider_events._switch import SwitchError
+
+    from ._common import fail
+
+    try:
+        if args.action == "install":
+            return _install(args)
+        if args.action == "uninstall":
+            return _uninstall(args)
+        return _status(args)
+    except SwitchError as exc:
+        return fail(str(exc), exc.exit_code)
+
+
+def _claude() -> int:
+    try:
+        # Nothing may reach stdout: for UserPromptSubmit it becomes part of the prompt.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+        from provider_events._hook import run_claude_hook
+
+        run_claude_hook()
+    except BaseException:
+        pass
+    return EXIT_OK
+
+
+def _install(args: argparse.Namespace) -> int:
+    from provider_events._hook import default_hook_command, install
+
+    command = args.command or default_hook_command()
+    edit = install(command, path=args.settings)
+    for event, what in edit.events.items():
+        print(f"{event}: {what}")
+    print(f"command: {command}")
+    print(f"settings: {edit.path}" + ("" if edit.changed else " (unchanged)"))
+    if edit.backup is not None:
+        print(f"backup: {edit.backup} (mode 0600)")
+    if edit.changed:
+        print("Restart Claude Code (or open /hooks) for the hook to take effect.")
+    return EXIT_OK
+
+
+def _uninstall(args: argparse.Namespace) -> int:
+    from provider_events._hook import uninstall
+
+    edit = uninstall(path=args.settings)
+    if not edit.events:
+        print(f"no provider-events hook in {edit.path}; nothing changed")
+        return EXIT_OK
+    for event, what in edit.events.items():
+        print(f"{event}: {what}")
+    print(f"settings: {edit.path}")
+    if edit.backup is not None:
+        print(f"backup: {edit.backup} (mode 0600)")
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    from provider_events._config import load_settings
+    from provider_events._hook import HOOK_EVENTS, is_our_command
+    from provider_events._switch import claude_settings_path, read_settings
+
+    settings = read_settings(args.settings or claude_settings_path())
+    hooks = settings.doc.get("hooks")
+    hooks = hooks if isinstance(hooks, dict) else {}
+    for event in HOOK_EVENTS:
+        commands = [
+            h.get("command")
+            for g in hooks.get(event, [])
+            if isinstance(g, dict)
+            for h in g.get("hooks", [])
+            if isinstance(h, dict) and is_our_command(h.get("command"))
+        ]
+        print(f"{event}: {commands[0] if commands else 'not installed'}")
+    print(f"settings: {settings.path}")
+    try:
+        print(f"log: {load_settings().state_dir / 'hook.log'}")
+    except Exception as exc:
+        print(f"log: unknown (configuration problem: {exc})")
+    return EXIT_OK
