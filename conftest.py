@@ -205,3 +205,12 @@ def broker(kafka_bootstrap: str) -> Iterator[BrokerControl]:
     finally:
         if not _reachable(kafka_bootstrap):
             control.start()
+
+
+@pytest.fixture(autouse=True)
+def _close_producers() -> Iterator[None]:
+    """Each test starts without the previous test's Kafka producers (and their logs)."""
+    yield
+    from provider_events._producer import shutdown_producers
+
+    shutdown_producers(timeout=0)

@@ -104,6 +104,7 @@ class SharedProducer:
         self._down_since: float | None = None
         self._last_probe = 0.0
         self.fatal_error: str | None = None
+        self._purge_requested = False
         conf = kafka_config(settings)
         conf["error_cb"] = self._on_error
         self._producer = Producer(conf)
@@ -116,6 +117,11 @@ class SharedProducer:
         while not self._closed.is_set():
             try:
                 self._producer.poll(0.05)
+                if self._purge_requested:
+                    self._purge_requested = False
+                    # Every waiter was already failed (and its event spooled): drop the queued
+                    # copies so a broker that comes back does not receive them twice.
+                    self._producer.purge(in_queue=True, in_flight=True, blocking=False)
             except Exception:  # a user callback must never kill the poll thread
                 log.exception("delivery callback failed")
 
@@ -127,6 +133,7 @@ class SharedProducer:
         elif code == self._kafka_error._ALL_BROKERS_DOWN:
             self._down_since = time.monotonic()
             self._fail_all(describe_kafka_error(err))
+            self._purge_requested = True
         log.debug("kafka client error: %s", describe_kafka_error(err))
 
     def _fail_all(self, reason: str) -> None:

@@ -281,10 +281,15 @@ _default_lock = threading.Lock()
 
 
 def _default_publisher() -> Publisher:
+    """The guide functions' publisher; settings are read at each call, so a changed
+    environment (or ``.env``) takes effect, while the Kafka producer stays shared."""
     global _default
+    settings = load_settings()
     with _default_lock:
-        if _default is None:
-            _default = Publisher()
+        if _default is None or _default.settings != settings:
+            if _default is not None:
+                _default.close()
+            _default = Publisher(settings)
         return _default
 
 
