@@ -1,0 +1,45 @@
+"""PostgreSQL storage: versioned migrations and the idempotent batch writer.
+
+``migrate(dsn)`` brings a database (the first schema of its ``search_path``) up to date;
+``BatchWriter(dsn).write(rows)`` inserts events once each, keyed on ``event_id``.
+Errors are :class:`~provider_events.DatabaseError`; :class:`DatabaseUnavailableError` means
+retrying later may succeed.
+"""
+
+from __future__ import annotations
+
+from ._migrate import (
+    Migration,
+    MigrationError,
+    MigrationReport,
+    discover,
+    migrate,
+    migration_status,
+)
+from ._pg import (
+    COLUMNS,
+    TABLE,
+    BatchWriter,
+    DatabaseUnavailableError,
+    Row,
+    WriteResult,
+    connect,
+    row_from_envelope,
+)
+
+__all__ = [
+    "COLUMNS",
+    "TABLE",
+    "BatchWriter",
+    "DatabaseUnavailableError",
+    "Migration",
+    "MigrationError",
+    "MigrationReport",
+    "Row",
+    "WriteResult",
+    "connect",
+    "discover",
+    "migrate",
+    "migration_status",
+    "row_from_envelope",
+]

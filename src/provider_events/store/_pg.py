@@ -1,0 +1,347 @@
+"""PostgreSQL: connections, error translation and the idempotent batch writer.
+
+psycopg errors are translated into :class:`~provider_events.DatabaseError` here and nowhere
+else; messages pass through :func:`~provider_events._config.redact_dsn`, so no password leaks.
+
+The batch writer streams rows with binary ``COPY`` straight into ``provider_selection_events``
+inside one transaction. That is as fast as ``COPY`` from a file, but ``COPY`` has no
+``ON CONFLICT``: when the batch hits the ``event_id`` unique constraint (a redelivery after a
+crash, or the same event twice in one batch), the transaction is rolled back and the batch is
+written again through a temporary staging table with
+``INSERT ... SELECT ... ON CONFLICT (event_id) DO NOTHING``, which counts what was new.
+Measured on the dev box (200k rows, 20k per batch): direct binary COPY 58k rows/s, staging +
+INSERT 31k rows/s, ``executemany`` 19k rows/s (see docs/database.md).
+A batch PostgreSQL refuses for its data (it should not happen: the models validate first) is
+written row by row under savepoints and the refused rows are returned, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
+
+from .._config import redact_dsn
+from .._errors import DatabaseError
+
+__all__ = [
+    "COLUMNS",
+    "TABLE",
+    "BatchWriter",
+    "DatabaseUnavailableError",
+    "Row",
+    "WriteResult",
+    "connect",
+    "row_from_envelope",
+    "translate_error",
+]
+
+TABLE = "provider_selection_events"
+EVENT_ID_CONSTRAINT = "provider_selection_events_event_id_key"
+#: The columns the writer fills, in order; ``id`` and ``created_at`` take their defaults.
+COLUMNS: tuple[str, ...] = (
+    "event_id",
+    "correlation_id",
+    "provider_name",
+    "model_name",
+    "selection_reason",
+    "selection_criteria",
+    "selected_at",
+    "tenant_id",
+    "namespace",
+    "source",
+    "causation_id",
+    "event_timestamp",
+    "kafka_partition",
+    "kafka_offset",
+)
+_TYPES = (
+    "uuid",
+    "text",
+    "text",
+    "text",
+    "text",
+    "jsonb",
+    "timestamptz",
+    "text",
+    "text",
+    "text",
+    "text",
+    "timestamptz",
+    "int4",
+    "int8",
+)
+_COLS = ", ".join(COLUMNS)
+_STAGE = "provider_events_stage"
+_COPY_DIRECT = f"COPY {TABLE} ({_COLS}) FROM STDIN (FORMAT BINARY)"
+_COPY_STAGE = f"COPY {_STAGE} ({_COLS}) FROM STDIN (FORMAT BINARY)"
+_CREATE_STAGE = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} ON COMMIT DELETE ROWS "
+    f"AS SELECT {_COLS} FROM {TABLE} WITH NO DATA"
+)
+_INSERT_FROM_STAGE = (
+    f"INSERT INTO {TABLE} ({_COLS}) SELECT {_COLS} FROM {_STAGE} "
+    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+)
+_INSERT_ONE = (
+    f"INSERT INTO {TABLE} ({_COLS}) VALUES "
+    "(%s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s, %s) "
+    "ON CONFLICT (event_id) DO NOTHING"
+)
+
+#: One table row, in :data:`COLUMNS` order; ``selection_criteria`` is JSON text as bytes.
+Row = tuple[
+    uuid.UUID,
+    str,
+    str,
+    str,
+    str,
+    bytes,
+    datetime,
+    str,
+    str,
+    str,
+    str | None,
+    datetime,
+    int | None,
+    int | None,
+]
+
+
+class DatabaseUnavailableError(DatabaseError):
+    """PostgreSQL cannot be reached or is shutting down; retrying later may succeed."""
+
+    retriable = True
+
+
+_JSONB_OID = 3802
+
+
+class _JsonbBytesDumper(Dumper):
+    """Binary ``jsonb`` from JSON text already encoded (by msgspec) as bytes: version 1 + text."""
+
+    format = Format.BINARY
+    oid = _JSONB_OID
+
+    def dump(self, obj: Any) -> bytes:
+        return b"\x01" + bytes(obj)
+
+
+def translate_error(exc: BaseException, doing: str) -> DatabaseError:
+    """The :class:`DatabaseError` for a psycopg exception, with a secret-free message."""
+    text = " ".join(redact_dsn(str(exc)).split()) or type(exc).__name__
+    sqlstate = getattr(exc, "sqlstate", None)
+    detail = f"{doing}: {text}" + (f" (SQLSTATE {sqlstate})" if sqlstate else "")
+    if isinstance(exc, pg_errors.UndefinedTable):
+        detail += "; run `provider-events migrate` first"
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | psycopg.InternalError):
+        return DatabaseUnavailableError(detail)
+    return DatabaseError(detail)
+
+
+def connect(
+    dsn: str,
+    *,
+    application_name: str = "provider-events",
+    connect_timeout: float = 5.0,
+    autocommit: bool = True,
+) -> psycopg.Connection[Any]:
+    """Open a connection; failures raise :class:`DatabaseUnavailableError` or ``DatabaseError``."""
+    if not dsn:
+        raise DatabaseError("DATABASE_URL is not set")
+    try:
+        return psycopg.connect(
+            dsn,
+            autocommit=autocommit,
+            connect_timeout=max(1, int(connect_timeout)),
+            application_name=application_name,
+            keepalives=1,
+            keepalives_idle=10,
+            keepalives_interval=5,
+            keepalives_count=3,
+        )
+    except psycopg.Error as exc:
+        raise translate_error(exc, "connecting to PostgreSQL") from None
+
+
+def row_from_envelope(
+    envelope: Any, partition: int | None, offset: int | None, criteria: bytes
+) -> Row:
+    """The table row of a decoded provider-selection envelope (``criteria``: JSON bytes)."""
+    payload = envelope.payload
+    return (
+        envelope.event_id,
+        envelope.correlation_id,
+        payload.provider_name,
+        payload.model_name,
+        payload.selection_reason,
+        criteria,
+        payload.selected_at,
+        envelope.tenant_id,
+        envelope.namespace,
+        envelope.source,
+        envelope.causation_id,
+        envelope.timestamp,
+        partition,
+        offset,
+    )
+
+
+@dataclass(slots=True)
+class WriteResult:
+    """What one batch did: rows new to the table, rows already there, rows PostgreSQL refused."""
+
+    inserted: int = 0
+    duplicates: int = 0
+    #: (index in the batch, reason) of rows PostgreSQL refused; they are not in the table.
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    #: event ids actually inserted, or ``None`` when every row of the batch was new.
+    inserted_ids: set[uuid.UUID] | None = None
+    #: "copy" (fast path), "staged" (duplicates present) or "row-by-row" (refused data).
+    path: str = "copy"
+
+
+_REFUSED = (psycopg.DataError, psycopg.IntegrityError)
+
+
+class BatchWriter:
+    """Writes batches of rows in one transaction each, idempotently on ``event_id``.
+
+    Not thread-safe; one per consumer. The connection is opened lazily and reopened after a
+    failure, so a caller that gets :class:`DatabaseUnavailableError` just calls again later.
+    """
+
+    def __init__(self, dsn: str, *, application_name: str = "provider-events-consumer") -> None:
+        self._dsn = dsn
+        self._application_name = application_name
+        self._conn: psycopg.Connection[Any] | None = None
+        self._staging_ready = False
+
+    # -- connection -------------------------------------------------------------------------
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = connect(self._dsn, application_name=self._application_name)
+            self._conn.adapters.register_dumper(None, _JsonbBytesDumper)
+            self._staging_ready = False
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):  # already broken; nothing more to release
+                conn.close()
+
+    def close(self) -> None:
+        self._drop_connection()
+
+    def ping(self) -> None:
+        """Raise unless PostgreSQL answers and the table exists."""
+        try:
+            self._connection().execute(f"SELECT 1 FROM {TABLE} LIMIT 0")
+        except psycopg.Error as exc:
+            self._after_failure(exc)
+            raise translate_error(exc, "checking the events table") from None
+
+    def _after_failure(self, exc: BaseException) -> None:
+        if isinstance(
+            exc, psycopg.OperationalError | psycopg.InterfaceError | psycopg.InternalError
+        ):
+            self._drop_connection()
+
+    # -- writing ----------------------------------------------------------------------------
+    def write(self, rows: Iterable[Row]) -> WriteResult:
+        """Insert ``rows`` (consumed lazily, streamed as they come) in one transaction.
+
+        Raises :class:`DatabaseUnavailableError` when PostgreSQL is down (nothing committed;
+        call again with the same rows) and :class:`DatabaseError` for anything permanent.
+        """
+        kept: list[Row] = rows if isinstance(rows, list) else []
+        stream = rows if isinstance(rows, list) else _keeping(rows, kept)
+        try:
+            conn = self._connection()
+            with conn.transaction(), conn.cursor() as cur, cur.copy(_COPY_DIRECT) as copy:
+                copy.set_types(_TYPES)
+                for row in stream:
+                    copy.write_row(row)
+            return WriteResult(inserted=len(kept))
+        except pg_errors.UniqueViolation as exc:
+            if exc.diag.constraint_name != EVENT_ID_CONSTRAINT:
+                raise translate_error(exc, "writing events") from None
+            return self._guarded(self._write_staged, _drain(stream, kept))
+        except _REFUSED:
+            return self._guarded(self._write_row_by_row, _drain(stream, kept))
+        except psycopg.Error as exc:
+            _drain(stream, kept)
+            self._after_failure(exc)
+            raise translate_error(exc, "writing events") from None
+
+    def _guarded(self, step: Any, rows: Sequence[Row]) -> WriteResult:
+        try:
+            result: WriteResult = step(rows)
+            return result
+        except psycopg.Error as exc:
+            self._after_failure(exc)
+            raise translate_error(exc, "writing events") from None
+
+    def _write_staged(self, rows: Sequence[Row]) -> WriteResult:
+        conn = self._connection()
+        with conn.transaction(), conn.cursor() as cur:
+            if not self._staging_ready:
+                cur.execute(_CREATE_STAGE)
+            with cur.copy(_COPY_STAGE) as copy:
+                copy.set_types(_TYPES)
+                for row in rows:
+                    copy.write_row(row)
+            cur.execute(_INSERT_FROM_STAGE)
+            inserted = {r[0] for r in cur.fetchall()}
+        self._staging_ready = True
+        return WriteResult(
+            inserted=len(inserted),
+            duplicates=len(rows) - len(inserted),
+            inserted_ids=inserted,
+            path="staged",
+        )
+
+    def _write_row_by_row(self, rows: Sequence[Row]) -> WriteResult:
+        conn = self._connection()
+        result = WriteResult(inserted_ids=set(), path="row-by-row")
+        assert result.inserted_ids is not None
+        with conn.transaction(), conn.cursor() as cur:
+            for index, row in enumerate(rows):
+                params = list(row)
+                try:
+                    params[5] = bytes(row[5]).decode("utf-8")
+                    with conn.transaction():
+                        cur.execute(_INSERT_ONE, params)
+                except (*_REFUSED, ValueError, TypeError) as exc:
+                    reason = " ".join(redact_dsn(str(exc)).split())[:500]
+                    result.rejected.append((index, reason or type(exc).__name__))
+                    continue
+                if cur.rowcount == 1:
+                    result.inserted += 1
+                    result.inserted_ids.add(row[0])
+                else:
+                    result.duplicates += 1
+        return result
+
+
+def _keeping(rows: Iterable[Row], kept: list[Row]) -> Iterable[Row]:
+    for row in rows:
+        kept.append(row)
+        yield row
+
+
+def _drain(stream: Iterable[Row], kept: list[Row]) -> list[Row]:
+    """Finish consuming ``stream`` (its rows land in ``kept``) and return ``kept``."""
+    if stream is not kept:
+        for _ in stream:
+            pass
+    return kept
