@@ -1,0 +1,74 @@
+"""Settings: environment, .env, defaults, validation and secret handling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from provider_events import ConfigError, load_settings
+from provider_events._config import Secret, redact_dsn
+
+
+def test_defaults_follow_the_guide(tmp_path: Path) -> None:
+    """With nothing configured the broker is the guide's localhost:29092."""
+    s = load_settings(environ={"HOME": str(tmp_path)}, dotenv=tmp_path / "none")
+    assert s.kafka_bootstrap_servers == "localhost:29092"
+    assert s.sources["kafka_bootstrap_servers"] == "default"
+    assert (s.namespace, s.source, s.tenant_id) == ("omninode", "omniclaude", "default")
+    assert s.delivery_timeout <= 5
+
+
+def test_dotenv_is_read_and_environment_wins(tmp_path: Path) -> None:
+    """A .env file supplies values; a real environment variable overrides it."""
+    env_file = tmp_path / ".env"
+    env_file.write_text('# comment\nexport KAFKA_BOOTSTRAP_SERVERS="broker:9092"\nPROVIDER_EVENTS_TENANT_ID=acme # x\n')
+    s = load_settings(environ={}, dotenv=env_file)
+    assert s.kafka_bootstrap_servers == "broker:9092"
+    assert s.sources["kafka_bootstrap_servers"].startswith(".env")
+    assert s.tenant_id == "acme"
+    s2 = load_settings(environ={"KAFKA_BOOTSTRAP_SERVERS": "other:1"}, dotenv=env_file)
+    assert s2.kafka_bootstrap_servers == "other:1"
+    assert s2.sources["kafka_bootstrap_servers"] == "environment (KAFKA_BOOTSTRAP_SERVERS)"
+
+
+@pytest.mark.parametrize(
+    ("env", "setting"),
+    [
+        ({"KAFKA_BOOTSTRAP_SERVERS": "nohost"}, "KAFKA_BOOTSTRAP_SERVERS"),
+        ({"KAFKA_BOOTSTRAP_SERVERS": ""}, "KAFKA_BOOTSTRAP_SERVERS"),
+        ({"PROVIDER_EVENTS_DELIVERY_TIMEOUT": "soon"}, "PROVIDER_EVENTS_DELIVERY_TIMEOUT"),
+        ({"PROVIDER_EVENTS_DELIVERY_TIMEOUT": "0"}, "PROVIDER_EVENTS_DELIVERY_TIMEOUT"),
+        ({"KAFKA_SECURITY_PROTOCOL": "TLS"}, "KAFKA_SECURITY_PROTOCOL"),
+        ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "KAFKA_SASL_MECHANISM"),
+        ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512"}, "KAFKA_SASL_USERNAME"),
+        ({"KAFKA_SSL_CA_LOCATION": "/nonexistent/ca.pem"}, "KAFKA_SSL_CA_LOCATION"),
+        ({"PROVIDER_EVENTS_OUTBOX_MAX_EVENTS": "-1"}, "PROVIDER_EVENTS_OUTBOX_MAX_EVENTS"),
+        ({"PROVIDER_EVENTS_SINK": "s3"}, "PROVIDER_EVENTS_SINK"),
+    ],
+)
+def test_misconfiguration_names_the_setting(tmp_path: Path, env: dict[str, str], setting: str) -> None:
+    """Every malformed setting raises ConfigError whose one-line message starts with its name."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ=env, dotenv=tmp_path / "none")
+    assert info.value.setting == setting
+    assert str(info.value).startswith(setting) and "\n" not in str(info.value)
+
+
+def test_secrets_never_show(tmp_path: Path) -> None:
+    """SASL and DSN passwords are hidden in repr/str of settings and in redacted DSNs."""
+    s = load_settings(
+        environ={
+            "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "KAFKA_SASL_USERNAME": "svc",
+            "KAFKA_SASL_PASSWORD": "hunter2-sasl",
+            "DATABASE_URL": "postgresql://u:hunter2-db@h:5432/d",
+        },
+        dotenv=tmp_path / "none",
+    )
+    assert "hunter2" not in repr(s) and "hunter2" not in str(s)
+    assert s.kafka_sasl_password.reveal() == "hunter2-sasl"
+    assert redact_dsn("postgresql://u:hunter2-db@h:5432/d") == "postgresql://u:********@h:5432/d"
+    assert "hunter2" not in redact_dsn("host=h password=hunter2 user=u")
+    assert repr(Secret("x")) == "Secret('********')"
