@@ -1,0 +1,128 @@
+"""The guide's troubleshooting steps, performed: each check gives pass/fail, detail and a hint.
+
+Nothing here prints a secret: passwords are reported only as "set", DSNs are redacted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from ._catalog import PROVIDER_SELECTED_V1
+from ._config import ConfigError, Settings, load_settings, redact_dsn
+
+__all__ = ["Check", "run_checks"]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    hint: str = ""
+
+
+def _config_checks(settings: Settings) -> Iterator[Check]:
+    src = settings.sources.get("kafka_bootstrap_servers", "default")
+    yield Check("bootstrap servers", True, f"{settings.kafka_bootstrap_servers} (from {src})",
+                "" if src != "default" else "set KAFKA_BOOTSTRAP_SERVERS in the environment or .env")
+    security = settings.kafka_security_protocol
+    if settings.kafka_sasl_mechanism:
+        password = "set" if settings.kafka_sasl_password else "NOT set"
+        security += f", {settings.kafka_sasl_mechanism} as {settings.kafka_sasl_username} (password {password})"
+    yield Check("security", True, security)
+
+
+def _kafka_checks(settings: Settings) -> Iterator[Check]:
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    from ._producer import describe_kafka_error, kafka_config
+
+    conf = kafka_config(settings, for_consumer=True)
+    admin = AdminClient(conf)
+    started = time.perf_counter()
+    try:
+        meta = admin.list_topics(timeout=settings.delivery_timeout)
+    except KafkaException as exc:
+        yield Check(
+            "kafka metadata", False, describe_kafka_error(exc.args[0]) if exc.args else str(exc),
+            f"is the broker running? try `kcat -L -b {settings.kafka_bootstrap_servers}` or `make services`",
+        )
+        return
+    took = (time.perf_counter() - started) * 1000
+    brokers = ", ".join(f"{b.host}:{b.port}" for b in meta.brokers.values())
+    yield Check("kafka metadata", True, f"{len(meta.brokers)} broker(s) [{brokers}] in {took:.0f} ms")
+    topic = settings.topic or PROVIDER_SELECTED_V1.topic
+    for name, needed in ((topic, True), (f"{topic}.dlq", False)):
+        info = meta.topics.get(name)
+        if info is None or info.error is not None:
+            yield Check(f"topic {name}", not needed, "missing",
+                        "created on first publish when the broker auto-creates topics; otherwise create it"
+                        if needed else "created by the consumer on its first dead letter")
+        else:
+            yield Check(f"topic {name}", True, f"{len(info.partitions)} partition(s)")
+
+
+def _outbox_checks(settings: Settings) -> Iterator[Check]:
+    from ._errors import OutboxError
+    from ._outbox import Outbox
+    from ._relay import relay_running
+
+    box = Outbox(settings.resolved_outbox_path, settings.outbox_max_events, settings.outbox_max_bytes)
+    if not box.exists():
+        yield Check("outbox", True, f"empty (no file yet at {box.path})")
+        return
+    try:
+        st = box.status()
+    except OutboxError as exc:
+        yield Check("outbox", False, str(exc), "move the file aside; a new outbox is created on the next publish")
+        return
+    age = f", oldest {st.oldest_age_seconds:.0f}s" if st.oldest_age_seconds is not None else ""
+    relay = "relay running" if relay_running(settings) else "relay idle"
+    detail = f"{st.pending} pending{age}, {relay}, {st.size_bytes:,} bytes at {st.path}"
+    if st.pending and st.last_error:
+        detail += f"; last error: {st.last_error}"
+    yield Check("outbox", st.pending == 0, detail, "run `provider-events relay` once Kafka is reachable" if st.pending else "")
+
+
+def _database_checks(settings: Settings) -> Iterator[Check]:
+    if not settings.database_url:
+        yield Check("database", True, "DATABASE_URL not set (stats read the local store)")
+        return
+    dsn = settings.database_url.reveal()
+    try:
+        import psycopg
+
+        with psycopg.connect(dsn, connect_timeout=max(1, int(settings.delivery_timeout))) as conn:
+            version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+            table = conn.execute("SELECT to_regclass('provider_selection_events')").fetchone()[0]  # type: ignore[index]
+    except Exception as exc:
+        text = redact_dsn(" ".join(str(exc).split())).replace(dsn, redact_dsn(dsn))
+        yield Check("database", False, f"{redact_dsn(dsn)}: {text[:300]}", "is PostgreSQL running? check DATABASE_URL")
+        return
+    yield Check("database", True, f"PostgreSQL {version} at {redact_dsn(dsn)}")
+    yield Check("table provider_selection_events", table is not None, "present" if table else "missing",
+                "" if table else "run `provider-events migrate`")
+
+
+def run_checks(on_check: Callable[[Check], None] | None = None) -> list[Check]:
+    """Run every check in order; configuration errors stop the rest."""
+    checks: list[Check] = []
+
+    def add(check: Check) -> None:
+        checks.append(check)
+        if on_check:
+            on_check(check)
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        add(Check("configuration", False, str(exc), f"fix {exc.setting}"))
+        return checks
+    add(Check("configuration", True, "loaded"))
+    for group in (_config_checks, _kafka_checks, _outbox_checks, _database_checks):
+        for check in group(settings):
+            add(check)
+    return checks
