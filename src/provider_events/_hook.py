@@ -232,7 +232,9 @@ def _timeout(environ: Mapping[str, str]) -> float:
     return value if 0 < value <= 60 else DEFAULT_TIMEOUT
 
 
-def run_claude_hook(fd: int = 0, environ: Mapping[str, str] | None = None) -> str | None:
+def run_claude_hook(
+    fd: int = 0, environ: Mapping[str, str] | None = None, settings_path: Path | None = None
+) -> str | None:
     """Publish the selection for one hook call; returns the event id, ``None`` if not published.
 
     Never raises; problems are written to ``hook.log`` in the state directory.
@@ -249,13 +251,15 @@ def run_claude_hook(fd: int = 0, environ: Mapping[str, str] | None = None) -> st
     log = HookLog(_state_dir(settings, env))
     _watchdog(_timeout(env), log)
     try:
-        return _publish(fd, env, settings, log)
+        return _publish(fd, env, settings, log, settings_path)
     except Exception as exc:
         log.write(f"unexpected {type(exc).__name__}: {exc}")
         return None
 
 
-def _publish(fd: int, env: Mapping[str, str], settings: Any, log: HookLog) -> str | None:
+def _publish(
+    fd: int, env: Mapping[str, str], settings: Any, log: HookLog, path: Path | None
+) -> str | None:
     try:
         hook = parse_hook_input(read_stdin(fd))
     except (HookInputError, OSError) as exc:
@@ -271,7 +275,7 @@ def _publish(fd: int, env: Mapping[str, str], settings: Any, log: HookLog) -> st
         log.write(f"provider file problem, using the built-in providers: {exc}")
         providers = dict(BUILTIN_PROVIDERS)
     try:
-        settings_env = read_settings(claude_settings_path(env)).env
+        settings_env = read_settings(path or claude_settings_path(env)).env
     except SwitchError as exc:
         log.write(f"settings.json not used: {exc}")
         settings_env = {}

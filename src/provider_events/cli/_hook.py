@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.action == "claude":
-        return _claude()
+        return _claude(args.settings)
     from provider_events._switch import SwitchError
 
     from ._common import fail
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(exc), exc.exit_code)
 
 
-def _claude() -> int:
+def _claude(settings_path: Path | None) -> int:
     try:
         # Nothing may reach stdout: for UserPromptSubmit it becomes part of the prompt.
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -64,7 +64,7 @@ def _claude() -> int:
         os.close(devnull)
         from provider_events._hook import run_claude_hook
 
-        run_claude_hook()
+        run_claude_hook(settings_path=settings_path)
     except BaseException:
         pass
     return EXIT_OK

@@ -59,7 +59,7 @@ class _Out:
         if not quiet and sys.stdout.isatty():
             from rich.console import Console
 
-            self._console = Console(highlight=False)
+            self._console = Console(highlight=False, soft_wrap=True)
 
     def line(self, text: str = "", style: str | None = None) -> None:
         if self.quiet:
