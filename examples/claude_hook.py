@@ -16,6 +16,7 @@ background mode (never waits on Kafka), provider matched from settings.json, pro
 import json
 import os
 import sys
+import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -47,7 +48,8 @@ def main() -> int:
             or os.environ.get("ANTHROPIC_DEFAULT_SONNET_MODEL")
             or "claude-sonnet-4-5"
         )
-        on_provider_selected(provider_name, model_name, hook.get("session_id") or None)
+        correlation_id = str(hook.get("session_id") or uuid.uuid4())
+        on_provider_selected(provider_name, model_name, correlation_id)
     except Exception as exc:  # a hook must never break the prompt
         print(f"claude_hook.py: {type(exc).__name__}: {exc}", file=sys.stderr)
     return 0

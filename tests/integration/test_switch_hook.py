@@ -170,11 +170,17 @@ def test_hook_events_reach_the_broker_in_session_order(
 
 
 def test_hook_latency_is_that_of_a_one_shot_producer(
-    env: dict[str, str], kcat: Kcat, topic: str
+    env: dict[str, str], kcat: Kcat, topic: str, tmp_path: Path
 ) -> None:
-    """The hook returns well under a second; its median is reported next to ``kcat -P`` and
-    ``publish --background`` (same broker, alternating runs), and every event arrives."""
-    runs = 9
+    """The hook returns well under a second and within 2x ``publish --background``; medians are
+    printed next to a ``kcat -P`` one-shot (same broker, alternating runs); every event arrives.
+
+    Bytecode is cached (outside the tree) as it is for an installed package; the first run of
+    each warms that cache and is not counted.
+    """
+    env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(tmp_path / "pycache")
+    runs = 10
     hook_times: list[float] = []
     kcat_times: list[float] = []
     background_times: list[float] = []
@@ -192,6 +198,7 @@ def test_hook_latency_is_that_of_a_one_shot_producer(
         started = time.perf_counter()
         subprocess.run(publish, env=env, check=True, timeout=60, cwd=env["HOME"])
         background_times.append(time.perf_counter() - started)
+    hook_times, kcat_times, background_times = hook_times[1:], kcat_times[1:], background_times[1:]
     hook, one_shot = statistics.median(hook_times), statistics.median(kcat_times)
     background = statistics.median(background_times)
     print(
@@ -202,6 +209,7 @@ def test_hook_latency_is_that_of_a_one_shot_producer(
     )
     assert hook < 1.0
     assert max(hook_times) < 2.0
+    assert hook < 2 * background
     wait_for(kcat, topic, lambda m: m.key in sessions, count=runs)
 
 
