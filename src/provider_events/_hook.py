@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 HOOK_EVENTS = ("UserPromptSubmit", "SessionStart")
-MAX_STDIN = 1 << 20
+MAX_STDIN = 32 << 20  # a pasted prompt can be large; beyond this the call is logged, not read
 STDIN_DEADLINE = 1.0
 DEFAULT_TIMEOUT = 3.0
 LOG_MAX_BYTES = 256 * 1024

@@ -235,7 +235,6 @@ def test_session_start_names_its_source(env: dict[str, str]) -> None:
         (b"", "stdin was empty"),
         (b"[1, 2, 3]", "JSON list, not an object"),
         (b"\xff\xfe\x00\x01", "stdin is not JSON"),
-        (b"{" + b" " * (2 << 20) + b"}", "larger than"),
     ],
 )
 def test_garbage_stdin_exits_zero_and_logs_why(stdin: bytes, why: str, env: dict[str, str]) -> None:
@@ -245,6 +244,29 @@ def test_garbage_stdin_exits_zero_and_logs_why(stdin: bytes, why: str, env: dict
     assert _queued(env) == []
     log = _log(env)
     assert log.count("\n") == 1 and why in log and "event not published" in log
+
+
+def test_a_large_pasted_prompt_is_still_recorded(env: dict[str, str]) -> None:
+    """A 3 MiB prompt is read and recorded like any other (the prompt itself is not kept)."""
+    big = {**PROMPT_JSON, "prompt": "x" * (3 << 20)}
+    done, _ = _hook(env, json.dumps(big).encode())
+    assert (done.returncode, done.stdout) == (0, b"")
+    [(key, event)] = _queued(env)
+    assert key == SESSION.encode() and "xxxx" not in json.dumps(event)
+
+
+def test_stdin_is_read_within_a_size_bound() -> None:
+    """More than the bound is refused with a reason rather than read without end."""
+    from provider_events._hook import read_stdin
+
+    read_fd, write_fd = os.pipe()
+    try:
+        os.write(write_fd, b"{" + b" " * 5000 + b"}")
+        os.close(write_fd)
+        with pytest.raises(HookInputError, match="larger than 4096 bytes"):
+            read_stdin(read_fd, limit=4096)
+    finally:
+        os.close(read_fd)
 
 
 def test_stdin_left_open_cannot_block(env: dict[str, str]) -> None:
