@@ -27,6 +27,7 @@ from typing import Any
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.adapt import Dumper
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import Format
 
 from .._config import redact_dsn
@@ -40,6 +41,7 @@ __all__ = [
     "Row",
     "WriteResult",
     "connect",
+    "describe_dsn",
     "row_from_envelope",
     "translate_error",
 ]
@@ -145,6 +147,21 @@ def translate_error(exc: BaseException, doing: str) -> DatabaseError:
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | psycopg.InternalError):
         return DatabaseUnavailableError(detail)
     return DatabaseError(detail)
+
+
+def describe_dsn(dsn: str) -> str:
+    """``user@host:port/dbname`` (plus ``options`` such as a search_path), never the password."""
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.Error:
+        return "(unparsable DSN)"
+    where = (
+        f"{params.get('host', 'localhost')}:{params.get('port', 5432)}/{params.get('dbname', '')}"
+    )
+    text = f"{params['user']}@{where}" if params.get("user") else where
+    if params.get("options"):
+        text += f" options={params['options']!r}"
+    return text
 
 
 def connect(
