@@ -1,0 +1,319 @@
+"""Ingest: Kafka topic -> PostgreSQL with `provider-events consume`, against COPY from a CSV.
+
+N events (1,000,000 at scale 1) are produced to a fresh 6-partition topic first. The consumer
+runs as its own process (`python -m provider_events.cli consume --until-idle`) into an empty,
+freshly migrated table; its rate counts from process start to the last committed batch, so
+interpreter start-up, group join, decoding and validation, the writes and the offset commits
+are all inside. Then the same rows, exported to a CSV file, are loaded with COPY FROM STDIN
+(what `psql \\copy` does) into an identical empty table, in one transaction.
+
+BENCH_INGEST_PARTITIONED=1 adds a third run into a monthly range-partitioned variant of the
+table (unique (event_id, selected_at)), to measure what partitioning costs at ingest.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from rich.console import Console
+
+from benchmarks._harness import Comparison, Context
+from provider_events._config import load_settings
+from provider_events._envelope import build_provider_selection
+from provider_events._ids import format_timestamp, uuid7
+from provider_events.store import COLUMNS, TABLE, migrate
+from provider_events.store._scratch import scratch_schema
+
+PARTITIONS = 6
+BATCH_SIZE = int(os.environ.get("BENCH_INGEST_BATCH_SIZE", "20000"))
+_SELECTIONS = [
+    (
+        "gemini-flash",
+        "gemini-1.5-flash-002",
+        {"cost_per_token": 1e-6, "latency_ms": 50, "quality_score": 0.85},
+    ),
+    ("claude", "claude-3-5-sonnet-20241022", {"quality_score": 0.95, "cost_per_token": 0.003}),
+    ("openai", "gpt-4", {"cost_per_token": 0.00003, "latency_ms": 900}),
+    (
+        "together",
+        "llama-3.1-70b",
+        {"cost_per_token": 9e-7, "latency_ms": 120, "quality_score": 0.8},
+    ),
+]
+
+
+def _topic(bootstrap: str) -> str:
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.cimpl import NewTopic
+
+    name = f"bench.ingest.{uuid.uuid4().hex[:10]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(name, num_partitions=PARTITIONS, replication_factor=1)])[
+        name
+    ].result(60)
+    return name
+
+
+def produce(bootstrap: str, topic: str, n: int) -> float:
+    """Produce ``n`` valid, distinct events; returns seconds. Fast: templated envelopes.
+
+    One real envelope per (provider, correlation id) is built and validated by
+    ``build_provider_selection``; each event is that template with a fresh ``event_id`` and
+    timestamps. ~1000 correlation ids (the guide's cardinality) spread over the partitions.
+    """
+    from confluent_kafka import Producer
+
+    from provider_events._producer import kafka_config
+
+    settings = load_settings(kafka_bootstrap_servers=bootstrap, topic=topic)
+    templates = []
+    for i in range(1000):
+        provider, model, criteria = _SELECTIONS[i % len(_SELECTIONS)]
+        event = build_provider_selection(
+            provider_name=provider,
+            model_name=model,
+            correlation_id=str(uuid7()),
+            selection_reason="Cost-effective for high-volume pattern matching",
+            selection_criteria=criteria,
+            settings=settings,
+        )
+        document = json.loads(event.value)
+        stamp = document["timestamp"]
+        # "%s" slots: event_id, then the envelope's and the payload's timestamps.
+        text = event.value.decode().replace(document["event_id"], "%(id)s").replace(stamp, "%(ts)s")
+        templates.append((event.key, text))
+    conf = kafka_config(settings)
+    conf.update({"linger.ms": 50, "message.timeout.ms": 120_000, "request.timeout.ms": 30_000})
+    producer = Producer(conf)
+    started = time.perf_counter()
+    base = datetime.now(UTC) - timedelta(days=20)
+    failures: list[str] = []
+
+    def report(err: Any, _msg: Any) -> None:
+        if err is not None:
+            failures.append(str(err))
+
+    for i in range(n):
+        key, text = templates[i % 1000]
+        ts = format_timestamp(base + timedelta(milliseconds=i))
+        value = (text % {"id": uuid.uuid4(), "ts": ts}).encode()
+        while True:
+            try:
+                producer.produce(topic, value, key, on_delivery=report)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    if producer.flush(120):
+        raise RuntimeError("benchmark events not all acknowledged")
+    if failures:
+        raise RuntimeError(f"{len(failures)} benchmark events failed: {failures[0]}")
+    return time.perf_counter() - started
+
+
+def consume(dsn: str, bootstrap: str, topic: str, n: int) -> dict[str, Any]:
+    """Run the consumer as a child process until idle; its rate, CPU and peak RSS."""
+    env = dict(
+        os.environ,
+        DATABASE_URL=dsn,
+        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+        PROVIDER_EVENTS_TOPIC=topic,
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "provider_events.cli",
+        "consume",
+        "--group-id",
+        f"bench-{uuid.uuid4().hex[:8]}",
+        "--batch-size",
+        str(BATCH_SIZE),
+        "--until-idle",
+        "3",
+        "--metrics-port",
+        "off",
+        "--json",
+    ]
+    with tempfile.TemporaryFile() as out:
+        spawned = time.time()
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        events = [json.loads(line) for line in out.read().decode().splitlines() if line.strip()]
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"consumer exited {proc.returncode}: {proc.stderr.read().decode()[-500:]}"
+        )
+    stopped = next(e for e in events if e["event"] == "stopped")
+    if stopped["inserted"] != n:
+        raise RuntimeError(f"consumer inserted {stopped['inserted']} of {n}")
+    seconds = stopped["last_commit_at"] - spawned
+    return {
+        "seconds": seconds,
+        "rate": n / seconds,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "rss_mib": usage.ru_maxrss / 1024.0,
+        "batches": stopped["batches"],
+    }
+
+
+def export_csv(dsn: str, path: Path) -> None:
+    cols = ", ".join(COLUMNS)
+    query = f"COPY (SELECT {cols} FROM {TABLE} ORDER BY id) TO STDOUT (FORMAT csv)"
+    with (
+        psycopg.connect(dsn) as conn,
+        conn.cursor() as cur,
+        path.open("wb") as f,
+        cur.copy(query) as copy,
+    ):
+        for block in copy:
+            f.write(block)
+
+
+def copy_csv(dsn: str, path: Path, n: int) -> float:
+    """COPY the CSV into the (empty, migrated) table in one transaction; rows per second."""
+    cols = ", ".join(COLUMNS)
+    with psycopg.connect(dsn) as conn:
+        started = time.perf_counter()
+        query = f"COPY {TABLE} ({cols}) FROM STDIN (FORMAT csv)"
+        with conn.cursor() as cur, path.open("rb") as f, cur.copy(query) as copy:
+            while block := f.read(1 << 20):
+                copy.write(block)
+        conn.commit()
+        seconds = time.perf_counter() - started
+        count = conn.execute(f"SELECT count(*) FROM {TABLE}").fetchone()
+    if count is None or count[0] != n:
+        raise RuntimeError(f"COPY loaded {count} rows, expected {n}")
+    return n / seconds
+
+
+PARTITIONED_DDL = """
+DROP TABLE provider_selection_events;
+CREATE TABLE provider_selection_events (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    event_id uuid NOT NULL,
+    correlation_id text NOT NULL,
+    provider_name varchar(100) NOT NULL,
+    model_name varchar(200) NOT NULL,
+    selection_reason text,
+    selection_criteria jsonb NOT NULL DEFAULT '{}'::jsonb,
+    selected_at timestamptz NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    tenant_id text NOT NULL DEFAULT 'default',
+    namespace text NOT NULL,
+    source text NOT NULL,
+    causation_id text,
+    event_timestamp timestamptz NOT NULL,
+    kafka_partition integer,
+    kafka_offset bigint,
+    PRIMARY KEY (id, selected_at),
+    CONSTRAINT provider_selection_events_event_id_key UNIQUE (event_id, selected_at)
+) PARTITION BY RANGE (selected_at);
+CREATE INDEX ON provider_selection_events (correlation_id);
+CREATE INDEX ON provider_selection_events (provider_name);
+CREATE INDEX ON provider_selection_events (selected_at DESC);
+CREATE INDEX ON provider_selection_events (tenant_id, selected_at);
+"""
+
+
+def _partition_months(conn: psycopg.Connection[Any]) -> None:
+    now = datetime.now(UTC)
+    month = datetime(now.year, now.month, 1, tzinfo=UTC)
+    starts = [month]
+    for _ in range(2):  # the previous two months (events are dated up to 20 days back)
+        prev = starts[0] - timedelta(days=1)
+        starts.insert(0, datetime(prev.year, prev.month, 1, tzinfo=UTC))
+    nxt = month + timedelta(days=32)
+    starts.append(datetime(nxt.year, nxt.month, 1, tzinfo=UTC))
+    for start, end in itertools.pairwise(starts):
+        conn.execute(
+            f"CREATE TABLE provider_selection_events_{start:%Y_%m} PARTITION OF {TABLE} "
+            f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+        )
+    conn.execute(f"CREATE TABLE provider_selection_events_default PARTITION OF {TABLE} DEFAULT")
+
+
+def run(ctx: Context, console: Console) -> list[Comparison]:
+    if not ctx.database_url:
+        console.print("[red]DATABASE_URL is not set; skipping ingest[/]")
+        return []
+    n = ctx.n(1_000_000, minimum=1000)
+    topic = _topic(ctx.bootstrap)
+    console.print(f"producing {n:,} events to {topic} …")
+    produced = produce(ctx.bootstrap, topic, n)
+    console.print(f"  produced in {produced:.1f}s ({n / produced:,.0f}/s)")
+    rows: list[Comparison] = []
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        scratch_schema(ctx.database_url, "bench_ingest") as ours,
+    ):
+        migrate(ours.dsn)
+        console.print(f"consumer: {n:,} events, batches of {BATCH_SIZE:,} …")
+        result = consume(ours.dsn, ctx.bootstrap, topic, n)
+        console.print(f"  {result['rate']:,.0f} rows/s in {result['seconds']:.1f}s")
+        csv_path = Path(tmp) / "rows.csv"
+        export_csv(ours.dsn, csv_path)
+        with scratch_schema(ctx.database_url, "bench_copy") as peer:
+            migrate(peer.dsn)
+            console.print("COPY FROM STDIN (csv) into an identical empty table …")
+            copy_rate = copy_csv(peer.dsn, csv_path, n)
+            console.print(f"  {copy_rate:,.0f} rows/s")
+        rows.append(
+            Comparison(
+                name=f"ingest {n:,} events",
+                ours=result["rate"],
+                peer=copy_rate,
+                unit="rows/s",
+                peer_name="COPY from CSV",
+                target=0.5,
+                notes={
+                    "consumer CPU seconds": (
+                        f"{result['cpu']:.1f} ({result['cpu'] / n * 1e6:.1f} µs/event)"
+                    ),
+                    "consumer peak RSS": f"{result['rss_mib']:.0f} MiB",
+                    "consumer wall seconds (spawn to last commit)": f"{result['seconds']:.1f}",
+                    "batches": result["batches"],
+                    "CSV size": f"{csv_path.stat().st_size / 2**20:.0f} MiB",
+                },
+            )
+        )
+        if os.environ.get("BENCH_INGEST_PARTITIONED") == "1":
+            rows.append(_partitioned(ctx, console, topic, n, result["rate"]))
+    return rows
+
+
+def _partitioned(
+    ctx: Context, console: Console, topic: str, n: int, plain_rate: float
+) -> Comparison:
+    assert ctx.database_url
+    with scratch_schema(ctx.database_url, "bench_part") as part:
+        migrate(part.dsn)
+        with psycopg.connect(part.dsn, autocommit=True) as conn:
+            conn.execute(PARTITIONED_DDL)
+            _partition_months(conn)
+        console.print("consumer into a monthly range-partitioned table …")
+        result = consume(part.dsn, ctx.bootstrap, topic, n)
+        console.print(f"  {result['rate']:,.0f} rows/s")
+    return Comparison(
+        name="ingest, partitioned table",
+        ours=result["rate"],
+        peer=plain_rate,
+        unit="rows/s",
+        peer_name="same consumer, plain table",
+        target=0.9,
+        notes={
+            "consumer CPU seconds": f"{result['cpu']:.1f}",
+            "peak RSS": f"{result['rss_mib']:.0f} MiB",
+        },
+    )
