@@ -251,6 +251,7 @@ def test_compose_has_the_whole_pipeline(service: str) -> None:
         consumer = services["consumer"]
         assert consumer["command"][0] == "consume"
         assert consumer["environment"]["PROVIDER_EVENTS_METRICS_PORT"] == "9464"
+        assert consumer["environment"]["PROVIDER_EVENTS_METRICS_ADDR"] == "0.0.0.0"
         assert consumer["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
         assert (DEPLOY / consumer["build"]["dockerfile"].removeprefix("deploy/")).is_file()
 

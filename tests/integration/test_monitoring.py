@@ -1,0 +1,562 @@
+"""Metrics, dashboard and alerts against a real Prometheus, Kafka and PostgreSQL.
+
+One module-scoped stack: a fresh topic and a throwaway schema; the real consumer
+(``provider-events consume --metrics-port``); a long-lived publisher process that calls
+``enable_publisher_metrics`` and also exports the caller-side ``llm_request_*`` metrics; a poison
+message for the dead-letter path; and Debian's ``prometheus`` on 127.0.0.1 scraping both every
+second with the shipped alert rules. Then every PromQL expression of the dashboard (template
+variables substituted) must return a series through the HTTP API, and every SQL panel must
+return rows from PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+import pytest
+import yaml
+
+from conftest import _unavailable, create_topic
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "provider-events.json"
+PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
+CONSUMER_JOB = "provider-events-consumer"
+PUBLISHER_JOB = "provider-events-publisher"
+
+#: What the publisher process publishes: (provider, model, tenant) x REPEAT, all delivered.
+SELECTIONS = [
+    ("anthropic", "claude-3-5-sonnet", "acme"),
+    ("anthropic", "claude-3-haiku", "globex"),
+    ("openai", "gpt-4o", "acme"),
+    ("openai", "gpt-4o-mini", "initech"),
+    ("gemini-flash", "gemini-1.5-flash-002", "globex"),
+    ("mistral.ai", "mistral-large-2", "acme"),  # a regex metacharacter in a label value
+]
+REPEAT = 4
+DELIVERED = len(SELECTIONS) * REPEAT
+#: Published through an unreachable broker: they stay in the publisher's outbox.
+SPOOLED = 2
+#: Dashboard substitutions for Grafana's global variables.
+RATE_INTERVAL = "30s"
+RANGE = "1h"
+INTERVAL_SECONDS = 60
+
+T = TypeVar("T")
+
+
+# -- the dashboard's queries ----------------------------------------------------------------
+def _dashboard() -> dict[str, Any]:
+    return json.loads(DASHBOARD.read_text(encoding="utf-8"))
+
+
+def _targets(kind: str) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for panel in _dashboard()["panels"]:
+        for target in panel.get("targets", []):
+            if kind in target:
+                out.append((f"{panel['title']} [{target['refId']}]", target))
+    return out
+
+
+PROMQL = _targets("expr")
+SQL = _targets("rawSql")
+
+
+def substitute_promql(expr: str, providers: str) -> str:
+    """The expression as Grafana sends it, with ``$provider`` rendered as ``providers``."""
+    out = (
+        expr.replace("$__rate_interval", RATE_INTERVAL)
+        .replace("$__range", RANGE)
+        .replace("$provider", providers)
+    )
+    assert "$" not in out, f"unsubstituted variable in {out!r}"
+    return out
+
+
+def grafana_prometheus_regex_escape(value: str) -> str:
+    """A multi-value item as Grafana renders it into a PromQL ``=~"..."`` string."""
+    value = value.replace("\\", "\\\\\\\\")
+    return re.sub(r"[$^*{}\[\]'+?.()|]", lambda m: "\\\\" + m.group(0), value)
+
+
+def expand_sql(sql: str, tenants: list[str], start: datetime, end: datetime) -> str:
+    """The SQL as Grafana's PostgreSQL data source runs it: macros expanded, $tenant quoted."""
+    out = re.sub(
+        r"\$__timeGroupAlias\((\w+),\s*\$__interval\)",
+        rf'floor(extract(epoch from \1)/{INTERVAL_SECONDS})*{INTERVAL_SECONDS} AS "time"',
+        sql,
+    )
+    out = re.sub(
+        r"\$__timeFilter\((\w+)\)",
+        rf"\1 BETWEEN '{start.isoformat()}' AND '{end.isoformat()}'",
+        out,
+    )
+    quoted = ",".join("'" + t.replace("'", "''") + "'" for t in tenants)
+    out = out.replace("$tenant", quoted)
+    assert "$" not in out, f"unexpanded macro or variable in {out!r}"
+    return out
+
+
+# -- helpers --------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(what: str, check: Callable[[], T | None], timeout: float, *, every: float = 0.25) -> T:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except (OSError, ValueError, psycopg.Error) as exc:
+            last_error = exc
+        time.sleep(every)
+    pytest.fail(f"timed out after {timeout:g}s waiting for {what} (last error: {last_error!r})")
+
+
+def http_json(url: str, timeout: float = 10.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.loads(response.read().decode("utf-8"))
+
+
+def http_text(url: str, timeout: float = 10.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.read().decode("utf-8")
+
+
+def stop(proc: subprocess.Popen[Any] | None, timeout: float = 20.0) -> None:
+    """SIGTERM a child we started (by its own pid), then SIGKILL if it does not exit."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+PUBLISHER_SCRIPT = r"""
+import json, os, signal, sys, time
+
+from prometheus_client import Counter, Histogram
+
+from provider_events import Publisher, load_settings
+from provider_events import _metrics
+from provider_events._publisher_metrics import enable_publisher_metrics
+
+port, spec = int(sys.argv[1]), json.loads(sys.argv[2])
+settings = load_settings().with_overrides(relay_autostart=False)
+bound = enable_publisher_metrics(port=port, addr="127.0.0.1", settings=settings)
+
+# The caller's own request metrics (what the correlation panels need), on the same registry.
+duration = Histogram("llm_request_duration_seconds", "LLM request time", ["provider"],
+                     registry=_metrics.REGISTRY)
+errors = Counter("llm_request_errors_total", "Failed LLM requests", ["provider"],
+                 registry=_metrics.REGISTRY)
+
+# No outbox for this one: an attempt that fails while the shared broker is briefly away (other
+# suites restart it) is retried with the same event, so exactly one row per selection lands.
+publisher = Publisher(settings, outbox=False)
+event_ids, statuses = [], []
+for i in range(spec["repeat"]):
+    for n, (provider, model, tenant) in enumerate(spec["selections"]):
+        event = publisher.build(
+            provider_name=provider, model_name=model, correlation_id=None, tenant_id=tenant,
+            selection_reason="monitoring test",
+            selection_criteria={"cost_per_token": 0.000001 * (n + 1), "latency_ms": 100 + 10 * n,
+                                "quality_score": 0.7 + 0.05 * n, "input_tokens": 1000 + i,
+                                "output_tokens": 200 + i},
+        )
+        for attempt in range(60):
+            result = publisher.send_many_sync([event])[0]
+            statuses.append(result.status.value)
+            if result.delivered:
+                break
+            time.sleep(1)
+        event_ids.append(event.event_id)
+        duration.labels(provider=provider).observe(0.2 + 0.1 * n)
+        if (i + n) % 3 == 0:
+            errors.labels(provider=provider).inc()
+
+# Kafka unreachable for this publisher: its events are spooled to the same outbox.
+down = Publisher(settings.with_overrides(kafka_bootstrap_servers=spec["down_bootstrap"],
+                                         delivery_timeout=1.0))
+for _ in range(spec["spooled"]):
+    r = down.publish_sync(provider_name="openai", model_name="gpt-4o", correlation_id=None,
+                          tenant_id="acme", selection_reason="monitoring test (broker down)")
+    statuses.append(r.status.value)
+# Invalid input: rejected, counted as reason="invalid".
+r = down.publish_sync(provider_name="", model_name="x", correlation_id=None,
+                      selection_reason="")
+statuses.append(r.status.value)
+
+print(json.dumps({"port": bound, "event_ids": event_ids, "statuses": statuses}), flush=True)
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+while True:
+    time.sleep(3600)
+"""
+
+
+@dataclass
+class Stack:
+    prometheus_url: str
+    dsn: str
+    topic: str
+    consumer_port: int
+    publisher_port: int
+    published: dict[str, Any]
+    started: datetime
+    procs: dict[str, subprocess.Popen[Any]] = field(default_factory=dict)
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        url = f"{self.prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        doc = http_json(url)
+        assert doc["status"] == "success", doc
+        return list(doc["data"]["result"])
+
+    def label_values(self, label: str, metric: str) -> list[str]:
+        query = urllib.parse.urlencode({"match[]": metric})
+        doc = http_json(f"{self.prometheus_url}/api/v1/label/{label}/values?{query}")
+        return sorted(doc["data"])
+
+
+@pytest.fixture(scope="module")
+def prometheus_bin() -> str:
+    """Debian's Prometheus server (``dev/install-prometheus.sh``)."""
+    path = shutil.which("prometheus")
+    if path is None:
+        _unavailable("prometheus (run dev/install-prometheus.sh)")
+    return path  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="module")
+def promtool_bin() -> str:
+    """promtool, from the same package."""
+    path = shutil.which("promtool")
+    if path is None:
+        _unavailable("promtool (run dev/install-prometheus.sh)")
+    return path  # type: ignore[return-value]
+
+
+def _prometheus_config(consumer: int, publisher: int, own: int) -> dict[str, Any]:
+    """The shipped prometheus.yml with local targets, 1 s intervals and absolute rule paths."""
+    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text(encoding="utf-8"))
+    config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    config["rule_files"] = [str(PROMETHEUS_DIR / f) for f in config["rule_files"]]
+    targets = {CONSUMER_JOB: consumer, PUBLISHER_JOB: publisher, "prometheus": own}
+    jobs = {job["job_name"] for job in config["scrape_configs"]}
+    assert jobs == set(targets), jobs
+    for job in config["scrape_configs"]:
+        job["static_configs"] = [{"targets": [f"127.0.0.1:{targets[job['job_name']]}"]}]
+    return config
+
+
+@pytest.fixture(scope="module")
+def stack(
+    kafka_bootstrap: str,
+    database_url: str,
+    prometheus_bin: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    """Consumer, publisher, poison message and Prometheus, all running and scraped."""
+    from confluent_kafka import Producer
+
+    from provider_events.store import migrate
+    from provider_events.store._scratch import scratch_schema
+
+    tmp = tmp_path_factory.mktemp("monitoring")
+    topic = create_topic(kafka_bootstrap, f"test.monitoring.{uuid.uuid4().hex[:12]}")
+    create_topic(kafka_bootstrap, f"{topic}.dlq")
+    consumer_port, publisher_port, prometheus_port = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "PROVIDER_EVENTS_TOPIC": topic,
+        "PROVIDER_EVENTS_STATE_DIR": str(tmp / "state"),
+        "PROVIDER_EVENTS_DELIVERY_TIMEOUT": "10",
+        "PYTHONPATH": str(ROOT / "src"),
+    }
+    env.pop("PROVIDER_EVENTS_OUTBOX", None)
+    procs: dict[str, subprocess.Popen[Any]] = {}
+    logs = {name: (tmp / f"{name}.log").open("w") for name in ("consumer", "prometheus")}
+    started = datetime.now(UTC)
+    with scratch_schema(database_url, "monitoring") as schema:
+        migrate(schema.dsn)
+        try:
+            procs["consumer"] = subprocess.Popen(
+                [
+                    sys.executable, "-m", "provider_events.cli", "consume",
+                    "--topic", topic,
+                    "--group-id", f"monitoring-{uuid.uuid4().hex[:8]}",
+                    "--metrics-port", str(consumer_port),
+                    "--metrics-addr", "127.0.0.1",
+                    "--batch-timeout", "0.5",
+                ],
+                env={**env, "DATABASE_URL": schema.dsn},
+                stdout=logs["consumer"],
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            spec = {
+                "selections": SELECTIONS,
+                "repeat": REPEAT,
+                "spooled": SPOOLED,
+                "down_bootstrap": f"127.0.0.1:{free_port()}",
+            }
+            procs["publisher"] = subprocess.Popen(
+                [sys.executable, "-c", PUBLISHER_SCRIPT, str(publisher_port), json.dumps(spec)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=(tmp / "publisher.log").open("w"),
+                text=True,
+            )
+            assert procs["publisher"].stdout is not None
+            line = procs["publisher"].stdout.readline()
+            assert line, f"publisher exited: {(tmp / 'publisher.log').read_text()}"
+            published = json.loads(line)
+
+            # A poison message: the consumer dead-letters it and keeps going.
+            producer = Producer({"bootstrap.servers": kafka_bootstrap})
+            producer.produce(topic, b"\xff\xfe not json", key=b"poison")
+            assert producer.flush(30) == 0
+
+            config = tmp / "prometheus.yml"
+            config.write_text(
+                yaml.safe_dump(_prometheus_config(consumer_port, publisher_port, prometheus_port))
+            )
+            procs["prometheus"] = subprocess.Popen(
+                [
+                    prometheus_bin,
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={tmp / 'tsdb'}",
+                    f"--web.listen-address=127.0.0.1:{prometheus_port}",
+                    "--storage.tsdb.retention.time=1h",
+                    "--log.level=warn",
+                ],
+                stdout=logs["prometheus"],
+                stderr=subprocess.STDOUT,
+            )
+            url = f"http://127.0.0.1:{prometheus_port}"
+            wait_for("Prometheus ready", lambda: http_text(f"{url}/-/ready"), 30)
+            yield Stack(
+                url, schema.dsn, topic, consumer_port, publisher_port, published, started, procs
+            )
+        finally:
+            for name in ("prometheus", "publisher", "consumer"):
+                stop(procs.get(name))
+            for handle in logs.values():
+                handle.close()
+
+
+@pytest.fixture(scope="module")
+def settled(stack: Stack) -> Stack:
+    """The consumer stored every delivered event and Prometheus has scraped it all since."""
+
+    def stored() -> bool:
+        with psycopg.connect(stack.dsn, connect_timeout=5) as conn:
+            row = conn.execute("SELECT count(*) FROM provider_selection_events").fetchone()
+        return row is not None and row[0] >= DELIVERED
+
+    assert stack.published["statuses"].count("delivered") == DELIVERED, stack.published
+    wait_for("the consumer to store every delivered event", stored, 90)
+
+    def scraped() -> bool:
+        dlq = stack.query(f'sum(provider_events_consumer_dlq_total{{job="{CONSUMER_JOB}"}})')
+        rows = stack.query(
+            f'sum(provider_events_consumer_rows_inserted_total{{job="{CONSUMER_JOB}"}})'
+        )
+        ups = stack.query("min(up)")
+        return bool(
+            dlq
+            and float(dlq[0]["value"][1]) >= 1
+            and rows
+            and float(rows[0]["value"][1]) >= DELIVERED
+            and ups
+            and float(ups[0]["value"][1]) == 1
+        )
+
+    wait_for("Prometheus to scrape the consumer's final counts", scraped, 60)
+    time.sleep(2.5)  # a few more scrapes, so rate() over the window has samples after the jump
+    return stack
+
+
+# -- PromQL ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(("title", "target"), PROMQL, ids=[t for t, _ in PROMQL])
+def test_every_promql_expression_returns_a_series(
+    settled: Stack, title: str, target: dict[str, Any]
+) -> None:
+    """The expression returns at least one series, with $provider as "All" and as a list."""
+    providers = settled.label_values("provider", "provider_selection_total")
+    listed = "(" + "|".join(grafana_prometheus_regex_escape(p) for p in providers) + ")"
+    for rendered in (".*", listed):
+        expr = substitute_promql(target["expr"], rendered)
+        result = wait_for(f"a series from {expr}", lambda e=expr: settled.query(e), 20)
+        assert result, (title, expr)
+
+
+def test_provider_variable_lists_every_published_provider(settled: Stack) -> None:
+    """label_values(provider_selection_total, provider) gives exactly the providers we used."""
+    variable = next(v for v in _dashboard()["templating"]["list"] if v["name"] == "provider")
+    metric, label = re.fullmatch(
+        r"label_values\((\w+),\s*(\w+)\)", variable["query"]["query"]
+    ).groups()  # type: ignore[union-attr]
+    assert settled.label_values(label, metric) == sorted({p for p, _, _ in SELECTIONS})
+
+
+def test_selections_are_counted_at_ingest_per_provider_and_model(settled: Stack) -> None:
+    """The consumer's provider_selection_total matches the delivered events per provider, model."""
+    result = settled.query(
+        f'sum by (provider, model) (provider_selection_total{{job="{CONSUMER_JOB}"}})'
+    )
+    counted = {
+        (s["metric"]["provider"], s["metric"]["model"]): float(s["value"][1]) for s in result
+    }
+    assert counted == {(p, m): float(REPEAT) for p, m, _ in SELECTIONS}
+
+
+def test_publisher_metrics_reach_prometheus(settled: Stack) -> None:
+    """The long-lived publisher's counters, histogram and outbox gauges hold the right values."""
+
+    def value(expr: str) -> float:
+        result = settled.query(expr)
+        assert len(result) == 1, (expr, result)
+        return float(result[0]["value"][1])
+
+    statuses = settled.published["statuses"]
+    attempts = len(statuses) - statuses.count("rejected")  # every publish call with a valid event
+    not_delivered = statuses.count("spooled") + statuses.count("failed")
+    assert statuses.count("spooled") == SPOOLED and statuses.count("rejected") == 1
+    job = f'job="{PUBLISHER_JOB}"'
+    assert value(f"sum(provider_selection_total{{{job}}})") == attempts
+    assert value(f"sum(provider_selection_duration_seconds_count{{{job}}})") == attempts
+    assert value(f"sum(provider_events_publish_spooled_total{{{job}}})") == SPOOLED
+    failures = "provider_events_publish_failures_total"
+    assert value(f'sum({failures}{{{job}, reason="invalid"}})') == 1
+    assert value(f'sum({failures}{{{job}, reason!="invalid"}})') == not_delivered
+    assert value(f"provider_events_outbox_pending_events{{{job}}}") == SPOOLED
+    assert value(f"provider_events_outbox_oldest_age_seconds{{{job}}}") > 0
+
+
+def test_label_values_are_bounded(settled: Stack) -> None:
+    """No series of ours carries an event id, and failure reasons come from the fixed set."""
+    from provider_events._publisher_metrics import FAILURE_REASONS
+
+    doc = http_json(
+        f"{settled.prometheus_url}/api/v1/series?"
+        + urllib.parse.urlencode({"match[]": '{__name__=~"provider_.*|llm_request_.*"}'})
+    )
+    series = doc["data"]
+    assert series
+    ids = set(settled.published["event_ids"])
+    uuid_like = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+    for labels in series:
+        for name, value in labels.items():
+            assert value not in ids and not uuid_like.search(value), (name, value)
+        if labels["__name__"].startswith("provider_events_publish_failures"):
+            assert labels["reason"] in FAILURE_REASONS
+
+
+# -- SQL ------------------------------------------------------------------------------------
+def _tenants(stack: Stack, start: datetime, end: datetime) -> list[str]:
+    variable = next(v for v in _dashboard()["templating"]["list"] if v["name"] == "tenant")
+    with psycopg.connect(stack.dsn, connect_timeout=5) as conn:
+        rows = conn.execute(expand_sql(variable["query"], [], start, end)).fetchall()
+    return [r[0] for r in rows]
+
+
+def test_tenant_variable_lists_every_published_tenant(settled: Stack) -> None:
+    """The tenant variable's SQL returns the tenants the events were published for."""
+    start, end = settled.started - timedelta(minutes=5), datetime.now(UTC) + timedelta(minutes=1)
+    assert _tenants(settled, start, end) == sorted({t for _, _, t in SELECTIONS})
+
+
+@pytest.mark.parametrize(("title", "target"), SQL, ids=[t for t, _ in SQL])
+def test_every_sql_panel_returns_rows(settled: Stack, title: str, target: dict[str, Any]) -> None:
+    """The panel's SQL (macros expanded, $tenant = every tenant) runs and returns rows."""
+    start, end = settled.started - timedelta(minutes=5), datetime.now(UTC) + timedelta(minutes=1)
+    tenants = _tenants(settled, start, end)
+    with psycopg.connect(settled.dsn, connect_timeout=5) as conn:
+        for chosen in (tenants, tenants[:1]):
+            rows = conn.execute(expand_sql(target["rawSql"], chosen, start, end)).fetchall()
+            assert rows, (title, chosen)
+            assert all(any(v is not None for v in row) for row in rows), title
+
+
+def test_sql_panels_count_every_stored_event(settled: Stack) -> None:
+    """The selection-frequency panel's buckets add up to the delivered events."""
+    title, target = next((t, x) for t, x in SQL if t.startswith("Selection frequency"))
+    start, end = settled.started - timedelta(minutes=5), datetime.now(UTC) + timedelta(minutes=1)
+    tenants = _tenants(settled, start, end)
+    with psycopg.connect(settled.dsn, connect_timeout=5) as conn:
+        rows = conn.execute(expand_sql(target["rawSql"], tenants, start, end)).fetchall()
+    assert sum(r[2] for r in rows) == DELIVERED, title
+
+
+# -- alerts and exposition ------------------------------------------------------------------
+def test_alert_rules_load_and_the_dead_letter_alert_fires(settled: Stack) -> None:
+    """The server loads every shipped rule healthy, and the poison message fires the DLQ alert."""
+    groups = http_json(f"{settled.prometheus_url}/api/v1/rules")["data"]["groups"]
+    rules = {r["name"]: r for g in groups for r in g["rules"]}
+    shipped = yaml.safe_load((PROMETHEUS_DIR / "alerts.yml").read_text(encoding="utf-8"))
+    assert set(rules) == {r["alert"] for g in shipped["groups"] for r in g["rules"]}
+
+    def firing() -> list[dict[str, Any]]:
+        alerts = http_json(f"{settled.prometheus_url}/api/v1/alerts")["data"]["alerts"]
+        return [
+            a
+            for a in alerts
+            if a["labels"]["alertname"] == "ProviderEventsDeadLetters" and a["state"] == "firing"
+        ]
+
+    alerts = wait_for("ProviderEventsDeadLetters to fire", firing, 30)
+    assert alerts[0]["labels"]["job"] == CONSUMER_JOB
+    assert all(r["health"] == "ok" for r in rules.values()), rules
+
+
+@pytest.mark.parametrize("who", ["consumer", "publisher"])
+def test_exposition_passes_promtool_check_metrics(
+    settled: Stack, promtool_bin: str, who: str
+) -> None:
+    """`promtool check metrics` finds no naming or type problems in our exporters' output."""
+    port = settled.consumer_port if who == "consumer" else settled.publisher_port
+    body = http_text(f"http://127.0.0.1:{port}/metrics")
+    assert "provider_" in body
+    proc = subprocess.run(
+        [promtool_bin, "check", "metrics"],
+        input=body,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    problems = [
+        line
+        for line in (proc.stdout + proc.stderr).splitlines()
+        if line.startswith(("provider_", "llm_request_"))
+    ]
+    assert not problems, problems
