@@ -55,7 +55,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
             lines.append(f"postgresql: {version}")
         except Exception as exc:  # pragma: no cover - header only
             lines.append(f"postgresql: unreachable ({type(exc).__name__})")
-    lines.append(f"CI={os.environ.get('CI', '')!r} (missing services {'fail' if IN_CI else 'skip'})")
+    lines.append(
+        f"CI={os.environ.get('CI', '')!r} (missing services {'fail' if IN_CI else 'skip'})"
+    )
     return lines
 
 
@@ -115,7 +117,19 @@ class Kcat:
     def consume(self, topic: str, *, timeout: float = 30.0) -> list[KcatMessage]:
         """Every message on ``topic`` from the beginning to the current end."""
         proc = subprocess.run(
-            [self.binary, "-C", "-b", self.bootstrap, "-t", topic, "-o", "beginning", "-e", "-J", "-q"],
+            [
+                self.binary,
+                "-C",
+                "-b",
+                self.bootstrap,
+                "-t",
+                topic,
+                "-o",
+                "beginning",
+                "-e",
+                "-J",
+                "-q",
+            ],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -126,7 +140,16 @@ class Kcat:
             doc = json.loads(line)
             raw_headers = doc.get("headers") or []
             headers = dict(zip(raw_headers[::2], raw_headers[1::2], strict=True))
-            out.append(KcatMessage(doc["topic"], doc["partition"], doc["offset"], doc.get("key"), doc.get("payload"), headers))
+            out.append(
+                KcatMessage(
+                    doc["topic"],
+                    doc["partition"],
+                    doc["offset"],
+                    doc.get("key"),
+                    doc.get("payload"),
+                    headers,
+                )
+            )
         return out
 
     def produce(self, topic: str, key: str, value: bytes, *, timeout: float = 30.0) -> None:
@@ -139,7 +162,11 @@ class Kcat:
 
     def metadata(self) -> str:
         return subprocess.run(
-            [self.binary, "-L", "-b", self.bootstrap], capture_output=True, text=True, timeout=30, check=True
+            [self.binary, "-L", "-b", self.bootstrap],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
         ).stdout
 
 
@@ -152,7 +179,9 @@ def create_topic(bootstrap: str, name: str, partitions: int = 6) -> str:
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)], operation_timeout=30)
+    futures = admin.create_topics(
+        [NewTopic(name, num_partitions=partitions, replication_factor=1)], operation_timeout=30
+    )
     futures[name].result(timeout=60)
     return name
 
@@ -173,7 +202,9 @@ def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def kafka_env(kafka_bootstrap: str, topic: str, state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def kafka_env(
+    kafka_bootstrap: str, topic: str, state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
     """Environment for a publisher (in-process or a CLI child) aimed at the test's topic."""
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
     monkeypatch.setenv("PROVIDER_EVENTS_TOPIC", topic)

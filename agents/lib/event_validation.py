@@ -8,4 +8,10 @@ from provider_events._validation import (
     validate_payload,
 )
 
-__all__ = ["InvalidEventError", "ValidationResult", "decode_envelope", "validate_event", "validate_payload"]
+__all__ = [
+    "InvalidEventError",
+    "ValidationResult",
+    "decode_envelope",
+    "validate_event",
+    "validate_payload",
+]

@@ -1,5 +1,6 @@
 """Guide path for the partition-key policy (``AGENT_PROVIDER`` keys on ``correlation_id``)."""
 
+from provider_events._errors import PartitionKeyError
 from provider_events._partition_key_policy import (
     POLICIES,
     EventFamily,
@@ -7,7 +8,6 @@ from provider_events._partition_key_policy import (
     get_event_family,
     get_partition_key,
 )
-from provider_events._errors import PartitionKeyError
 
 __all__ = [
     "POLICIES",

@@ -58,12 +58,24 @@ class TestEnvelopeStructure:
         """The envelope carries the guide's fields, in its order, plus optional causation_id."""
         env = _envelope(offline)
         assert list(env) == [
-            "event_type", "event_id", "timestamp", "correlation_id", "causation_id",
-            "namespace", "source", "tenant_id", "schema_ref", "payload",
+            "event_type",
+            "event_id",
+            "timestamp",
+            "correlation_id",
+            "causation_id",
+            "namespace",
+            "source",
+            "tenant_id",
+            "schema_ref",
+            "payload",
         ]
         assert env["event_type"] == EVENT_TYPE
         assert env["schema_ref"] == SCHEMA_REF
-        assert (env["namespace"], env["source"], env["tenant_id"]) == ("omninode", "omniclaude", "default")
+        assert (env["namespace"], env["source"], env["tenant_id"]) == (
+            "omninode",
+            "omniclaude",
+            "default",
+        )
         assert env["causation_id"] is None
 
     def test_event_id_is_uuid4_and_timestamp_rfc3339_utc(self, offline):
@@ -74,7 +86,9 @@ class TestEnvelopeStructure:
         for stamp in (a["timestamp"], a["payload"]["selected_at"]):
             assert stamp.endswith("Z")
             parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-            assert parsed.tzinfo is not None and abs((datetime.now(UTC) - parsed).total_seconds()) < 60
+            assert (
+                parsed.tzinfo is not None and abs((datetime.now(UTC) - parsed).total_seconds()) < 60
+            )
 
     def test_payload_fields(self, offline):
         """The payload holds provider, model, correlation id, reason, criteria and selected_at."""
@@ -84,7 +98,11 @@ class TestEnvelopeStructure:
             "model_name": "gemini-1.5-flash-002",
             "correlation_id": "abc-123-def-456",
             "selection_reason": "Cost-effective for high-volume pattern matching",
-            "selection_criteria": {"cost_per_token": 0.000001, "latency_ms": 50, "quality_score": 0.85},
+            "selection_criteria": {
+                "cost_per_token": 0.000001,
+                "latency_ms": 50,
+                "quality_score": 0.85,
+            },
             "selected_at": payload["selected_at"],
         }
 
@@ -107,20 +125,36 @@ class TestPartitionKeyPolicy:
         assert get_event_family(EVENT_TYPE) is EventFamily.AGENT_PROVIDER
         env = _envelope(offline, correlation_id="req-42")
         assert get_partition_key(env) == "req-42"
-        assert offline.build(
-            provider_name="p", model_name="m", correlation_id="req-42", selection_reason="r", selection_criteria={}
-        ).key == b"req-42"
+        assert (
+            offline.build(
+                provider_name="p",
+                model_name="m",
+                correlation_id="req-42",
+                selection_reason="r",
+                selection_criteria={},
+            ).key
+            == b"req-42"
+        )
 
     def test_key_falls_back_to_payload(self):
         """A key missing from the envelope is taken from the payload."""
-        assert get_partition_key({"event_type": EVENT_TYPE, "payload": {"correlation_id": "p-1"}}) == "p-1"
+        assert (
+            get_partition_key({"event_type": EVENT_TYPE, "payload": {"correlation_id": "p-1"}})
+            == "p-1"
+        )
 
     def test_missing_key_is_refused_not_sent_unkeyed(self, offline):
         """No usable correlation id: a clear PartitionKeyError, nothing is built."""
         with pytest.raises(PartitionKeyError, match="correlation_id"):
             get_partition_key({"event_type": EVENT_TYPE, "payload": {}})
         with pytest.raises(PartitionKeyError, match="must not be empty"):
-            offline.build(provider_name="p", model_name="m", correlation_id="  ", selection_reason="r", selection_criteria={})
+            offline.build(
+                provider_name="p",
+                model_name="m",
+                correlation_id="  ",
+                selection_reason="r",
+                selection_criteria={},
+            )
         assert publish_provider_selection_sync("p", "m", "", "r") is False
 
 
@@ -137,7 +171,11 @@ class TestKafkaPublishing:
                 model_name="gemini-1.5-flash-002",
                 correlation_id=cid,
                 selection_reason="Cost-effective for high-volume pattern matching",
-                selection_criteria={"cost_per_token": 0.000001, "latency_ms": 50, "quality_score": 0.85},
+                selection_criteria={
+                    "cost_per_token": 0.000001,
+                    "latency_ms": 50,
+                    "quality_score": 0.85,
+                },
             )
 
         assert asyncio.run(main()) is True
@@ -155,8 +193,11 @@ class TestKafkaPublishing:
     def test_result_reports_partition_and_offset(self, kafka_env, topic, kcat):
         """Publisher results carry the partition and offset the broker assigned."""
         result = Publisher().publish_sync(
-            provider_name="claude", model_name="claude-3-5-sonnet-20241022", correlation_id="k-1",
-            selection_reason="High quality", selection_criteria={},
+            provider_name="claude",
+            model_name="claude-3-5-sonnet-20241022",
+            correlation_id="k-1",
+            selection_reason="High quality",
+            selection_criteria={},
         )
         assert result.status is DeliveryStatus.DELIVERED, result.error
         (msg,) = kcat.consume(topic)
@@ -169,7 +210,11 @@ class TestKafkaPublishing:
         for n in range(5):
             for cid in cids:
                 assert publisher.publish_sync(
-                    provider_name="p", model_name=f"m{n}", correlation_id=cid, selection_reason="r", selection_criteria={}
+                    provider_name="p",
+                    model_name=f"m{n}",
+                    correlation_id=cid,
+                    selection_reason="r",
+                    selection_criteria={},
                 ).delivered
         by_key: dict[str, list] = {}
         for msg in kcat.consume(topic):
@@ -178,7 +223,9 @@ class TestKafkaPublishing:
         for cid, msgs in by_key.items():
             assert len({m.partition for m in msgs}) == 1, cid
             ordered = sorted(msgs, key=lambda m: m.offset)
-            assert [m.envelope["payload"]["model_name"] for m in ordered] == [f"m{n}" for n in range(5)]
+            assert [m.envelope["payload"]["model_name"] for m in ordered] == [
+                f"m{n}" for n in range(5)
+            ]
 
     def test_murmur2_partitioning_matches_java_clients(self, kafka_env, topic, kcat):
         """A key lands where the Java/aiokafka default partitioner would put it."""
@@ -188,7 +235,13 @@ class TestKafkaPublishing:
         parts = list(range(6))
         for i in range(12):
             key = f"corr-{i}"
-            result = publisher.publish_sync(provider_name="p", model_name="m", correlation_id=key, selection_reason="r", selection_criteria={})
+            result = publisher.publish_sync(
+                provider_name="p",
+                model_name="m",
+                correlation_id=key,
+                selection_reason="r",
+                selection_criteria={},
+            )
             assert result.partition == DefaultPartitioner()(key.encode(), parts, parts)
 
     def test_error_case_unknown_broker_returns_false_within_bound(self, state_dir, monkeypatch):
@@ -196,7 +249,13 @@ class TestKafkaPublishing:
         monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
         monkeypatch.setenv("PROVIDER_EVENTS_DELIVERY_TIMEOUT", "2")
         started = time.monotonic()
-        result = Publisher().publish_sync(provider_name="p", model_name="m", correlation_id="c", selection_reason="r", selection_criteria={})
+        result = Publisher().publish_sync(
+            provider_name="p",
+            model_name="m",
+            correlation_id="c",
+            selection_reason="r",
+            selection_criteria={},
+        )
         assert time.monotonic() - started < 2.5
         assert result.status is DeliveryStatus.SPOOLED and not result
 
@@ -212,7 +271,9 @@ class TestGracefulDegradation:
         broker.stop()
         try:
             started = time.monotonic()
-            ok = publish_provider_selection_sync("claude", "claude-3-5-sonnet-20241022", "down-1", "broker down", {})
+            ok = publish_provider_selection_sync(
+                "claude", "claude-3-5-sonnet-20241022", "down-1", "broker down", {}
+            )
             elapsed = time.monotonic() - started
             assert ok is False
             assert elapsed <= settings.delivery_timeout + 0.5
@@ -240,7 +301,13 @@ class TestGracefulDegradation:
         monkeypatch.setenv("PROVIDER_EVENTS_RELAY_AUTOSTART", "false")
         try:
             started = time.monotonic()
-            result = Publisher().publish_sync(provider_name="p", model_name="m", correlation_id="c", selection_reason="r", selection_criteria={})
+            result = Publisher().publish_sync(
+                provider_name="p",
+                model_name="m",
+                correlation_id="c",
+                selection_reason="r",
+                selection_criteria={},
+            )
             assert time.monotonic() - started < 1.5 + 0.5
             assert result.status is DeliveryStatus.SPOOLED
         finally:
@@ -264,12 +331,24 @@ class TestPayloadValidation:
         from provider_events import InvalidEventError
 
         with pytest.raises(InvalidEventError, match=message):
-            offline.build(provider_name="p", model_name="m", correlation_id="c", selection_reason="r", selection_criteria=criteria)
+            offline.build(
+                provider_name="p",
+                model_name="m",
+                correlation_id="c",
+                selection_reason="r",
+                selection_criteria=criteria,
+            )
 
     def test_extra_criteria_keys_are_kept(self, offline):
         """Criteria keys beyond the known three are kept as given."""
-        env = _envelope(offline, selection_criteria={"quality_score": 1, "region": "eu", "tiers": [1, 2]})
-        assert env["payload"]["selection_criteria"] == {"quality_score": 1, "region": "eu", "tiers": [1, 2]}
+        env = _envelope(
+            offline, selection_criteria={"quality_score": 1, "region": "eu", "tiers": [1, 2]}
+        )
+        assert env["payload"]["selection_criteria"] == {
+            "quality_score": 1,
+            "region": "eu",
+            "tiers": [1, 2],
+        }
 
     def test_validate_event_and_payload(self, offline):
         """validate_event accepts built envelopes and names what is wrong in broken ones."""
@@ -298,7 +377,11 @@ class TestPayloadValidation:
                 "model_name": "gemini-1.5-flash-002",
                 "correlation_id": "correlation-id-here",
                 "selection_reason": "Cost-effective for high-volume pattern matching",
-                "selection_criteria": {"cost_per_token": 0.000001, "latency_ms": 50, "quality_score": 0.85},
+                "selection_criteria": {
+                    "cost_per_token": 0.000001,
+                    "latency_ms": 50,
+                    "quality_score": 0.85,
+                },
                 "selected_at": "2025-11-13T14:30:00Z",
             },
         }
@@ -310,15 +393,21 @@ class TestPayloadValidation:
 class TestSyncWrapper:
     def test_sync_publish_true_and_read_back(self, kafka_env, topic, kcat):
         """The guide's sync snippet returns True and the event is on the topic."""
-        assert publish_provider_selection_sync(
-            provider_name="claude",
-            model_name="claude-3-5-sonnet-20241022",
-            correlation_id="sync-1",
-            selection_reason="High quality",
-            selection_criteria={},
-        ) is True
+        assert (
+            publish_provider_selection_sync(
+                provider_name="claude",
+                model_name="claude-3-5-sonnet-20241022",
+                correlation_id="sync-1",
+                selection_reason="High quality",
+                selection_criteria={},
+            )
+            is True
+        )
         (msg,) = kcat.consume(topic)
-        assert msg.key == "sync-1" and msg.envelope["payload"]["model_name"] == "claude-3-5-sonnet-20241022"
+        assert (
+            msg.key == "sync-1"
+            and msg.envelope["payload"]["model_name"] == "claude-3-5-sonnet-20241022"
+        )
 
     def test_sync_inside_running_loop(self, kafka_env, topic, kcat):
         """The sync wrapper works when called from inside a running event loop."""
@@ -341,8 +430,15 @@ class TestSyncWrapper:
         import sys
 
         proc = subprocess.run(
-            [sys.executable, "-c", "from agents.lib.provider_selection_publisher import publish_provider_selection_sync; print(publish_provider_selection_sync('test', 'test', 'abc-123', 'test'))"],
-            capture_output=True, text=True, timeout=60, env=kafka_env,
+            [
+                sys.executable,
+                "-c",
+                "from agents.lib.provider_selection_publisher import publish_provider_selection_sync; print(publish_provider_selection_sync('test', 'test', 'abc-123', 'test'))",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=kafka_env,
         )
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.strip() == "True"

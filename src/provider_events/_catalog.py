@@ -6,7 +6,7 @@ Adding an event type is one :class:`EventSpec` entry in :data:`CATALOG`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from ._models import ProviderSelectedPayloadV1
 
@@ -20,7 +20,7 @@ __all__ = [
 ]
 
 
-class EventFamily(str, Enum):
+class EventFamily(StrEnum):
     """Event families of the partition-key policy; each names the field its events key on."""
 
     AGENT_PROVIDER = "AGENT_PROVIDER"

@@ -248,12 +248,18 @@ def _check_security(values: Mapping[str, Any]) -> None:
     protocol = values.get("kafka_security_protocol", "PLAINTEXT")
     if protocol.startswith("SASL"):
         if not values.get("kafka_sasl_mechanism"):
-            raise ConfigError("KAFKA_SASL_MECHANISM", f"required when KAFKA_SECURITY_PROTOCOL={protocol}")
+            raise ConfigError(
+                "KAFKA_SASL_MECHANISM", f"required when KAFKA_SECURITY_PROTOCOL={protocol}"
+            )
         if values["kafka_sasl_mechanism"] in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
             if not values.get("kafka_sasl_username"):
-                raise ConfigError("KAFKA_SASL_USERNAME", f"required for {values['kafka_sasl_mechanism']}")
+                raise ConfigError(
+                    "KAFKA_SASL_USERNAME", f"required for {values['kafka_sasl_mechanism']}"
+                )
             if not values.get("kafka_sasl_password"):
-                raise ConfigError("KAFKA_SASL_PASSWORD", f"required for {values['kafka_sasl_mechanism']}")
+                raise ConfigError(
+                    "KAFKA_SASL_PASSWORD", f"required for {values['kafka_sasl_mechanism']}"
+                )
     ca = values.get("kafka_ssl_ca_location")
     if ca and not Path(ca).is_file():
         raise ConfigError("KAFKA_SSL_CA_LOCATION", f"no such file: {ca}")

@@ -25,8 +25,12 @@ class Check:
 
 def _config_checks(settings: Settings) -> Iterator[Check]:
     src = settings.sources.get("kafka_bootstrap_servers", "default")
-    yield Check("bootstrap servers", True, f"{settings.kafka_bootstrap_servers} (from {src})",
-                "" if src != "default" else "set KAFKA_BOOTSTRAP_SERVERS in the environment or .env")
+    yield Check(
+        "bootstrap servers",
+        True,
+        f"{settings.kafka_bootstrap_servers} (from {src})",
+        "" if src != "default" else "set KAFKA_BOOTSTRAP_SERVERS in the environment or .env",
+    )
     security = settings.kafka_security_protocol
     if settings.kafka_sasl_mechanism:
         password = "set" if settings.kafka_sasl_password else "NOT set"
@@ -47,20 +51,29 @@ def _kafka_checks(settings: Settings) -> Iterator[Check]:
         meta = admin.list_topics(timeout=settings.delivery_timeout)
     except KafkaException as exc:
         yield Check(
-            "kafka metadata", False, describe_kafka_error(exc.args[0]) if exc.args else str(exc),
+            "kafka metadata",
+            False,
+            describe_kafka_error(exc.args[0]) if exc.args else str(exc),
             f"is the broker running? try `kcat -L -b {settings.kafka_bootstrap_servers}` or `make services`",
         )
         return
     took = (time.perf_counter() - started) * 1000
     brokers = ", ".join(f"{b.host}:{b.port}" for b in meta.brokers.values())
-    yield Check("kafka metadata", True, f"{len(meta.brokers)} broker(s) [{brokers}] in {took:.0f} ms")
+    yield Check(
+        "kafka metadata", True, f"{len(meta.brokers)} broker(s) [{brokers}] in {took:.0f} ms"
+    )
     topic = settings.topic or PROVIDER_SELECTED_V1.topic
     for name, needed in ((topic, True), (f"{topic}.dlq", False)):
         info = meta.topics.get(name)
         if info is None or info.error is not None:
-            yield Check(f"topic {name}", not needed, "missing",
-                        "created on first publish when the broker auto-creates topics; otherwise create it"
-                        if needed else "created by the consumer on its first dead letter")
+            yield Check(
+                f"topic {name}",
+                not needed,
+                "missing",
+                "created on first publish when the broker auto-creates topics; otherwise create it"
+                if needed
+                else "created by the consumer on its first dead letter",
+            )
         else:
             yield Check(f"topic {name}", True, f"{len(info.partitions)} partition(s)")
 
@@ -70,21 +83,33 @@ def _outbox_checks(settings: Settings) -> Iterator[Check]:
     from ._outbox import Outbox
     from ._relay import relay_running
 
-    box = Outbox(settings.resolved_outbox_path, settings.outbox_max_events, settings.outbox_max_bytes)
+    box = Outbox(
+        settings.resolved_outbox_path, settings.outbox_max_events, settings.outbox_max_bytes
+    )
     if not box.exists():
         yield Check("outbox", True, f"empty (no file yet at {box.path})")
         return
     try:
         st = box.status()
     except OutboxError as exc:
-        yield Check("outbox", False, str(exc), "move the file aside; a new outbox is created on the next publish")
+        yield Check(
+            "outbox",
+            False,
+            str(exc),
+            "move the file aside; a new outbox is created on the next publish",
+        )
         return
     age = f", oldest {st.oldest_age_seconds:.0f}s" if st.oldest_age_seconds is not None else ""
     relay = "relay running" if relay_running(settings) else "relay idle"
     detail = f"{st.pending} pending{age}, {relay}, {st.size_bytes:,} bytes at {st.path}"
     if st.pending and st.last_error:
         detail += f"; last error: {st.last_error}"
-    yield Check("outbox", st.pending == 0, detail, "run `provider-events relay` once Kafka is reachable" if st.pending else "")
+    yield Check(
+        "outbox",
+        st.pending == 0,
+        detail,
+        "run `provider-events relay` once Kafka is reachable" if st.pending else "",
+    )
 
 
 def _database_checks(settings: Settings) -> Iterator[Check]:
@@ -100,11 +125,20 @@ def _database_checks(settings: Settings) -> Iterator[Check]:
             table = conn.execute("SELECT to_regclass('provider_selection_events')").fetchone()[0]  # type: ignore[index]
     except Exception as exc:
         text = redact_dsn(" ".join(str(exc).split())).replace(dsn, redact_dsn(dsn))
-        yield Check("database", False, f"{redact_dsn(dsn)}: {text[:300]}", "is PostgreSQL running? check DATABASE_URL")
+        yield Check(
+            "database",
+            False,
+            f"{redact_dsn(dsn)}: {text[:300]}",
+            "is PostgreSQL running? check DATABASE_URL",
+        )
         return
     yield Check("database", True, f"PostgreSQL {version} at {redact_dsn(dsn)}")
-    yield Check("table provider_selection_events", table is not None, "present" if table else "missing",
-                "" if table else "run `provider-events migrate`")
+    yield Check(
+        "table provider_selection_events",
+        table is not None,
+        "present" if table else "missing",
+        "" if table else "run `provider-events migrate`",
+    )
 
 
 def run_checks(on_check: Callable[[Check], None] | None = None) -> list[Check]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -13,7 +13,7 @@ from ._catalog import PROVIDER_SELECTED_V1, EventSpec, spec_for
 from ._config import Settings
 from ._errors import InvalidEventError, PartitionKeyError
 from ._ids import format_timestamp, new_correlation_id, new_event_id, utc_now
-from ._models import OnexEnvelopeV1, ProviderSelectedPayloadV1
+from ._models import OnexEnvelopeV1, ProviderSelectedPayloadV1, reject_non_finite
 from ._partition_key_policy import get_partition_key
 from ._validation import decode_envelope
 
@@ -21,9 +21,10 @@ __all__ = ["OutgoingEvent", "build_provider_selection", "outgoing_from_bytes"]
 
 CONTENT_TYPE = b"application/json"
 _encoder = msgspec.json.Encoder()
+_validating_decoder = msgspec.json.Decoder(OnexEnvelopeV1[ProviderSelectedPayloadV1])
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OutgoingEvent:
     """One validated event, serialised: what the producer sends and the outbox stores."""
 
@@ -37,21 +38,32 @@ class OutgoingEvent:
     model_name: str = ""
 
 
-def _headers(envelope: OnexEnvelopeV1[Any], spec: EventSpec) -> list[tuple[str, bytes]]:
-    event_id = str(envelope.event_id).encode()
-    timestamp = format_timestamp(envelope.timestamp).encode()
+_CONSTANT_HEADERS: dict[str, tuple[bytes, bytes]] = {}
+
+
+def _headers(
+    event_id: str, timestamp: str, tenant_id: str, ce_source: str, spec: EventSpec
+) -> list[tuple[str, bytes]]:
+    constant = _CONSTANT_HEADERS.get(spec.event_type)
+    if constant is None:
+        constant = _CONSTANT_HEADERS[spec.event_type] = (
+            spec.event_type.encode(),
+            spec.schema_ref.encode(),
+        )
+    event_type, schema_ref = constant
+    eid = event_id.encode()
     return [
         ("content-type", CONTENT_TYPE),
-        ("event_type", spec.event_type.encode()),
-        ("event_id", event_id),
-        ("schema_ref", spec.schema_ref.encode()),
-        ("tenant_id", envelope.tenant_id.encode()),
+        ("event_type", event_type),
+        ("event_id", eid),
+        ("schema_ref", schema_ref),
+        ("tenant_id", tenant_id.encode()),
         # CloudEvents Kafka protocol binding (binary mode) for consumers that speak it.
         ("ce_specversion", b"1.0"),
-        ("ce_type", spec.event_type.encode()),
-        ("ce_id", event_id),
-        ("ce_source", f"{envelope.namespace}/{envelope.source}".encode()),
-        ("ce_time", timestamp),
+        ("ce_type", event_type),
+        ("ce_id", eid),
+        ("ce_source", ce_source.encode()),
+        ("ce_time", timestamp.encode()),
     ]
 
 
@@ -66,7 +78,13 @@ def outgoing_from_bytes(value: bytes, topic_override: str | None = None) -> Outg
         topic=topic_override or spec.topic,
         key=get_partition_key(envelope).encode("utf-8"),
         value=value,
-        headers=_headers(envelope, spec),
+        headers=_headers(
+            str(envelope.event_id),
+            format_timestamp(envelope.timestamp),
+            envelope.tenant_id,
+            f"{envelope.namespace}/{envelope.source}",
+            spec,
+        ),
         provider_name=getattr(payload, "provider_name", ""),
         model_name=getattr(payload, "model_name", ""),
     )
@@ -118,28 +136,54 @@ def build_provider_selection(
             f"selection_criteria must be an object (dict), got {type(selection_criteria).__name__}"
         )
     now = utc_now()
+    if selected_at is None:
+        selected_at = now
+    elif not isinstance(selected_at, datetime) or selected_at.tzinfo is None:
+        raise InvalidEventError("selected_at must be a timezone-aware datetime")
+    else:
+        selected_at = selected_at.astimezone(UTC)
+    event_id = new_event_id()
+    tenant = tenant_id or settings.tenant_id
+    namespace = namespace or settings.namespace
+    source = source or settings.source
+    # Encode a plain document, then decode it with the validating decoder: what is checked
+    # is exactly the bytes that go on the wire, and each rule runs once.
+    document = {
+        "event_type": spec.event_type,
+        "event_id": event_id,
+        "timestamp": now,
+        "correlation_id": cid,
+        "causation_id": _text_arg("causation_id", causation_id, required=False),
+        "namespace": namespace,
+        "source": source,
+        "tenant_id": tenant,
+        "schema_ref": spec.schema_ref,
+        "payload": {
+            "provider_name": provider_name,
+            "model_name": model_name,
+            "correlation_id": cid,
+            "selection_reason": selection_reason,
+            "selection_criteria": selection_criteria,
+            "selected_at": selected_at,
+        },
+    }
     try:
-        payload = ProviderSelectedPayloadV1(
-            provider_name=_text_arg("provider_name", provider_name),  # type: ignore[arg-type]
-            model_name=_text_arg("model_name", model_name),  # type: ignore[arg-type]
-            correlation_id=cid,
-            selection_reason=_text_arg("selection_reason", selection_reason),  # type: ignore[arg-type]
-            selection_criteria=selection_criteria,
-            selected_at=selected_at or now,
-        )
-        envelope = OnexEnvelopeV1(
-            event_type=spec.event_type,
-            event_id=new_event_id(),
-            timestamp=now,
-            correlation_id=cid,
-            causation_id=_text_arg("causation_id", causation_id, required=False),
-            namespace=namespace or settings.namespace,
-            source=source or settings.source,
-            tenant_id=tenant_id or settings.tenant_id,
-            schema_ref=spec.schema_ref,
-            payload=payload,
-        )
-        value = _encoder.encode(envelope)
+        # JSON has no NaN or Infinity (msgspec would write null): refuse them before encoding.
+        reject_non_finite(selection_criteria)
+        value = _encoder.encode(document)
+        envelope = _validating_decoder.decode(value)
     except (TypeError, ValueError, msgspec.EncodeError) as exc:
         raise InvalidEventError(str(exc)) from None
-    return outgoing_from_bytes(value, settings.topic)
+    except msgspec.ValidationError as exc:  # pragma: no cover - ValidationError is a ValueError
+        raise InvalidEventError(str(exc)) from None
+    payload = envelope.payload
+    return OutgoingEvent(
+        event_id=event_id,
+        event_type=spec.event_type,
+        topic=settings.topic or spec.topic,
+        key=cid.encode("utf-8"),
+        value=value,
+        headers=_headers(event_id, format_timestamp(now), tenant, f"{namespace}/{source}", spec),
+        provider_name=payload.provider_name,
+        model_name=payload.model_name,
+    )

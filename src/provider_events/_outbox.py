@@ -234,7 +234,9 @@ class Outbox:
     def mark_attempt(self, seqs: Sequence[int]) -> None:
         conn = self._connect()
         try:
-            conn.executemany("UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?", [(s,) for s in seqs])
+            conn.executemany(
+                "UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?", [(s,) for s in seqs]
+            )
         except sqlite3.Error as exc:
             raise self._translate(exc) from None
 
@@ -242,15 +244,21 @@ class Outbox:
     def batch(self, limit: int = 1000, after_seq: int = 0) -> list[OutboxRow]:
         """The oldest pending events (in ``seq`` order, so order per key is kept)."""
         try:
-            rows = self._connect().execute(
-                "SELECT seq, event_id, topic, key, value, headers, enqueued_at, attempts"
-                " FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
-                (after_seq, limit),
-            ).fetchall()
+            rows = (
+                self._connect()
+                .execute(
+                    "SELECT seq, event_id, topic, key, value, headers, enqueued_at, attempts"
+                    " FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+                    (after_seq, limit),
+                )
+                .fetchall()
+            )
         except sqlite3.Error as exc:
             raise self._translate(exc) from None
         return [
-            OutboxRow(r[0], r[1], r[2], bytes(r[3]), bytes(r[4]), _decode_headers(bytes(r[5])), r[6], r[7])
+            OutboxRow(
+                r[0], r[1], r[2], bytes(r[3]), bytes(r[4]), _decode_headers(bytes(r[5])), r[6], r[7]
+            )
             for r in rows
         ]
 
@@ -265,7 +273,11 @@ class Outbox:
     def has_key(self, key: bytes) -> bool:
         """Whether an event with this partition key is still waiting (to keep per-key order)."""
         try:
-            row = self._connect().execute("SELECT 1 FROM outbox WHERE key = ? LIMIT 1", (key,)).fetchone()
+            row = (
+                self._connect()
+                .execute("SELECT 1 FROM outbox WHERE key = ? LIMIT 1", (key,))
+                .fetchone()
+            )
         except sqlite3.Error as exc:
             raise self._translate(exc) from None
         return row is not None

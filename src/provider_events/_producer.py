@@ -18,20 +18,18 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from ._config import Settings
 
-__all__ = ["SharedProducer", "get_producer", "kafka_config", "shutdown_producers"]
+__all__ = ["DeliveryGroup", "SharedProducer", "get_producer", "kafka_config", "shutdown_producers"]
 
 log = logging.getLogger("provider_events.kafka")
 # librdkafka logs reach Python logging; without a handler configured by the application they
 # must not fall through to logging.lastResort and spray the CLI user's stderr.
 logging.getLogger("provider_events").addHandler(logging.NullHandler())
-
-#: Callback fired exactly once per produced message: (error text or None, partition, offset).
-DeliveryCallback = Callable[[str | None, int | None, int | None, bool], None]
 
 
 def kafka_config(settings: Settings, *, for_consumer: bool = False) -> dict[str, Any]:
@@ -81,13 +79,65 @@ def describe_kafka_error(err: Any) -> str:
     return f"{name}: {text}" if text and text != name else str(name)
 
 
-class SharedProducer:
-    """A librdkafka producer with a poll thread that serves delivery callbacks.
+class DeliveryGroup:
+    """Delivery reports of a group of messages produced together (one publish call).
 
-    ``produce`` never blocks longer than the given deadline. When the client reports that all
-    brokers are down, every waiting delivery is failed at once (fail fast) and, for a second,
-    new messages are not handed to librdkafka at all, so a caller that spools them does not
-    also leave a copy queued for later.
+    Each message gets exactly one report: the broker's, or a failure (timeout, all brokers
+    down, refused). The first report wins; later ones only mean a duplicate on the topic.
+    ``done`` is set when every message has its report; ``on_done`` then runs (any thread).
+    """
+
+    __slots__ = ("_lock", "_on_done", "done", "remaining", "reports")
+
+    def __init__(self, size: int, on_done: Callable[[], None] | None = None) -> None:
+        #: per message: (error or None, partition, offset, retriable), None while pending
+        self.reports: list[tuple[str | None, int | None, int | None, bool] | None] = [None] * size
+        self.remaining = size
+        self.done = threading.Event()
+        self._on_done = on_done
+        self._lock = threading.Lock()
+        if size == 0:
+            self.done.set()
+
+    def report(
+        self,
+        index: int,
+        error: str | None,
+        partition: int | None,
+        offset: int | None,
+        retriable: bool,
+    ) -> None:
+        with self._lock:
+            if self.reports[index] is not None:
+                return
+            self.reports[index] = (error, partition, offset, retriable)
+            self.remaining -= 1
+            finished = self.remaining == 0
+        if finished:
+            self.done.set()
+            if self._on_done is not None:
+                self._on_done()
+
+    def delivered(self, index: int, err: Any, msg: Any) -> None:
+        """librdkafka's delivery report for message ``index`` (bound with ``functools.partial``)."""
+        if err is None:
+            self.report(index, None, msg.partition(), msg.offset(), False)
+        else:
+            self.report(index, describe_kafka_error(err), None, None, bool(err.retriable()))
+
+    def fail_pending(self, reason: str, retriable: bool = True) -> None:
+        for index, current in enumerate(self.reports):
+            if current is None:
+                self.report(index, reason, None, None, retriable)
+
+
+class SharedProducer:
+    """A librdkafka producer with a poll thread that serves delivery reports.
+
+    ``produce_group`` never blocks longer than the given deadline. When the client reports
+    that all brokers are down, every waiting delivery is failed at once (fail fast), the
+    queued copies are purged, and for a second new messages are not handed to librdkafka at
+    all, so a caller that spools them does not also leave a copy queued for later.
     """
 
     DOWN_PROBE_INTERVAL = 1.0
@@ -99,8 +149,7 @@ class SharedProducer:
         self.settings = settings
         self.pid = os.getpid()
         self._lock = threading.Lock()
-        self._pending: dict[int, DeliveryCallback] = {}
-        self._next_token = 0
+        self._groups: set[DeliveryGroup] = set()
         self._down_since: float | None = None
         self._last_probe = 0.0
         self.fatal_error: str | None = None
@@ -109,7 +158,9 @@ class SharedProducer:
         conf["error_cb"] = self._on_error
         self._producer = Producer(conf)
         self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._poll_loop, name="provider-events-poll", daemon=True)
+        self._thread = threading.Thread(
+            target=self._poll_loop, name="provider-events-poll", daemon=True
+        )
         self._thread.start()
 
     # -- callbacks (poll thread) ------------------------------------------------------------
@@ -122,8 +173,8 @@ class SharedProducer:
                     # Every waiter was already failed (and its event spooled): drop the queued
                     # copies so a broker that comes back does not receive them twice.
                     self._producer.purge(in_queue=True, in_flight=True, blocking=False)
-            except Exception:  # a user callback must never kill the poll thread
-                log.exception("delivery callback failed")
+            except Exception:  # a report handler must never kill the poll thread
+                log.exception("delivery report failed")
 
     def _on_error(self, err: Any) -> None:
         code = err.code()
@@ -138,21 +189,9 @@ class SharedProducer:
 
     def _fail_all(self, reason: str) -> None:
         with self._lock:
-            pending, self._pending = self._pending, {}
-        for callback in pending.values():
-            callback(reason, None, None, True)
-
-    def _complete(self, token: int, err: Any, msg: Any) -> None:
-        with self._lock:
-            callback = self._pending.pop(token, None)
-        if err is None:
-            self._down_since = None
-        if callback is None:
-            return  # already failed fast or timed out; a late success only means a duplicate
-        if err is None:
-            callback(None, msg.partition(), msg.offset(), False)
-        else:
-            callback(describe_kafka_error(err), None, None, bool(err.retriable()))
+            groups, self._groups = self._groups, set()
+        for group in groups:
+            group.fail_pending(reason)
 
     # -- API --------------------------------------------------------------------------------
     @property
@@ -166,47 +205,46 @@ class SharedProducer:
             return False
         return True
 
-    def produce(
+    def produce_group(
         self,
-        topic: str,
-        key: bytes,
-        value: bytes,
-        headers: list[tuple[str, bytes]],
-        callback: DeliveryCallback,
+        messages: Sequence[tuple[str, bytes, bytes, list[tuple[str, bytes]]]],
         deadline: float,
-    ) -> int | None:
-        """Hand one message to librdkafka; ``callback`` fires exactly once unless this raises.
-
-        Returns a token for :meth:`abandon`, or ``None`` when the message was refused at once
-        (the callback has then already fired with the reason).
-        """
+        on_done: Callable[[], None] | None = None,
+    ) -> DeliveryGroup:
+        """Hand (topic, key, value, headers) messages to librdkafka; reports go to the group."""
+        group = DeliveryGroup(len(messages), on_done)
         if self.fatal_error:
-            callback(self.fatal_error, None, None, False)
-            return None
+            group.fail_pending(self.fatal_error, retriable=False)
+            return group
+        if self.known_down:
+            group.fail_pending("all brokers are down (recently reported by the client)")
+            return group
         with self._lock:
-            token = self._next_token
-            self._next_token += 1
-            self._pending[token] = callback
-        on_delivery = lambda err, msg, _t=token: self._complete(_t, err, msg)  # noqa: E731
-        while True:
-            try:
-                self._producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
-                return token
-            except BufferError:
-                if time.monotonic() >= deadline:
-                    self.abandon(token, "local producer queue is full")
-                    return None
-                self._producer.poll(0.01)
-            except Exception as exc:  # KafkaException, TypeError: refused before sending
-                self.abandon(token, f"{type(exc).__name__}: {exc}")
-                return None
+            self._groups.add(group)
+        produce, poll, delivered = self._producer.produce, self._producer.poll, group.delivered
+        for index, (topic, key, value, headers) in enumerate(messages):
+            on_delivery = partial(delivered, index)
+            while True:
+                try:
+                    produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+                    break
+                except BufferError:
+                    if time.monotonic() >= deadline:
+                        group.report(index, "local producer queue is full", None, None, True)
+                        break
+                    poll(0.01)
+                except Exception as exc:  # KafkaException, TypeError: refused before sending
+                    group.report(index, f"{type(exc).__name__}: {exc}", None, None, False)
+                    break
+        return group
 
-    def abandon(self, token: int, reason: str) -> None:
-        """Stop waiting for ``token``: its callback fires now with ``reason`` if still pending."""
+    def release(self, group: DeliveryGroup, reason: str) -> None:
+        """Stop waiting for ``group``: pending messages are failed now with ``reason``."""
+        if any(r is not None and r[0] is None for r in group.reports):
+            self._down_since = None  # the broker acknowledged something: it is up
+        group.fail_pending(reason)
         with self._lock:
-            callback = self._pending.pop(token, None)
-        if callback is not None:
-            callback(reason, None, None, True)
+            self._groups.discard(group)
 
     def flush(self, timeout: float) -> int:
         return int(self._producer.flush(max(0.0, timeout)))

@@ -7,7 +7,7 @@ Nothing here raises for transport problems; every wait is bounded by ``delivery_
 
 from __future__ import annotations
 
-
+import contextlib
 import threading
 import time
 import uuid
@@ -40,25 +40,6 @@ def add_observer(observer: Observer) -> None:
         _observers.append(observer)
 
 
-_Report = tuple[str | None, int | None, int | None, bool]
-
-
-class _Waiter:
-    """One pending delivery: the first report wins; ``done`` can be waited on or polled."""
-
-    __slots__ = ("done", "report", "token")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.report: _Report | None = None
-        self.token: int | None = None
-
-    def __call__(self, error: str | None, partition: int | None, offset: int | None, retriable: bool) -> None:
-        if self.report is None:
-            self.report = (error, partition, offset, retriable)
-            self.done.set()
-
-
 class Publisher:
     """Publishes catalogued events to Kafka (or the local sink) without losing any.
 
@@ -84,7 +65,9 @@ class Publisher:
             self._outbox = Outbox(s.resolved_outbox_path, s.outbox_max_events, s.outbox_max_bytes)
         return self._outbox
 
-    def _notify(self, result: PublishResult, event: OutgoingEvent | None, started: float) -> PublishResult:
+    def _notify(
+        self, result: PublishResult, event: OutgoingEvent | None, started: float
+    ) -> PublishResult:
         if _observers:
             provider = event.provider_name if event else ""
             model = event.model_name if event else ""
@@ -92,19 +75,35 @@ class Publisher:
                 observer(result, provider, model, time.perf_counter() - started)
         return result
 
-    def _spool(self, events: Sequence[OutgoingEvent], reason: str, status: DeliveryStatus) -> list[PublishResult]:
+    def _spool(
+        self, events: Sequence[OutgoingEvent], reason: str, status: DeliveryStatus
+    ) -> list[PublishResult]:
         if not self._use_outbox:
-            return [PublishResult(DeliveryStatus.FAILED, e.event_id, e.topic, error=reason, retriable=True) for e in events]
+            return [
+                PublishResult(
+                    DeliveryStatus.FAILED, e.event_id, e.topic, error=reason, retriable=True
+                )
+                for e in events
+            ]
         try:
             self.outbox.add(events, error=reason if status is DeliveryStatus.SPOOLED else None)
         except OutboxError as exc:
-            text = f"{reason}; and not spooled: {exc}" if status is DeliveryStatus.SPOOLED else str(exc)
-            return [PublishResult(DeliveryStatus.FAILED, e.event_id, e.topic, error=text) for e in events]
+            text = (
+                f"{reason}; and not spooled: {exc}"
+                if status is DeliveryStatus.SPOOLED
+                else str(exc)
+            )
+            return [
+                PublishResult(DeliveryStatus.FAILED, e.event_id, e.topic, error=text)
+                for e in events
+            ]
         if self.settings.relay_autostart:
             from ._relay import ensure_relay
 
             ensure_relay(self.settings)
-        return [PublishResult(status, e.event_id, e.topic, error=reason, retriable=True) for e in events]
+        return [
+            PublishResult(status, e.event_id, e.topic, error=reason, retriable=True) for e in events
+        ]
 
     def _store_locally(self, events: Sequence[OutgoingEvent]) -> list[PublishResult]:
         from ._local_store import LocalEventStore
@@ -112,7 +111,10 @@ class Publisher:
         try:
             LocalEventStore.for_settings(self.settings).add(events)
         except OutboxError as exc:
-            return [PublishResult(DeliveryStatus.FAILED, e.event_id, e.topic, error=str(exc)) for e in events]
+            return [
+                PublishResult(DeliveryStatus.FAILED, e.event_id, e.topic, error=str(exc))
+                for e in events
+            ]
         return [PublishResult(DeliveryStatus.STORED, e.event_id, e.topic) for e in events]
 
     def _behind_backlog(self, events: Sequence[OutgoingEvent]) -> set[int]:
@@ -126,89 +128,87 @@ class Publisher:
         except OutboxError:
             return set()
 
-    @staticmethod
-    def _map(event: OutgoingEvent, report: _Report | None) -> tuple[PublishResult, str | None]:
-        if report is None:
-            return PublishResult(DeliveryStatus.FAILED, event.event_id, event.topic), "not acknowledged within the delivery timeout"
-        error, partition, offset, retriable = report
-        if error is None:
-            return PublishResult(DeliveryStatus.DELIVERED, event.event_id, event.topic, partition, offset), None
-        return PublishResult(DeliveryStatus.FAILED, event.event_id, event.topic, retriable=retriable), error
-
-    def _route(self, events: Sequence[OutgoingEvent], delivery: Delivery) -> tuple[list[PublishResult | None], list[int]]:
+    def _route(
+        self, events: Sequence[OutgoingEvent], delivery: Delivery
+    ) -> tuple[list[PublishResult | None], list[int]]:
         """Decide per event: finished now (local, background, behind a backlog) or to send."""
         results: list[PublishResult | None] = [None] * len(events)
         if self.settings.sink == "local":
             return list(self._store_locally(events)), []
         if delivery == "background":
-            return list(self._spool(events, "queued for background delivery", DeliveryStatus.QUEUED)), []
+            return list(
+                self._spool(events, "queued for background delivery", DeliveryStatus.QUEUED)
+            ), []
         if delivery != "sync":
             raise InvalidEventError(f"delivery must be 'sync' or 'background', got {delivery!r}")
         behind = self._behind_backlog(events)
         if behind:
-            queued = self._spool([events[i] for i in sorted(behind)], "queued behind earlier spooled events with the same key", DeliveryStatus.SPOOLED)
+            queued = self._spool(
+                [events[i] for i in sorted(behind)],
+                "queued behind earlier spooled events with the same key",
+                DeliveryStatus.SPOOLED,
+            )
             for i, result in zip(sorted(behind), queued, strict=True):
                 results[i] = result
         return results, [i for i in range(len(events)) if i not in behind]
 
-    def _produce(self, events: Sequence[OutgoingEvent], indexes: Sequence[int], on_all_done: Callable[[], None] | None = None) -> tuple[list[_Waiter], Any, float]:
+    def _produce(
+        self,
+        events: Sequence[OutgoingEvent],
+        indexes: Sequence[int],
+        on_done: Callable[[], None] | None = None,
+    ) -> tuple[Any, Any, float]:
         from ._producer import get_producer
 
         deadline = time.monotonic() + self.settings.delivery_timeout
         producer = get_producer(self.settings)
-        waiters = [_Waiter() for _ in indexes]
-        remaining = [len(waiters)]
-        lock = threading.Lock()
+        messages = [(e.topic, e.key, e.value, e.headers) for e in (events[i] for i in indexes)]
+        return producer.produce_group(messages, deadline, on_done), producer, deadline
 
-        def finisher(waiter: _Waiter) -> Callable[[str | None, int | None, int | None, bool], None]:
-            def report(error: str | None, partition: int | None, offset: int | None, retriable: bool) -> None:
-                if waiter.report is not None:
-                    return
-                waiter(error, partition, offset, retriable)
-                if on_all_done is not None:
-                    with lock:
-                        remaining[0] -= 1
-                        last = remaining[0] == 0
-                    if last:
-                        on_all_done()
-
-            return report
-
-        if producer.known_down:
-            for waiter in waiters:
-                finisher(waiter)("all brokers are down (recently reported by the client)", None, None, True)
-            return waiters, producer, deadline
-        for waiter, i in zip(waiters, indexes, strict=True):
-            e = events[i]
-            waiter.token = producer.produce(e.topic, e.key, e.value, e.headers, finisher(waiter), deadline)
-        return waiters, producer, deadline
-
-    def _settle(self, events: Sequence[OutgoingEvent], indexes: Sequence[int], waiters: Sequence[_Waiter], producer: Any, results: list[PublishResult | None]) -> list[PublishResult]:
+    def _settle(
+        self,
+        events: Sequence[OutgoingEvent],
+        indexes: Sequence[int],
+        group: Any,
+        producer: Any,
+        results: list[PublishResult | None],
+    ) -> list[PublishResult]:
+        """Map the group's reports to results; spool everything not acknowledged."""
+        producer.release(group, f"not acknowledged within {self.settings.delivery_timeout:g}s")
         to_spool: list[tuple[int, str]] = []
-        for waiter, i in zip(waiters, indexes, strict=True):
-            if waiter.report is None and waiter.token is not None:
-                producer.abandon(waiter.token, f"not acknowledged within {self.settings.delivery_timeout:g}s")
-            result, error = self._map(events[i], waiter.report)
+        for report, i in zip(group.reports, indexes, strict=True):
+            error, partition, offset, _ = report
             if error is None:
-                results[i] = result
+                e = events[i]
+                results[i] = PublishResult(
+                    DeliveryStatus.DELIVERED, e.event_id, e.topic, partition, offset
+                )
             else:
                 to_spool.append((i, error))
         if to_spool:
-            reason = to_spool[0][1]
-            spooled = self._spool([events[i] for i, _ in to_spool], reason, DeliveryStatus.SPOOLED)
+            spooled = self._spool(
+                [events[i] for i, _ in to_spool], to_spool[0][1], DeliveryStatus.SPOOLED
+            )
             for (i, error), result in zip(to_spool, spooled, strict=True):
-                results[i] = PublishResult(result.status, result.event_id, result.topic, error=error if result.status is DeliveryStatus.SPOOLED else result.error, retriable=True)
-        return [r for r in results if r is not None]
+                results[i] = (
+                    result
+                    if result.status is not DeliveryStatus.SPOOLED
+                    else PublishResult(
+                        result.status, result.event_id, result.topic, error=error, retriable=True
+                    )
+                )
+        return results  # type: ignore[return-value]
 
     # -- sync twin --------------------------------------------------------------------------
-    def send_many_sync(self, events: Sequence[OutgoingEvent], delivery: Delivery = "sync") -> list[PublishResult]:
+    def send_many_sync(
+        self, events: Sequence[OutgoingEvent], delivery: Delivery = "sync"
+    ) -> list[PublishResult]:
         started = time.perf_counter()
         results, indexes = self._route(events, delivery)
         if indexes:
-            waiters, producer, deadline = self._produce(events, indexes)
-            for waiter in waiters:
-                waiter.done.wait(max(0.0, deadline - time.monotonic()))
-            results = self._settle(events, indexes, waiters, producer, results)  # type: ignore[assignment]
+            group, producer, deadline = self._produce(events, indexes)
+            group.done.wait(max(0.0, deadline - time.monotonic()))
+            results = self._settle(events, indexes, group, producer, results)  # type: ignore[assignment]
         return [self._notify(r, e, started) for r, e in zip(results, events, strict=True)]  # type: ignore[arg-type]
 
     def publish_sync(self, *, delivery: Delivery = "sync", **fields: Any) -> PublishResult:
@@ -217,11 +217,15 @@ class Publisher:
         try:
             event = self.build(**fields)
         except InvalidEventError as exc:
-            return self._notify(PublishResult(DeliveryStatus.REJECTED, error=str(exc)), None, started)
+            return self._notify(
+                PublishResult(DeliveryStatus.REJECTED, error=str(exc)), None, started
+            )
         return self.send_many_sync([event], delivery)[0]
 
     # -- async twin -------------------------------------------------------------------------
-    async def send_many(self, events: Sequence[OutgoingEvent], delivery: Delivery = "sync") -> list[PublishResult]:
+    async def send_many(
+        self, events: Sequence[OutgoingEvent], delivery: Delivery = "sync"
+    ) -> list[PublishResult]:
         started = time.perf_counter()
         results, indexes = self._route(events, delivery)
         if indexes:
@@ -231,19 +235,16 @@ class Publisher:
             all_done = loop.create_future()
 
             def wake() -> None:
-                try:
+                with contextlib.suppress(RuntimeError):  # loop closed: the caller is gone
                     loop.call_soon_threadsafe(lambda: all_done.done() or all_done.set_result(None))
-                except RuntimeError:  # loop closed: the caller is gone, results are moot
-                    pass
 
-            waiters, producer, deadline = self._produce(events, indexes, on_all_done=wake)
-            if all(w.report is not None for w in waiters):
-                all_done.done() or all_done.set_result(None)
-            try:
-                await asyncio.wait_for(asyncio.shield(all_done), max(0.0, deadline - time.monotonic()))
-            except TimeoutError:
-                pass
-            results = self._settle(events, indexes, waiters, producer, results)  # type: ignore[assignment]
+            group, producer, deadline = self._produce(events, indexes, on_done=wake)
+            if not group.done.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        asyncio.shield(all_done), max(0.0, deadline - time.monotonic())
+                    )
+            results = self._settle(events, indexes, group, producer, results)  # type: ignore[assignment]
         return [self._notify(r, e, started) for r, e in zip(results, events, strict=True)]  # type: ignore[arg-type]
 
     async def publish(self, *, delivery: Delivery = "sync", **fields: Any) -> PublishResult:
@@ -252,10 +253,14 @@ class Publisher:
         try:
             event = self.build(**fields)
         except InvalidEventError as exc:
-            return self._notify(PublishResult(DeliveryStatus.REJECTED, error=str(exc)), None, started)
+            return self._notify(
+                PublishResult(DeliveryStatus.REJECTED, error=str(exc)), None, started
+            )
         return (await self.send_many([event], delivery))[0]
 
-    async def publish_many(self, selections: Iterable[Mapping[str, Any]], delivery: Delivery = "sync") -> list[PublishResult]:
+    async def publish_many(
+        self, selections: Iterable[Mapping[str, Any]], delivery: Delivery = "sync"
+    ) -> list[PublishResult]:
         """Publish many selections (dicts of :meth:`publish` keywords) with one wait.
 
         Invalid ones come back ``rejected`` in their place; the rest are sent together.
@@ -307,7 +312,9 @@ def _guide_fields(
         "model_name": model_name,
         "correlation_id": correlation_id,
         "selection_reason": selection_reason,
-        "selection_criteria": dict(selection_criteria) if isinstance(selection_criteria, Mapping) else selection_criteria,
+        "selection_criteria": dict(selection_criteria)
+        if isinstance(selection_criteria, Mapping)
+        else selection_criteria,
         "causation_id": causation_id,
         "tenant_id": tenant_id,
     }
@@ -331,7 +338,15 @@ async def publish_provider_selection(
     Transport errors are never raised. ``delivery="background"`` returns ``False`` at once
     with the event committed to the outbox. Details: ``Publisher().publish(...)``.
     """
-    fields = _guide_fields(provider_name, model_name, correlation_id, selection_reason, selection_criteria, causation_id, tenant_id)
+    fields = _guide_fields(
+        provider_name,
+        model_name,
+        correlation_id,
+        selection_reason,
+        selection_criteria,
+        causation_id,
+        tenant_id,
+    )
     result = await _default_publisher().publish(delivery=delivery, **fields)
     return result.delivered
 
@@ -348,5 +363,13 @@ def publish_provider_selection_sync(
     delivery: Delivery = "sync",
 ) -> bool:
     """Synchronous twin of :func:`publish_provider_selection`; safe inside a running loop."""
-    fields = _guide_fields(provider_name, model_name, correlation_id, selection_reason, selection_criteria, causation_id, tenant_id)
+    fields = _guide_fields(
+        provider_name,
+        model_name,
+        correlation_id,
+        selection_reason,
+        selection_criteria,
+        causation_id,
+        tenant_id,
+    )
     return _default_publisher().publish_sync(delivery=delivery, **fields).delivered

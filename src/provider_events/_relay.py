@@ -98,33 +98,19 @@ class DrainReport:
 
 
 def _send_batch(settings: Settings, rows: list[OutboxRow]) -> tuple[list[int], str | None]:
-    """Produce rows in order; returns the seqs acknowledged before the first failure."""
+    """Produce rows in order; returns the acknowledged seqs (per-key order kept) and an error."""
     from ._producer import get_producer
 
     producer = get_producer(settings)
     deadline = time.monotonic() + settings.delivery_timeout
-    reports: list[tuple[str | None, bool]] = [(None, False)] * len(rows)
-    done = [threading.Event() for _ in rows]
-
-    def callback_for(i: int) -> Callable[[str | None, int | None, int | None, bool], None]:
-        def cb(error: str | None, partition: int | None, offset: int | None, retriable: bool) -> None:
-            if not done[i].is_set():
-                reports[i] = (error, True)
-                done[i].set()
-
-        return cb
-
-    tokens = [
-        producer.produce(r.topic, r.key, r.value, r.headers, callback_for(i), deadline)
-        for i, r in enumerate(rows)
-    ]
-    for i, event in enumerate(done):
-        if not event.wait(max(0.0, deadline - time.monotonic())) and tokens[i] is not None:
-            producer.abandon(tokens[i], f"not acknowledged within {settings.delivery_timeout:g}s")  # type: ignore[arg-type]
+    group = producer.produce_group([(r.topic, r.key, r.value, r.headers) for r in rows], deadline)
+    group.done.wait(max(0.0, deadline - time.monotonic()))
+    producer.release(group, f"not acknowledged within {settings.delivery_timeout:g}s")
     acked: list[int] = []
     first_error: str | None = None
     failed_keys: set[bytes] = set()
-    for row, (error, _) in zip(rows, reports, strict=True):
+    for row, report in zip(rows, group.reports, strict=True):
+        error = report[0] if report else "no report"
         if error is None and row.key not in failed_keys:
             acked.append(row.seq)
         else:
@@ -147,7 +133,9 @@ def drain(
     """Deliver the outbox until empty (or forever with ``follow``), holding the relay lock."""
     report = DrainReport()
     lock_path = relay_lock_path(settings)
-    outbox = Outbox(settings.resolved_outbox_path, settings.outbox_max_events, settings.outbox_max_bytes)
+    outbox = Outbox(
+        settings.resolved_outbox_path, settings.outbox_max_events, settings.outbox_max_bytes
+    )
     stop = stop or threading.Event()
     while True:
         fd = _try_lock(lock_path)
@@ -157,7 +145,15 @@ def drain(
             return report
         try:
             gave_up = _drain_locked(
-                settings, outbox, report, follow, batch_size, give_up_after, stop, on_progress, max_backoff
+                settings,
+                outbox,
+                report,
+                follow,
+                batch_size,
+                give_up_after,
+                stop,
+                on_progress,
+                max_backoff,
             )
         finally:
             _unlock(fd)

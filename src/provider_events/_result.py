@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 __all__ = ["DeliveryStatus", "PublishResult"]
 
 
-class DeliveryStatus(str, Enum):
+class DeliveryStatus(StrEnum):
     """Where an event is after a publish call returned."""
 
     DELIVERED = "delivered"  #: the broker acknowledged it (partition and offset are known)

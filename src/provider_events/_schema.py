@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from ._catalog import CATALOG, EventSpec, spec_for_schema_ref
-from ._models import LIMITS, OnexEnvelopeV1
+from ._models import LIMITS, NO_CONTROL_FIELDS, NO_CONTROL_PATTERN, OnexEnvelopeV1
 
 __all__ = ["envelope_schema", "payload_schema", "schema_files", "write_schemas"]
 
@@ -35,14 +35,29 @@ _CRITERIA = {
 }
 
 
+def _no_control(properties: dict[str, Any]) -> None:
+    for name in NO_CONTROL_FIELDS:
+        prop = properties.get(name)
+        if prop is None:
+            continue
+        for option in prop.get("anyOf", [prop]):
+            if option.get("type") == "string":
+                option["pattern"] = NO_CONTROL_PATTERN
+    if "selection_reason" in properties:
+        properties["selection_reason"]["pattern"] = "^[^\\x00]*$"
+
+
 def _fix_payload(schema: dict[str, Any]) -> dict[str, Any]:
     schema["properties"]["selection_criteria"] = {**_CRITERIA, "default": {}}
+    _no_control(schema["properties"])
     return schema
 
 
 def payload_schema(spec: EventSpec) -> dict[str, Any]:
     """The payload's schema, standalone."""
-    (out,), components = msgspec.json.schema_components([spec.payload_type], ref_template="#/$defs/{name}")
+    (_,), components = msgspec.json.schema_components(
+        [spec.payload_type], ref_template="#/$defs/{name}"
+    )
     name = spec.payload_type.__name__
     body = _fix_payload(components[name])
     return {"$schema": _DRAFT, "$id": f"{spec.schema_ref}/payload", "title": name, **body}
@@ -57,7 +72,12 @@ def envelope_schema(spec: EventSpec) -> dict[str, Any]:
     envelope = components.pop(env_name)
     envelope["properties"]["event_type"] = {"const": spec.event_type}
     envelope["properties"]["schema_ref"] = {"const": spec.schema_ref}
-    envelope["properties"]["event_id"] = {"type": "string", "format": "uuid", "description": "UUID version 4"}
+    _no_control(envelope["properties"])
+    envelope["properties"]["event_id"] = {
+        "type": "string",
+        "format": "uuid",
+        "description": "UUID version 4",
+    }
     payload_name = spec.payload_type.__name__
     components[payload_name] = _fix_payload(components[payload_name])
     return {

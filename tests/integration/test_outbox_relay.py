@@ -43,9 +43,23 @@ def test_cli_outage_spools_then_relay_delivers(kafka_env, topic, kcat, broker) -
     try:
         started = time.monotonic()
         proc = subprocess.run(
-            [sys.executable, str(SCRIPT), "--provider", "claude", "--model", "claude-3-5-sonnet-20241022",
-             "--reason", "outage", "--correlation-id", "outage-1", "--json"],
-            capture_output=True, text=True, env=env, timeout=60,
+            [
+                sys.executable,
+                str(SCRIPT),
+                "--provider",
+                "claude",
+                "--model",
+                "claude-3-5-sonnet-20241022",
+                "--reason",
+                "outage",
+                "--correlation-id",
+                "outage-1",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
         )
         elapsed = time.monotonic() - started
     finally:
@@ -68,9 +82,24 @@ def test_background_mode_returns_at_once_and_relay_autostarts(kafka_env, topic, 
     ids = []
     for i in range(5):
         proc = subprocess.run(
-            [sys.executable, str(SCRIPT), "--provider", "p", "--model", f"m{i}", "--reason", "bg",
-             "--correlation-id", "bg-1", "--background", "--json"],
-            capture_output=True, text=True, env=kafka_env, timeout=60,
+            [
+                sys.executable,
+                str(SCRIPT),
+                "--provider",
+                "p",
+                "--model",
+                f"m{i}",
+                "--reason",
+                "bg",
+                "--correlation-id",
+                "bg-1",
+                "--background",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            env=kafka_env,
+            timeout=60,
         )
         assert proc.returncode == 0, proc.stderr
         doc = json.loads(proc.stdout)
@@ -80,7 +109,9 @@ def test_background_mode_returns_at_once_and_relay_autostarts(kafka_env, topic, 
     msgs = [m for m in kcat.consume(topic) if m.key == "bg-1"]
     assert sorted(m.envelope["event_id"] for m in msgs) == sorted(ids)
     # one key, one partition, publishing order kept
-    assert [m.envelope["payload"]["model_name"] for m in sorted(msgs, key=lambda m: m.offset)] == [f"m{i}" for i in range(5)]
+    assert [m.envelope["payload"]["model_name"] for m in sorted(msgs, key=lambda m: m.offset)] == [
+        f"m{i}" for i in range(5)
+    ]
 
 
 def test_sigkill_relay_mid_drain_loses_nothing(kafka_env, topic, kcat) -> None:
@@ -89,16 +120,25 @@ def test_sigkill_relay_mid_drain_loses_nothing(kafka_env, topic, kcat) -> None:
     settings = load_settings(environ=env)
     publisher = Publisher(settings)
     events = [
-        publisher.build(provider_name="p", model_name="m", correlation_id=f"k{i % 50}", selection_reason=str(i))
+        publisher.build(
+            provider_name="p", model_name="m", correlation_id=f"k{i % 50}", selection_reason=str(i)
+        )
         for i in range(20_000)
     ]
     box = Outbox(settings.resolved_outbox_path, max_events=1_000_000, max_bytes=1 << 30)
     box.add(events)
     kills = 0
     for _ in range(3):
-        relay = subprocess.Popen([*CLI, "relay", "--batch-size", "500"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        relay = subprocess.Popen(
+            [*CLI, "relay", "--batch-size", "500"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         before = box.pending()
-        wait_until(lambda b=before: box.pending() < b - 1000 or relay.poll() is not None, 60, 0.02)
+        wait_until(
+            lambda b=before, r=relay: box.pending() < b - 1000 or r.poll() is not None, 60, 0.02
+        )
         if relay.poll() is None:
             relay.send_signal(signal.SIGKILL)
             kills += 1
@@ -118,7 +158,9 @@ def test_64_processes_during_outage_all_delivered(kafka_env, topic, kcat, broker
     batches = []
     for p in range(64):
         lines = [
-            json.dumps({"provider": "p", "model": "m", "reason": f"{p}-{i}", "correlation_id": f"proc-{p}"})
+            json.dumps(
+                {"provider": "p", "model": "m", "reason": f"{p}-{i}", "correlation_id": f"proc-{p}"}
+            )
             for i in range(100)
         ]
         batches.append("\n".join(lines) + "\n")
@@ -127,7 +169,9 @@ def test_64_processes_during_outage_all_delivered(kafka_env, topic, kcat, broker
         args = [sys.executable, str(SCRIPT), "--batch", "-", "--json"]
         if p % 2:
             args.append("--background")
-        proc = subprocess.run(args, input=batches[p], capture_output=True, text=True, env=env, timeout=300)
+        proc = subprocess.run(
+            args, input=batches[p], capture_output=True, text=True, env=env, timeout=300
+        )
         assert proc.returncode in (0, 1), proc.stderr
         return json.loads(proc.stdout)
 
@@ -149,7 +193,10 @@ def test_64_processes_during_outage_all_delivered(kafka_env, topic, kcat, broker
     assert {m.envelope["event_id"] for m in msgs} == published
     # per-key order: each process's events are in its publishing order on the topic
     for p in range(64):
-        reasons = [m.envelope["payload"]["selection_reason"] for m in sorted((m for m in msgs if m.key == f"proc-{p}"), key=lambda m: m.offset)]
+        reasons = [
+            m.envelope["payload"]["selection_reason"]
+            for m in sorted((m for m in msgs if m.key == f"proc-{p}"), key=lambda m: m.offset)
+        ]
         seen: list[str] = []
         for r in reasons:  # redelivery may repeat an event; first occurrences keep the order
             if r not in seen:
@@ -163,12 +210,27 @@ def test_corrupted_outbox_cli_reports_one_line(kafka_env, tmp_path) -> None:
     path.write_bytes(b"garbage" * 1000)
     env = dict(kafka_env, PROVIDER_EVENTS_OUTBOX=str(path))
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--provider", "p", "--model", "m", "--reason", "r", "--background"],
-        capture_output=True, text=True, env=env, timeout=60,
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--provider",
+            "p",
+            "--model",
+            "m",
+            "--reason",
+            "r",
+            "--background",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
     assert proc.returncode == 1
     assert len(proc.stderr.strip().splitlines()) == 1 and "corrupted" in proc.stderr
-    status = subprocess.run([*CLI, "outbox", "status"], capture_output=True, text=True, env=env, timeout=60)
+    status = subprocess.run(
+        [*CLI, "outbox", "status"], capture_output=True, text=True, env=env, timeout=60
+    )
     assert status.returncode == 1 and "corrupted" in status.stderr
 
 
@@ -180,7 +242,11 @@ def test_async_publisher_spools_and_reports(kafka_env, broker) -> None:
     settings = load_settings(environ=env)
     broker.stop()
     try:
-        result = asyncio.run(Publisher(settings).publish(provider_name="p", model_name="m", correlation_id="a1", selection_reason="r"))
+        result = asyncio.run(
+            Publisher(settings).publish(
+                provider_name="p", model_name="m", correlation_id="a1", selection_reason="r"
+            )
+        )
     finally:
         broker.start()
     assert result.status is DeliveryStatus.SPOOLED and result.accepted and not result.delivered

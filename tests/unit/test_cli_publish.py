@@ -28,7 +28,14 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=60, cwd=env["HOME"])
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        cwd=env["HOME"],
+    )
 
 
 BASE = ["--provider", "p", "--model", "m", "--reason", "r"]
@@ -62,7 +69,13 @@ def test_unreachable_broker_exits_1_and_spools(env) -> None:
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "outbox" in lines[0]
-    status = subprocess.run([sys.executable, "-m", "provider_events.cli", "outbox", "status", "--json"], capture_output=True, text=True, env=env, check=True)
+    status = subprocess.run(
+        [sys.executable, "-m", "provider_events.cli", "outbox", "status", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
     assert json.loads(status.stdout)["pending"] == 1
 
 
@@ -83,5 +96,15 @@ def test_bad_configuration_exits_2(env) -> None:
 def test_help_lists_the_guide_flags(env) -> None:
     """--help documents every flag the guide uses."""
     out = run(env, "--help").stdout
-    for flag in ("--provider", "--model", "--reason", "--criteria", "--correlation-id", "--quiet", "--verbose", "--causation-id", "--background"):
+    for flag in (
+        "--provider",
+        "--model",
+        "--reason",
+        "--criteria",
+        "--correlation-id",
+        "--quiet",
+        "--verbose",
+        "--causation-id",
+        "--background",
+    ):
         assert flag in out

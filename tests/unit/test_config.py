@@ -22,7 +22,9 @@ def test_defaults_follow_the_guide(tmp_path: Path) -> None:
 def test_dotenv_is_read_and_environment_wins(tmp_path: Path) -> None:
     """A .env file supplies values; a real environment variable overrides it."""
     env_file = tmp_path / ".env"
-    env_file.write_text('# comment\nexport KAFKA_BOOTSTRAP_SERVERS="broker:9092"\nPROVIDER_EVENTS_TENANT_ID=acme # x\n')
+    env_file.write_text(
+        '# comment\nexport KAFKA_BOOTSTRAP_SERVERS="broker:9092"\nPROVIDER_EVENTS_TENANT_ID=acme # x\n'
+    )
     s = load_settings(environ={}, dotenv=env_file)
     assert s.kafka_bootstrap_servers == "broker:9092"
     assert s.sources["kafka_bootstrap_servers"].startswith(".env")
@@ -41,13 +43,18 @@ def test_dotenv_is_read_and_environment_wins(tmp_path: Path) -> None:
         ({"PROVIDER_EVENTS_DELIVERY_TIMEOUT": "0"}, "PROVIDER_EVENTS_DELIVERY_TIMEOUT"),
         ({"KAFKA_SECURITY_PROTOCOL": "TLS"}, "KAFKA_SECURITY_PROTOCOL"),
         ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "KAFKA_SASL_MECHANISM"),
-        ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512"}, "KAFKA_SASL_USERNAME"),
+        (
+            {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512"},
+            "KAFKA_SASL_USERNAME",
+        ),
         ({"KAFKA_SSL_CA_LOCATION": "/nonexistent/ca.pem"}, "KAFKA_SSL_CA_LOCATION"),
         ({"PROVIDER_EVENTS_OUTBOX_MAX_EVENTS": "-1"}, "PROVIDER_EVENTS_OUTBOX_MAX_EVENTS"),
         ({"PROVIDER_EVENTS_SINK": "s3"}, "PROVIDER_EVENTS_SINK"),
     ],
 )
-def test_misconfiguration_names_the_setting(tmp_path: Path, env: dict[str, str], setting: str) -> None:
+def test_misconfiguration_names_the_setting(
+    tmp_path: Path, env: dict[str, str], setting: str
+) -> None:
     """Every malformed setting raises ConfigError whose one-line message starts with its name."""
     with pytest.raises(ConfigError) as info:
         load_settings(environ=env, dotenv=tmp_path / "none")

@@ -20,7 +20,13 @@ def settings(tmp_path):
 
 
 def build(settings, **overrides):
-    fields = dict(provider_name="claude", model_name="m", correlation_id="c", selection_reason="r", selection_criteria={})
+    fields = dict(
+        provider_name="claude",
+        model_name="m",
+        correlation_id="c",
+        selection_reason="r",
+        selection_criteria={},
+    )
     fields.update(overrides)
     return build_provider_selection(settings=settings, **fields)
 
@@ -38,7 +44,7 @@ def test_timestamps_are_utc_z() -> None:
     moment = datetime(2025, 11, 13, 16, 30, tzinfo=timezone(timedelta(hours=2)))
     assert format_timestamp(moment) == "2025-11-13T14:30:00.000000Z"
     with pytest.raises(ValueError, match="timezone-aware"):
-        format_timestamp(datetime(2025, 1, 1))  # noqa: DTZ001
+        format_timestamp(datetime(2025, 1, 1))
 
 
 def test_selected_at_in_another_zone_is_normalised(settings) -> None:
@@ -57,11 +63,18 @@ def test_selected_at_in_another_zone_is_normalised(settings) -> None:
         ({"correlation_id": "c" * (LIMITS["correlation_id"] + 1)}, "correlation_id"),
         ({"selection_reason": "nul\x00byte"}, "selection_reason"),
         ({"selection_reason": "r" * (LIMITS["selection_reason"] + 1)}, "selection_reason"),
-        ({"selection_criteria": {"deep": {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": 1}}}}}}}}}}, "deeper"),
+        (
+            {
+                "selection_criteria": {
+                    "deep": {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": 1}}}}}}}}
+                }
+            },
+            "deeper",
+        ),
         ({"selection_criteria": {"blob": "x" * (LIMITS["criteria_bytes"] + 1)}}, "larger"),
         ({"selection_criteria": {"latency_ms": float("inf")}}, "finite"),
         ({"selection_criteria": {"quality_score": True}}, "number"),
-        ({"selected_at": datetime(2025, 1, 1)}, "timezone"),  # noqa: DTZ001
+        ({"selected_at": datetime(2025, 1, 1)}, "timezone"),
         ({"tenant_id": "a b\tc"}, "tenant_id"),
         ({"causation_id": 5}, "causation_id"),
     ],

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from provider_events import DeliveryStatus, OutboxCorruptError, OutboxFullError, Publisher, load_settings
+from provider_events import (
+    DeliveryStatus,
+    OutboxCorruptError,
+    OutboxFullError,
+    Publisher,
+    load_settings,
+)
 from provider_events._envelope import build_provider_selection
 from provider_events._outbox import Outbox, _decode_headers, _encode_headers
 
@@ -28,7 +34,12 @@ def settings(tmp_path: Path):
 
 def event(settings, cid: str = "c", n: int = 0):
     return build_provider_selection(
-        settings=settings, provider_name="p", model_name=f"m{n}", correlation_id=cid, selection_reason="r", selection_criteria={}
+        settings=settings,
+        provider_name="p",
+        model_name=f"m{n}",
+        correlation_id=cid,
+        selection_reason="r",
+        selection_criteria={},
     )
 
 
@@ -74,8 +85,20 @@ def test_publisher_reports_full_outbox_as_failed(settings) -> None:
     """A publish that can neither deliver nor spool says so (FAILED, with the reason)."""
     s = settings.with_overrides(outbox_max_events=1, delivery_timeout=0.5)
     publisher = Publisher(s)
-    first = publisher.publish_sync(provider_name="p", model_name="m", correlation_id="a", selection_reason="r", delivery="background")
-    second = publisher.publish_sync(provider_name="p", model_name="m", correlation_id="b", selection_reason="r", delivery="background")
+    first = publisher.publish_sync(
+        provider_name="p",
+        model_name="m",
+        correlation_id="a",
+        selection_reason="r",
+        delivery="background",
+    )
+    second = publisher.publish_sync(
+        provider_name="p",
+        model_name="m",
+        correlation_id="b",
+        selection_reason="r",
+        delivery="background",
+    )
     assert first.status is DeliveryStatus.QUEUED and first.accepted
     assert second.status is DeliveryStatus.FAILED and "full" in (second.error or "")
     assert Outbox(s.resolved_outbox_path).pending() == 1
@@ -89,7 +112,13 @@ def test_corrupted_file_is_reported_not_crashed(settings) -> None:
     path.write_bytes(garbage)
     with pytest.raises(OutboxCorruptError, match="corrupted"):
         Outbox(path).add([event(settings)])
-    result = Publisher(settings).publish_sync(provider_name="p", model_name="m", correlation_id="c", selection_reason="r", delivery="background")
+    result = Publisher(settings).publish_sync(
+        provider_name="p",
+        model_name="m",
+        correlation_id="c",
+        selection_reason="r",
+        delivery="background",
+    )
     assert result.status is DeliveryStatus.FAILED and "corrupted" in (result.error or "")
     assert path.read_bytes() == garbage
 
@@ -117,5 +146,12 @@ def test_many_threads_append_safely(settings) -> None:
     assert conn.execute("SELECT count(DISTINCT event_id) FROM outbox").fetchone()[0] == 800
     # order per key is insertion order
     for t in range(16):
-        models = [bytes(v) for (v,) in conn.execute("SELECT value FROM outbox WHERE key = ? ORDER BY seq", (f"t{t}".encode(),))]
-        assert [m.split(b'"model_name":"')[1].split(b'"')[0] for m in models] == [f"m{i}".encode() for i in range(50)]
+        models = [
+            bytes(v)
+            for (v,) in conn.execute(
+                "SELECT value FROM outbox WHERE key = ? ORDER BY seq", (f"t{t}".encode(),)
+            )
+        ]
+        assert [m.split(b'"model_name":"')[1].split(b'"')[0] for m in models] == [
+            f"m{i}".encode() for i in range(50)
+        ]

@@ -22,11 +22,23 @@ def test_schema_files_match_models() -> None:
 def test_schema_command_prints_the_registry_schema() -> None:
     """`provider-events schema registry://...` prints the envelope schema."""
     proc = subprocess.run(
-        [sys.executable, "-m", "provider_events.cli", "schema", "registry://omninode/agent/provider_selected/v1"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "provider_events.cli",
+            "schema",
+            "registry://omninode/agent/provider_selected/v1",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert '"$id": "registry://omninode/agent/provider_selected/v1"' in proc.stdout
-    bad = subprocess.run([sys.executable, "-m", "provider_events.cli", "schema", "registry://nope"], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "provider_events.cli", "schema", "registry://nope"],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
 
 

@@ -37,11 +37,13 @@ def _available() -> dict[str, tuple[str, str]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from ._common import ArgumentParser, EXIT_BAD_INPUT, fail
+    from ._common import EXIT_BAD_INPUT, ArgumentParser, fail
 
     args = list(sys.argv[1:] if argv is None else argv)
     prog = "provider-events"
-    parser = ArgumentParser(prog=prog, description="Provider-selection events: publish, deliver, ingest, analyse.")
+    parser = ArgumentParser(
+        prog=prog, description="Provider-selection events: publish, deliver, ingest, analyse."
+    )
     parser.add_argument("--version", action="version", version=f"{prog} {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen = args[0] if args and args[0] in COMMANDS else None

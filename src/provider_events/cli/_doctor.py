@@ -18,7 +18,11 @@ def run(args: argparse.Namespace) -> int:
         import msgspec
 
         checks = run_checks()
-        print(msgspec.json.encode([{"name": c.name, "ok": c.ok, "detail": c.detail, "hint": c.hint} for c in checks]).decode())
+        print(
+            msgspec.json.encode(
+                [{"name": c.name, "ok": c.ok, "detail": c.detail, "hint": c.hint} for c in checks]
+            ).decode()
+        )
     else:
         from rich.console import Console
         from rich.markup import escape

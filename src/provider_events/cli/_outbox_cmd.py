@@ -29,7 +29,9 @@ def run(args: argparse.Namespace) -> int:
     from provider_events._outbox import Outbox
     from provider_events._relay import relay_running
 
-    outbox = Outbox(settings.resolved_outbox_path, settings.outbox_max_events, settings.outbox_max_bytes)
+    outbox = Outbox(
+        settings.resolved_outbox_path, settings.outbox_max_events, settings.outbox_max_bytes
+    )
     try:
         st = outbox.status()
     except OutboxError as exc:
@@ -37,7 +39,14 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         import msgspec
 
-        print(msgspec.json.encode({**{f: getattr(st, f) for f in st.__slots__}, "relay_running": relay_running(settings)}).decode())
+        print(
+            msgspec.json.encode(
+                {
+                    **{f: getattr(st, f) for f in st.__slots__},
+                    "relay_running": relay_running(settings),
+                }
+            ).decode()
+        )
         return EXIT_OK
     from rich.console import Console
     from rich.table import Table

@@ -10,18 +10,45 @@ import argparse
 import sys
 from typing import Any
 
-from ._common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, ArgumentParser, configure_logging, fail, settings_or_exit
+from ._common import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    ArgumentParser,
+    configure_logging,
+    fail,
+    settings_or_exit,
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--provider", help="provider name, e.g. gemini-flash (required)")
     p.add_argument("--model", help="model name, e.g. gemini-1.5-flash-002 (required)")
     p.add_argument("--reason", help="why this provider/model was selected (required)")
-    p.add_argument("--criteria", default=None, metavar="JSON", help='selection criteria as a JSON object, e.g. \'{"cost_per_token": 0.000001}\'')
-    p.add_argument("--correlation-id", default=None, help="request id (partition key); a UUIDv7 is generated if omitted")
-    p.add_argument("--causation-id", default=None, help="id of the event or request that caused this one")
-    p.add_argument("--tenant-id", default=None, help="tenant (env PROVIDER_EVENTS_TENANT_ID, default 'default')")
-    p.add_argument("--background", action="store_true", help="commit to the local outbox and return at once; the relay delivers")
+    p.add_argument(
+        "--criteria",
+        default=None,
+        metavar="JSON",
+        help="selection criteria as a JSON object, e.g. '{\"cost_per_token\": 0.000001}'",
+    )
+    p.add_argument(
+        "--correlation-id",
+        default=None,
+        help="request id (partition key); a UUIDv7 is generated if omitted",
+    )
+    p.add_argument(
+        "--causation-id", default=None, help="id of the event or request that caused this one"
+    )
+    p.add_argument(
+        "--tenant-id",
+        default=None,
+        help="tenant (env PROVIDER_EVENTS_TENANT_ID, default 'default')",
+    )
+    p.add_argument(
+        "--background",
+        action="store_true",
+        help="commit to the local outbox and return at once; the relay delivers",
+    )
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument(
         "--batch",
@@ -31,7 +58,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     out = p.add_mutually_exclusive_group()
     out.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
-    out.add_argument("--verbose", "-v", action="store_true", help="print the envelope and client logs")
+    out.add_argument(
+        "--verbose", "-v", action="store_true", help="print the envelope and client logs"
+    )
 
 
 def _criteria(raw: str | None) -> dict[str, Any] | None:
@@ -44,16 +73,25 @@ def _criteria(raw: str | None) -> dict[str, Any] | None:
     except msgspec.DecodeError as exc:
         raise SystemExit(fail(f"--criteria is not valid JSON: {exc}", EXIT_BAD_INPUT)) from None
     if not isinstance(value, dict):
-        raise SystemExit(fail(f"--criteria must be a JSON object, got {type(value).__name__}", EXIT_BAD_INPUT))
+        raise SystemExit(
+            fail(f"--criteria must be a JSON object, got {type(value).__name__}", EXIT_BAD_INPUT)
+        )
     return value
 
 
 def _check_required(args: argparse.Namespace) -> None:
     single = [f"--{n}" for n in ("provider", "model", "reason") if getattr(args, n) is None]
     if args.batch is None and single:
-        raise SystemExit(fail(f"the following arguments are required: {', '.join(single)}", EXIT_BAD_INPUT))
+        raise SystemExit(
+            fail(f"the following arguments are required: {', '.join(single)}", EXIT_BAD_INPUT)
+        )
     if args.batch is not None and len(single) < 3:
-        raise SystemExit(fail("--batch replaces --provider/--model/--reason; give one or the other", EXIT_BAD_INPUT))
+        raise SystemExit(
+            fail(
+                "--batch replaces --provider/--model/--reason; give one or the other",
+                EXIT_BAD_INPUT,
+            )
+        )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -40,12 +40,16 @@ def _fields(number: int, line: bytes) -> dict[str, Any]:
     try:
         doc = msgspec.json.decode(line)
     except msgspec.DecodeError as exc:
-        raise SystemExit(fail(f"--batch line {number}: not valid JSON: {exc}", EXIT_BAD_INPUT)) from None
+        raise SystemExit(
+            fail(f"--batch line {number}: not valid JSON: {exc}", EXIT_BAD_INPUT)
+        ) from None
     if not isinstance(doc, dict):
         raise SystemExit(fail(f"--batch line {number}: must be a JSON object", EXIT_BAD_INPUT))
     unknown = sorted(set(doc) - set(_FIELDS))
     if unknown:
-        raise SystemExit(fail(f"--batch line {number}: unknown field(s) {', '.join(unknown)}", EXIT_BAD_INPUT))
+        raise SystemExit(
+            fail(f"--batch line {number}: unknown field(s) {', '.join(unknown)}", EXIT_BAD_INPUT)
+        )
     return {_FIELDS[k]: v for k, v in doc.items()}
 
 
@@ -70,13 +74,21 @@ def run_batch(args: argparse.Namespace, settings: Any) -> int:
         counts[result.status.value] = counts.get(result.status.value, 0) + 1
     ok_states = {"delivered", "queued"} if args.background else {"delivered"}
     ok = all(r.status.value in ok_states for r in results)
-    summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "nothing to publish"
+    summary = (
+        ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "nothing to publish"
+    )
     if args.json:
         import msgspec
 
-        print(msgspec.json.encode({"counts": counts, "event_ids": [r.event_id for r in results]}).decode())
+        print(
+            msgspec.json.encode(
+                {"counts": counts, "event_ids": [r.event_id for r in results]}
+            ).decode()
+        )
     elif ok and not args.quiet:
         print(summary)
     if ok:
         return EXIT_OK
-    return fail(f"not all delivered: {summary}; undelivered events are safe in the outbox", EXIT_FAILED)
+    return fail(
+        f"not all delivered: {summary}; undelivered events are safe in the outbox", EXIT_FAILED
+    )

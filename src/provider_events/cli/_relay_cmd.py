@@ -28,7 +28,13 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     give_up = 300.0 if args.detached else (None if args.follow else 60.0)
     try:
-        report = drain(settings, follow=args.follow, batch_size=args.batch_size, give_up_after=give_up, stop=stop)
+        report = drain(
+            settings,
+            follow=args.follow,
+            batch_size=args.batch_size,
+            give_up_after=give_up,
+            stop=stop,
+        )
     except OutboxError as exc:
         return fail(str(exc))
     if args.detached:

@@ -9,7 +9,9 @@ from ._common import EXIT_BAD_INPUT, EXIT_OK, fail
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("schema_ref", nargs="?", help="e.g. registry://omninode/agent/provider_selected/v1")
+    p.add_argument(
+        "schema_ref", nargs="?", help="e.g. registry://omninode/agent/provider_selected/v1"
+    )
     p.add_argument("--payload", action="store_true", help="only the payload's schema")
     p.add_argument("--list", action="store_true", help="list the catalogued event types")
     p.add_argument("--write", metavar="DIR", type=Path, help="write every schema file into DIR")
@@ -21,7 +23,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.list:
         for spec in CATALOG.values():
-            print(f"{spec.schema_ref}\t{spec.event_type}\t{spec.family.value}\tkey={spec.key_field}\ttopic={spec.topic}")
+            print(
+                f"{spec.schema_ref}\t{spec.event_type}\t{spec.family.value}\tkey={spec.key_field}\ttopic={spec.topic}"
+            )
         return EXIT_OK
     if args.write:
         for path in write_schemas(args.write):
@@ -32,5 +36,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         print(dumps(schema_for_ref(args.schema_ref, payload_only=args.payload)), end="")
     except KeyError as exc:
-        return fail(f"{exc.args[0]}; known: {', '.join(s.schema_ref for s in CATALOG.values())}", EXIT_BAD_INPUT)
+        return fail(
+            f"{exc.args[0]}; known: {', '.join(s.schema_ref for s in CATALOG.values())}",
+            EXIT_BAD_INPUT,
+        )
     return EXIT_OK
