@@ -27,6 +27,7 @@ Label values stay bounded: failure reasons come from a fixed set, and provider a
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -63,6 +64,8 @@ OTHER = "other"
 MAX_PROVIDERS = 50
 MAX_MODELS = 500
 
+#: :class:`OutboxFullError`'s message: "outbox <path> is full (<n> events, ...".
+_OUTBOX_FULL = re.compile(r"outbox .* is full \(")
 _NOT_FAILURES = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.STORED, DeliveryStatus.QUEUED})
 
 
@@ -75,7 +78,7 @@ def failure_reason(result: PublishResult) -> str | None:
         return "invalid"
     text = (result.error or "").lower()
     if status is DeliveryStatus.FAILED:
-        if "outbox" in text and "full" in text:
+        if _OUTBOX_FULL.search(text):
             return "outbox_full"
         if "not spooled" in text or text.startswith(("outbox", "cannot open outbox")):
             return "outbox_error"

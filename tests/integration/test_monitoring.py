@@ -560,3 +560,87 @@ def test_exposition_passes_promtool_check_metrics(
         if line.startswith(("provider_", "llm_request_"))
     ]
     assert not problems, problems
+
+
+# -- failure reasons and label bounds (no Prometheus needed) ---------------------------------
+def test_failure_reasons_of_real_publish_results(tmp_path: Path) -> None:
+    """Real spooled, outbox-full and rejected results map to their fixed failure reasons."""
+    from provider_events import DeliveryStatus, Publisher, load_settings
+    from provider_events._publisher_metrics import failure_reason
+
+    settings = load_settings().with_overrides(
+        kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",  # nothing listens there
+        delivery_timeout=1.0,
+        relay_autostart=False,
+        state_dir=tmp_path,
+        outbox_max_events=1,
+    )
+    publisher = Publisher(settings)
+    fields: dict[str, Any] = {
+        "provider_name": "openai",
+        "model_name": "gpt-4o",
+        "correlation_id": None,
+        "selection_reason": "reasons test",
+    }
+    try:
+        spooled = publisher.publish_sync(**fields)
+        refused = publisher.publish_sync(**fields)
+        rejected = publisher.publish_sync(**{**fields, "provider_name": ""})
+    finally:
+        publisher.close()
+    assert spooled.status is DeliveryStatus.SPOOLED
+    assert failure_reason(spooled) in ("broker_unavailable", "timeout")
+    assert refused.status is DeliveryStatus.FAILED
+    assert failure_reason(refused) == "outbox_full"
+    assert rejected.status is DeliveryStatus.REJECTED
+    assert failure_reason(rejected) == "invalid"
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "reason"),
+    [
+        ("delivered", None, None),
+        ("stored", None, None),
+        ("queued", "queued for background delivery", None),
+        ("spooled", "not acknowledged within the delivery timeout", "timeout"),
+        ("spooled", "not acknowledged within 5s", "timeout"),
+        ("spooled", "_MSG_TIMED_OUT: Local: Message timed out", "timeout"),
+        ("spooled", "all brokers are down (recently reported by the client)", "broker_unavailable"),
+        ("spooled", "_ALL_BROKERS_DOWN: 1/1 brokers are down", "broker_unavailable"),
+        ("spooled", "local producer queue is full", "queue_full"),
+        ("spooled", "queued behind earlier spooled events with the same key", "backlog"),
+        ("spooled", "KafkaException: KafkaError{code=TOPIC_AUTHORIZATION_FAILED}", "kafka_error"),
+        (
+            "failed",
+            "x; and not spooled: outbox /s/outbox.sqlite3 is full (9 events, 1 bytes",
+            "outbox_full",
+        ),
+        (
+            "failed",
+            "x; and not spooled: outbox /s/o: disk full or not writable (e)",
+            "outbox_error",
+        ),
+        ("failed", "outbox /full/o.sqlite3: database is locked", "outbox_error"),
+        ("failed", "_ALL_BROKERS_DOWN: 1/1 brokers are down", "broker_unavailable"),
+        ("failed", None, "other"),
+        ("rejected", "Expected `str` of length >= 1", "invalid"),
+    ],
+)
+def test_failure_reason_is_one_of_a_fixed_set(
+    status: str, error: str | None, reason: str | None
+) -> None:
+    """Every publish outcome maps to a bounded reason (or none when it is not a failure)."""
+    from provider_events import DeliveryStatus, PublishResult
+    from provider_events._publisher_metrics import FAILURE_REASONS, failure_reason
+
+    got = failure_reason(PublishResult(DeliveryStatus(status), error=error))
+    assert got == reason
+    assert got is None or got in FAILURE_REASONS
+
+
+def test_provider_and_model_labels_are_capped() -> None:
+    """Past the cap, new label values are reported as "other"; known ones keep their name."""
+    from provider_events._publisher_metrics import OTHER, _LabelCap
+
+    cap = _LabelCap(2)
+    assert [cap(v) for v in ("a", "b", "c", "a", "d", "b")] == ["a", "b", OTHER, "a", OTHER, "b"]
