@@ -232,7 +232,16 @@ class Stack:
     publisher_port: int
     published: dict[str, Any]
     started: datetime
+    logs: Path
     procs: dict[str, subprocess.Popen[Any]] = field(default_factory=dict)
+
+    def check_alive(self) -> None:
+        """Fail at once, with its log, when a child we started has exited."""
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                log = self.logs / f"{name}.log"
+                tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+                pytest.fail(f"{name} exited with {proc.returncode}:\n{tail}")
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         url = f"{self.prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
@@ -364,7 +373,15 @@ def stack(
             url = f"http://127.0.0.1:{prometheus_port}"
             wait_for("Prometheus ready", lambda: http_text(f"{url}/-/ready"), 30)
             yield Stack(
-                url, schema.dsn, topic, consumer_port, publisher_port, published, started, procs
+                url,
+                schema.dsn,
+                topic,
+                consumer_port,
+                publisher_port,
+                published,
+                started,
+                tmp,
+                procs,
             )
         finally:
             for name in ("prometheus", "publisher", "consumer"):
@@ -378,6 +395,7 @@ def settled(stack: Stack) -> Stack:
     """The consumer stored every delivered event and Prometheus has scraped it all since."""
 
     def stored() -> bool:
+        stack.check_alive()
         with psycopg.connect(stack.dsn, connect_timeout=5) as conn:
             row = conn.execute("SELECT count(*) FROM provider_selection_events").fetchone()
         return row is not None and row[0] >= DELIVERED
@@ -386,6 +404,7 @@ def settled(stack: Stack) -> Stack:
     wait_for("the consumer to store every delivered event", stored, 90)
 
     def scraped() -> bool:
+        stack.check_alive()
         dlq = stack.query(f'sum(provider_events_consumer_dlq_total{{job="{CONSUMER_JOB}"}})')
         rows = stack.query(
             f'sum(provider_events_consumer_rows_inserted_total{{job="{CONSUMER_JOB}"}})'
