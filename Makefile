@@ -5,10 +5,14 @@ SERVICES := dev/services.sh
 # Load the service addresses printed by `dev/services.sh env` into the recipe's environment.
 WITH_SERVICES = set -a; eval "$$($(SERVICES) env)"; set +a;
 
-.PHONY: install services services-down test test-unit lint schemas demo bench chaos clean
+.PHONY: install deps services services-down test test-unit lint schemas demo bench chaos clean
 
 install: ## install the package with its dev tools (editable)
 	@$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -e '.[dev]'
+
+deps: ## Debian packages the tests use besides Kafka/PostgreSQL/kcat (Prometheus, Chromium)
+	@dev/install-prometheus.sh
+	@dev/install-chromium.sh
 
 services: ## start real Kafka (KRaft, 127.0.0.1:29092) and PostgreSQL; print the export lines
 	@$(SERVICES) up
@@ -17,13 +21,13 @@ services-down: ## stop them
 	@$(SERVICES) down
 
 lint: install
-	@$(PYTHON) -m ruff check src agents scripts tests benchmarks examples
-	@$(PYTHON) -m ruff format --check src agents scripts tests benchmarks examples
+	@$(PYTHON) -m ruff check src agents scripts tests benchmarks examples conftest.py
+	@$(PYTHON) -m ruff format --check src agents scripts tests benchmarks examples conftest.py
 
 schemas: install ## regenerate schemas/ from the models
 	@$(PYTHON) -m provider_events.cli schema --write schemas
 
-test: install ## everything: lint, unit and integration tests on real Kafka and PostgreSQL
+test: install deps ## everything: lint, unit and integration tests on real Kafka and PostgreSQL
 	@$(SERVICES) up >/dev/null
 	@$(MAKE) --no-print-directory lint
 	@$(WITH_SERVICES) $(PYTHON) -m pytest $(PYTEST_ARGS)
@@ -31,8 +35,8 @@ test: install ## everything: lint, unit and integration tests on real Kafka and 
 test-unit: install ## fast tests, no services
 	@$(PYTHON) -m pytest tests/unit $(PYTEST_ARGS)
 
-demo: install ## publish the guide's example selections and show what arrived
-	@$(PYTHON) -m provider_events.cli demo
+demo: install ## a synthetic week of selections, then stats, recommendations and an HTML report
+	@$(PYTHON) -m provider_events.cli demo $(DEMO_ARGS)
 
 bench: install ## side-by-side benchmarks, printed as ratios
 	@$(SERVICES) up >/dev/null

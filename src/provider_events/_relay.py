@@ -2,7 +2,8 @@
 
 No daemon to install. A publish that leaves events in the outbox calls :func:`ensure_relay`,
 which starts a detached ``provider-events relay --detached`` unless one already holds the relay
-lock; that drain exits once the outbox is empty (or after ``give_up_after`` seconds of failing,
+lock; that drain lingers a few seconds once the outbox is empty (so a burst of hook calls
+spawns one relay, not one each) and then exits (or after ``give_up_after`` seconds of failing,
 so a long outage leaves no process behind; the next publish starts a new one).
 ``provider-events relay`` drains in the foreground; ``--follow`` keeps draining.
 
@@ -129,6 +130,7 @@ def drain(
     stop: threading.Event | None = None,
     on_progress: Callable[[DrainReport], None] | None = None,
     max_backoff: float = 30.0,
+    linger: float = 0.0,
 ) -> DrainReport:
     """Deliver the outbox until empty (or forever with ``follow``), holding the relay lock."""
     report = DrainReport()
@@ -154,6 +156,7 @@ def drain(
                 stop,
                 on_progress,
                 max_backoff,
+                linger,
             )
         finally:
             _unlock(fd)
@@ -175,17 +178,23 @@ def _drain_locked(
     stop: threading.Event,
     on_progress: Callable[[DrainReport], None] | None,
     max_backoff: float,
+    linger: float = 0.0,
 ) -> bool:
     """Drain while holding the lock; True when it gave up after ``give_up_after`` seconds."""
+    idle_until = time.monotonic() + linger
     backoff = 0.2
     failing_since: float | None = None
     while not stop.is_set():
         rows = outbox.batch(batch_size)
         if not rows:
-            if not follow:
+            if follow:
+                stop.wait(0.5)
+                continue
+            if time.monotonic() >= idle_until:
                 return False
-            stop.wait(0.5)
+            stop.wait(0.1)  # linger: a burst of hook calls finds this relay still running
             continue
+        idle_until = time.monotonic() + linger
         report.attempts += 1
         outbox.mark_attempt([r.seq for r in rows])
         acked, error = _send_batch(settings, rows)

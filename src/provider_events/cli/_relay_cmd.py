@@ -10,6 +10,10 @@ import threading
 from ._common import EXIT_FAILED, EXIT_OK, configure_logging, fail, settings_or_exit
 
 
+#: Seconds a detached relay waits for more events after the outbox empties.
+DETACHED_LINGER = 5.0
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--follow", "-f", action="store_true", help="keep draining until interrupted")
     p.add_argument("--batch-size", type=int, default=1000, help="events per batch (default 1000)")
