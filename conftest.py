@@ -21,7 +21,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "src"))
-SERVICES = ROOT / "dev" / "services.sh"
+#: The script that controls the local services; point it at another copy (with its own ports)
+#: to run outage tests against a private broker: PROVIDER_EVENTS_DEV_SERVICES=/x/dev/services.sh
+SERVICES = Path(os.environ.get("PROVIDER_EVENTS_DEV_SERVICES", str(ROOT / "dev" / "services.sh")))
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
