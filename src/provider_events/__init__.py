@@ -37,6 +37,7 @@ __all__ = [
     "ValidationResult",
     "__version__",
     "decode_envelope",
+    "enable_publisher_metrics",
     "get_partition_key",
     "load_settings",
     "publish_provider_selection",
@@ -69,6 +70,7 @@ _WHERE = {
     "decode_envelope": "_validation",
     "validate_event": "_validation",
     "get_partition_key": "_partition_key_policy",
+    "enable_publisher_metrics": "_publisher_metrics",
 }
 
 if TYPE_CHECKING:
@@ -87,6 +89,7 @@ if TYPE_CHECKING:
     from ._models import OnexEnvelopeV1, ProviderSelectedPayloadV1
     from ._partition_key_policy import get_partition_key
     from ._publisher import Publisher, publish_provider_selection, publish_provider_selection_sync
+    from ._publisher_metrics import enable_publisher_metrics
     from ._result import DeliveryStatus, PublishResult
     from ._validation import ValidationResult, decode_envelope, validate_event
 
