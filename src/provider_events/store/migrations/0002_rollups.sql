@@ -1,0 +1,282 @@
+-- Rollups for stats, recommend, report and dashboards: answers in milliseconds at any row count.
+--
+-- Maintained AT INGEST, in the inserting transaction, by statement-level triggers with
+-- transition tables on provider_selection_events: one trigger run per INSERT/COPY statement
+-- (the consumer writes a whole batch with one COPY, so one run per batch), never per row.
+-- Deletes and updates subtract what they remove; TRUNCATE empties the rollups. A rollup row is
+-- therefore always exactly the aggregate of the committed raw rows of its hour.
+--
+--   provider_selection_rollup_hourly   counts, sums, sums of squares, min/max of the criteria,
+--                                      token and cost sums, per hour/tenant/provider/model
+--   provider_selection_reasons_hourly  selections per reason (free text, keyed by its md5)
+--   provider_selection_hist_hourly     log-bin histograms of cost_per_token, latency_ms,
+--   provider_selection_hist_daily      quality_score (percentiles within 1 %), per hour and day
+--
+-- The derivations mirror src/provider_events/_analytics_model.py (a test checks they agree):
+-- numbers are read only when the JSON value is a number; tokens = total_tokens, else
+-- input_tokens + output_tokens; cost = cost_usd, else cost_per_token * tokens; histogram
+-- bin = ceil(ln(v) * 50.4983497918439) (= 1 / ln 1.02), and -1000000 for zero.
+-- Rebuild everything from the raw table with: SELECT provider_events_rebuild_rollups();
+
+CREATE FUNCTION provider_events_num(c jsonb, k text) RETURNS float8
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT CASE WHEN jsonb_typeof(c -> k) = 'number' THEN (c ->> k)::float8 END $$;
+
+CREATE FUNCTION provider_events_bin(v float8) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT CASE WHEN v IS NULL THEN NULL WHEN v <= 0 THEN -1000000
+                  ELSE ceil(ln(v) * 50.4983497918439::float8)::integer END $$;
+
+-- The midpoint of a bin (within 1 % of every value in it); value_sum / selections is better.
+CREATE FUNCTION provider_events_bin_value(b integer) RETURNS float8
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT CASE WHEN b = -1000000 THEN 0::float8
+                  ELSE 2.0::float8 * power(1.02::float8, b) / 2.02::float8 END $$;
+
+CREATE TABLE provider_selection_rollup_hourly (
+    bucket_start  timestamptz  NOT NULL,
+    tenant_id     text         NOT NULL,
+    provider_name varchar(100) NOT NULL,
+    model_name    varchar(200) NOT NULL,
+    selections    bigint       NOT NULL,
+    cpt_n         bigint       NOT NULL,
+    cpt_sum       float8       NOT NULL,
+    cpt_sumsq     float8       NOT NULL,
+    cpt_min       float8,
+    cpt_max       float8,
+    lat_n         bigint       NOT NULL,
+    lat_sum       float8       NOT NULL,
+    lat_sumsq     float8       NOT NULL,
+    lat_min       float8,
+    lat_max       float8,
+    q_n           bigint       NOT NULL,
+    q_sum         float8       NOT NULL,
+    q_sumsq       float8       NOT NULL,
+    q_min         float8,
+    q_max         float8,
+    token_n       bigint       NOT NULL,
+    input_tokens  float8       NOT NULL,
+    output_tokens float8       NOT NULL,
+    tokens        float8       NOT NULL,
+    costed_n      bigint       NOT NULL,
+    cost_usd      float8       NOT NULL,
+    PRIMARY KEY (bucket_start, tenant_id, provider_name, model_name)
+);
+
+CREATE TABLE provider_selection_reasons_hourly (
+    bucket_start     timestamptz  NOT NULL,
+    tenant_id        text         NOT NULL,
+    provider_name    varchar(100) NOT NULL,
+    model_name       varchar(200) NOT NULL,
+    reason_md5       uuid         NOT NULL,
+    selection_reason text         NOT NULL,
+    selections       bigint       NOT NULL,
+    PRIMARY KEY (bucket_start, tenant_id, provider_name, model_name, reason_md5)
+);
+
+CREATE TABLE provider_selection_hist_hourly (
+    bucket_start  timestamptz  NOT NULL,
+    tenant_id     text         NOT NULL,
+    provider_name varchar(100) NOT NULL,
+    model_name    varchar(200) NOT NULL,
+    metric        smallint     NOT NULL,  -- 1 cost_per_token, 2 latency_ms, 3 quality_score
+    bin           integer      NOT NULL,
+    selections    bigint       NOT NULL,
+    value_sum     float8       NOT NULL,  -- sum of the values: their mean is exact for one value
+    PRIMARY KEY (bucket_start, tenant_id, provider_name, model_name, metric, bin)
+);
+
+CREATE TABLE provider_selection_hist_daily (
+    day_start     timestamptz  NOT NULL,
+    tenant_id     text         NOT NULL,
+    provider_name varchar(100) NOT NULL,
+    model_name    varchar(200) NOT NULL,
+    metric        smallint     NOT NULL,
+    bin           integer      NOT NULL,
+    selections    bigint       NOT NULL,
+    value_sum     float8       NOT NULL,
+    PRIMARY KEY (day_start, tenant_id, provider_name, model_name, metric, bin)
+);
+
+-- One statement that folds the rows of relation %1$I into every rollup, with sign %2$s
+-- (1 adds, -1 subtracts). Used by the triggers (on transition tables) and by the rebuild.
+CREATE FUNCTION provider_events_rollup_statement(src text, sign integer) RETURNS text
+    LANGUAGE sql IMMUTABLE
+AS $body$ SELECT format($sql$
+WITH e AS MATERIALIZED (
+    SELECT date_bin('1 hour', r.selected_at, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS h,
+           r.tenant_id, r.provider_name, r.model_name,
+           coalesce(r.selection_reason, '') AS reason,
+           d.cpt, d.lat, d.q, d.inp, d.outp, t.tok,
+           coalesce(d.cost_given, d.cpt * t.tok) AS cost
+    FROM %1$I r
+    CROSS JOIN LATERAL (SELECT
+        provider_events_num(r.selection_criteria, 'cost_per_token') AS cpt,
+        provider_events_num(r.selection_criteria, 'latency_ms') AS lat,
+        provider_events_num(r.selection_criteria, 'quality_score') AS q,
+        provider_events_num(r.selection_criteria, 'input_tokens') AS inp,
+        provider_events_num(r.selection_criteria, 'output_tokens') AS outp,
+        provider_events_num(r.selection_criteria, 'total_tokens') AS tot,
+        provider_events_num(r.selection_criteria, 'cost_usd') AS cost_given) d
+    CROSS JOIN LATERAL (SELECT coalesce(d.tot, CASE WHEN d.inp IS NOT NULL OR d.outp IS NOT NULL
+        THEN coalesce(d.inp, 0) + coalesce(d.outp, 0) END) AS tok) t
+), roll AS (
+    INSERT INTO provider_selection_rollup_hourly AS x
+    SELECT h, tenant_id, provider_name, model_name, %2$s * count(*),
+           %2$s * count(cpt), %2$s * coalesce(sum(cpt), 0), %2$s * coalesce(sum(cpt * cpt), 0), min(cpt), max(cpt),
+           %2$s * count(lat), %2$s * coalesce(sum(lat), 0), %2$s * coalesce(sum(lat * lat), 0), min(lat), max(lat),
+           %2$s * count(q), %2$s * coalesce(sum(q), 0), %2$s * coalesce(sum(q * q), 0), min(q), max(q),
+           %2$s * count(tok), %2$s * coalesce(sum(inp), 0), %2$s * coalesce(sum(outp), 0), %2$s * coalesce(sum(tok), 0),
+           %2$s * count(cost), %2$s * coalesce(sum(cost), 0)
+    FROM e GROUP BY 1, 2, 3, 4
+    ON CONFLICT (bucket_start, tenant_id, provider_name, model_name) DO UPDATE SET
+        selections = x.selections + excluded.selections,
+        cpt_n = x.cpt_n + excluded.cpt_n, cpt_sum = x.cpt_sum + excluded.cpt_sum,
+        cpt_sumsq = x.cpt_sumsq + excluded.cpt_sumsq,
+        cpt_min = CASE WHEN excluded.selections > 0 THEN least(x.cpt_min, excluded.cpt_min) ELSE x.cpt_min END,
+        cpt_max = CASE WHEN excluded.selections > 0 THEN greatest(x.cpt_max, excluded.cpt_max) ELSE x.cpt_max END,
+        lat_n = x.lat_n + excluded.lat_n, lat_sum = x.lat_sum + excluded.lat_sum,
+        lat_sumsq = x.lat_sumsq + excluded.lat_sumsq,
+        lat_min = CASE WHEN excluded.selections > 0 THEN least(x.lat_min, excluded.lat_min) ELSE x.lat_min END,
+        lat_max = CASE WHEN excluded.selections > 0 THEN greatest(x.lat_max, excluded.lat_max) ELSE x.lat_max END,
+        q_n = x.q_n + excluded.q_n, q_sum = x.q_sum + excluded.q_sum,
+        q_sumsq = x.q_sumsq + excluded.q_sumsq,
+        q_min = CASE WHEN excluded.selections > 0 THEN least(x.q_min, excluded.q_min) ELSE x.q_min END,
+        q_max = CASE WHEN excluded.selections > 0 THEN greatest(x.q_max, excluded.q_max) ELSE x.q_max END,
+        token_n = x.token_n + excluded.token_n,
+        input_tokens = x.input_tokens + excluded.input_tokens,
+        output_tokens = x.output_tokens + excluded.output_tokens,
+        tokens = x.tokens + excluded.tokens,
+        costed_n = x.costed_n + excluded.costed_n, cost_usd = x.cost_usd + excluded.cost_usd
+), reasons AS (
+    INSERT INTO provider_selection_reasons_hourly AS x
+    SELECT h, tenant_id, provider_name, model_name, md5(reason)::uuid, min(reason), %2$s * count(*)
+    FROM e GROUP BY 1, 2, 3, 4, 5
+    ON CONFLICT (bucket_start, tenant_id, provider_name, model_name, reason_md5)
+    DO UPDATE SET selections = x.selections + excluded.selections
+), hbins AS MATERIALIZED (
+    SELECT h, tenant_id, provider_name, model_name, m.metric, provider_events_bin(m.v) AS bin,
+           count(*) AS n, sum(m.v) AS vs
+    FROM e CROSS JOIN LATERAL (VALUES (1::smallint, e.cpt), (2::smallint, e.lat), (3::smallint, e.q)) m(metric, v)
+    WHERE m.v IS NOT NULL
+    GROUP BY 1, 2, 3, 4, 5, 6
+), hh AS (
+    INSERT INTO provider_selection_hist_hourly AS x
+    SELECT h, tenant_id, provider_name, model_name, metric, bin, %2$s * n, %2$s * vs FROM hbins
+    ON CONFLICT (bucket_start, tenant_id, provider_name, model_name, metric, bin)
+    DO UPDATE SET selections = x.selections + excluded.selections,
+                  value_sum = x.value_sum + excluded.value_sum
+), hd AS (
+    INSERT INTO provider_selection_hist_daily AS x
+    SELECT date_bin('1 day', h, TIMESTAMPTZ '2000-01-01 00:00:00+00'), tenant_id, provider_name,
+           model_name, metric, bin, %2$s * sum(n), %2$s * sum(vs)
+    FROM hbins GROUP BY 1, 2, 3, 4, 5, 6
+    ON CONFLICT (day_start, tenant_id, provider_name, model_name, metric, bin)
+    DO UPDATE SET selections = x.selections + excluded.selections,
+                  value_sum = x.value_sum + excluded.value_sum
+)
+SELECT 1
+$sql$, src, sign) $body$;
+
+-- After a subtraction: drop rollup rows that no longer count anything, from hour %1$L on.
+CREATE FUNCTION provider_events_rollup_prune(since timestamptz) RETURNS void
+    LANGUAGE sql
+AS $$
+    DELETE FROM provider_selection_rollup_hourly WHERE bucket_start >= since AND selections <= 0;
+    DELETE FROM provider_selection_reasons_hourly WHERE bucket_start >= since AND selections <= 0;
+    DELETE FROM provider_selection_hist_hourly WHERE bucket_start >= since AND selections <= 0;
+    DELETE FROM provider_selection_hist_daily
+        WHERE day_start >= date_bin('1 day', since, TIMESTAMPTZ '2000-01-01 00:00:00+00')
+          AND selections <= 0;
+$$;
+
+CREATE FUNCTION provider_events_rollups_on_insert() RETURNS trigger
+    LANGUAGE plpgsql
+AS $$
+BEGIN
+    EXECUTE provider_events_rollup_statement('new_rows', 1);
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION provider_events_rollups_on_delete() RETURNS trigger
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    oldest timestamptz;
+BEGIN
+    EXECUTE provider_events_rollup_statement('old_rows', -1);
+    EXECUTE 'SELECT date_bin(''1 hour'', min(selected_at), TIMESTAMPTZ ''2000-01-01 00:00:00+00'') FROM old_rows'
+        INTO oldest;
+    IF oldest IS NOT NULL THEN
+        PERFORM provider_events_rollup_prune(oldest);
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION provider_events_rollups_on_update() RETURNS trigger
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    oldest timestamptz;
+BEGIN
+    EXECUTE provider_events_rollup_statement('old_rows', -1);
+    EXECUTE provider_events_rollup_statement('new_rows', 1);
+    EXECUTE 'SELECT date_bin(''1 hour'', min(selected_at), TIMESTAMPTZ ''2000-01-01 00:00:00+00'') FROM old_rows'
+        INTO oldest;
+    IF oldest IS NOT NULL THEN
+        PERFORM provider_events_rollup_prune(oldest);
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION provider_events_rollups_on_truncate() RETURNS trigger
+    LANGUAGE plpgsql
+AS $$
+BEGIN
+    TRUNCATE provider_selection_rollup_hourly, provider_selection_reasons_hourly,
+             provider_selection_hist_hourly, provider_selection_hist_daily;
+    RETURN NULL;
+END $$;
+
+-- Pin name resolution to this schema for the trigger functions, whoever inserts.
+ALTER FUNCTION provider_events_rollup_prune(timestamptz) SET search_path FROM CURRENT;
+ALTER FUNCTION provider_events_rollups_on_insert() SET search_path FROM CURRENT;
+ALTER FUNCTION provider_events_rollups_on_delete() SET search_path FROM CURRENT;
+ALTER FUNCTION provider_events_rollups_on_update() SET search_path FROM CURRENT;
+ALTER FUNCTION provider_events_rollups_on_truncate() SET search_path FROM CURRENT;
+
+CREATE TRIGGER provider_selection_events_rollup_insert
+    AFTER INSERT ON provider_selection_events
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION provider_events_rollups_on_insert();
+CREATE TRIGGER provider_selection_events_rollup_delete
+    AFTER DELETE ON provider_selection_events
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION provider_events_rollups_on_delete();
+CREATE TRIGGER provider_selection_events_rollup_update
+    AFTER UPDATE ON provider_selection_events
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION provider_events_rollups_on_update();
+CREATE TRIGGER provider_selection_events_rollup_truncate
+    AFTER TRUNCATE ON provider_selection_events
+    FOR EACH STATEMENT EXECUTE FUNCTION provider_events_rollups_on_truncate();
+
+-- Rebuild every rollup from the raw table (after a bulk load with triggers disabled, say).
+CREATE FUNCTION provider_events_rebuild_rollups() RETURNS bigint
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    TRUNCATE provider_selection_rollup_hourly, provider_selection_reasons_hourly,
+             provider_selection_hist_hourly, provider_selection_hist_daily;
+    EXECUTE provider_events_rollup_statement('provider_selection_events', 1);
+    SELECT coalesce(sum(selections), 0) INTO n FROM provider_selection_rollup_hourly;
+    RETURN n;
+END $$;
+ALTER FUNCTION provider_events_rebuild_rollups() SET search_path FROM CURRENT;
+
+COMMENT ON TABLE provider_selection_rollup_hourly IS
+    'Per hour/tenant/provider/model: counts, sums, sums of squares and min/max of cost_per_token (cpt), latency_ms (lat), quality_score (q); token and cost sums. Maintained at ingest by statement triggers.';
+COMMENT ON TABLE provider_selection_hist_daily IS
+    'Log-bin histograms (bin = ceil(ln v / ln 1.02)) of the criteria per day; value_sum / selections is the mean of a bin, within 1 % of each of its values.';
