@@ -29,7 +29,7 @@ EXAMPLES = ROOT / "examples"
 
 
 def wait_for(
-    kcat: Kcat, topic: str, predicate: Callable[[KcatMessage], bool], timeout: float = 60.0
+    kcat: Kcat, topic: str, predicate: Callable[[KcatMessage], bool], timeout: float = 120.0
 ) -> KcatMessage:
     """The first message on ``topic`` matching ``predicate``, polled until ``timeout``."""
     deadline = time.monotonic() + timeout

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 TOGGLE = ROOT / "scripts" / "toggle-claude-provider.sh"
 KEY_VARS = sorted({p.api_key_env for p in BUILTIN_PROVIDERS.values() if p.api_key_env})
-DELIVERY_WAIT = 60.0
+DELIVERY_WAIT = 120.0  # generous: other suites may restart the shared broker meanwhile
 
 
 def wait_for(
@@ -55,9 +55,25 @@ def wait_for(
             return found
         if time.monotonic() > deadline:
             pytest.fail(
-                f"{len(found)}/{count} expected events on {topic} after {timeout:g}s{problem}"
+                f"{len(found)}/{count} expected events on {topic} after {timeout:g}s{problem}; "
+                f"{_outbox_state()}"
             )
         time.sleep(0.25)
+
+
+def _outbox_state() -> str:
+    """The test's outbox, to tell a slow relay (broker outage, backoff) from a lost event."""
+    path = Path(os.environ["PROVIDER_EVENTS_STATE_DIR"]) / "outbox.sqlite3"
+    if not path.exists():
+        return "no outbox"
+    outbox = Outbox(path)
+    try:
+        st = outbox.status()
+    finally:
+        outbox.close()
+    return (
+        f"outbox: {st.pending} pending, delivered {st.delivered_total}, last error {st.last_error}"
+    )
 
 
 def outbox_pending(env: dict[str, str]) -> int:
