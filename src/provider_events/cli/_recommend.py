@@ -1,0 +1,170 @@
+"""``provider-events recommend``: cheaper models with equal or better quality, from the data.
+
+For each model in use over the window: cheaper models whose recorded ``quality_score`` is
+equal or better and whose p95 ``latency_ms`` is acceptable, the estimated saving over the
+window and the sample counts behind it; it says plainly when there is too little data.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+CSV_FIELDS = (
+    "provider_name",
+    "model_name",
+    "status",
+    "selections",
+    "samples",
+    "avg_cost_per_token",
+    "avg_quality_score",
+    "latency_p95_ms",
+    "total_cost_usd",
+    "cost_basis",
+    "alternative_provider_name",
+    "alternative_model_name",
+    "alternative_selections",
+    "alternative_avg_cost_per_token",
+    "alternative_avg_quality_score",
+    "alternative_latency_p95_ms",
+    "quality_delta",
+    "quality_delta_se",
+    "latency_change",
+    "price_ratio",
+    "estimated_saving_usd",
+    "saving_per_million_tokens_usd",
+    "confidence",
+    "message",
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from provider_events._analytics_cli import add_window_arguments
+
+    p.description = (
+        "For each model in use: cheaper models with equal or better quality_score and "
+        "acceptable latency_ms, the estimated saving over the window, and the data behind it."
+    )
+    add_window_arguments(p)
+    p.add_argument(
+        "--min-samples",
+        type=int,
+        default=30,
+        metavar="N",
+        help="selections with cost, quality and latency a model needs to be judged (default 30)",
+    )
+    p.add_argument(
+        "--quality-tolerance",
+        type=float,
+        default=0.01,
+        metavar="Q",
+        help="a candidate's average quality_score may be this much lower (default 0.01)",
+    )
+    p.add_argument(
+        "--latency-tolerance",
+        type=float,
+        default=0.20,
+        metavar="FRACTION",
+        help="a candidate's p95 latency_ms may be this much higher, 0.2 = 20%% (default 0.2)",
+    )
+    p.add_argument(
+        "--max-latency-ms", type=float, default=None, metavar="MS", help="and never above this"
+    )
+    p.add_argument(
+        "--alternatives", type=int, default=3, metavar="N", help="at most N per model (default 3)"
+    )
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="JSON")
+    fmt.add_argument("--csv", action="store_true", help="CSV, one row per model and alternative")
+
+
+def options_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from provider_events._recommend import RecommendOptions
+
+    return RecommendOptions(
+        min_samples=args.min_samples,
+        quality_tolerance=args.quality_tolerance,
+        latency_tolerance=args.latency_tolerance,
+        max_latency_ms=args.max_latency_ms,
+        max_alternatives=args.alternatives,
+    )
+
+
+def csv_rows(recs: list) -> list[dict[str, object]]:  # type: ignore[type-arg]
+    """One row per (model, alternative); a model without alternatives gets one row."""
+    rows: list[dict[str, object]] = []
+    for r in recs:
+        base = r.to_dict()
+        base.pop("alternatives")
+        if not r.alternatives:
+            rows.append(base)
+        for a in r.alternatives:
+            row = dict(base)
+            for key, value in a.__class__.__dataclass_fields__.items():
+                del value
+                v = getattr(a, key)
+                if key in (
+                    "provider_name",
+                    "model_name",
+                    "selections",
+                    "avg_cost_per_token",
+                    "avg_quality_score",
+                    "latency_p95_ms",
+                ):
+                    row[f"alternative_{key}"] = v
+                else:
+                    row[key] = v
+            rows.append(row)
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    from provider_events._analytics import to_jsonable
+    from provider_events._analytics_cli import (
+        open_backend_or_exit,
+        window_from_args,
+        write_csv,
+        write_json,
+    )
+    from provider_events._errors import DatabaseError
+    from provider_events._recommend import recommend
+
+    from ._common import EXIT_BAD_INPUT, EXIT_FAILED, fail
+
+    if args.min_samples < 1:
+        return fail("--min-samples must be >= 1", EXIT_BAD_INPUT)
+    if args.quality_tolerance < 0 or args.latency_tolerance < 0:
+        return fail("tolerances must be >= 0", EXIT_BAD_INPUT)
+    if args.alternatives < 1:
+        return fail("--alternatives must be >= 1", EXIT_BAD_INPUT)
+    window = window_from_args(args)
+    opts = options_from_args(args)
+    with open_backend_or_exit(args) as backend:
+        try:
+            recs = recommend(backend, window, opts)
+        except DatabaseError as exc:
+            return fail(str(exc), EXIT_FAILED)
+        where = f"{backend.name} ({backend.location})"
+        backend_name = backend.name
+    if args.json:
+        write_json(
+            {
+                "window": {
+                    "since": to_jsonable(window.since),
+                    "until": to_jsonable(window.until),
+                    "tenant": window.tenant,
+                },
+                "backend": backend_name,
+                "options": to_jsonable(opts),
+                "recommendations": [r.to_dict() for r in recs],
+            }
+        )
+        return 0
+    if args.csv:
+        write_csv(csv_rows(recs), CSV_FIELDS)
+        return 0
+    from rich.console import Console
+
+    from provider_events._analytics_render import render_recommendations
+
+    render_recommendations(Console(), recs, window, where, opts)
+    return 0
