@@ -410,6 +410,12 @@ class IngestConsumer:
             except InvalidEventError as exc:
                 batch.dead.append((msg, exc.reason, str(exc)))
                 continue
+            except UnicodeDecodeError as exc:  # raised by msgspec for bad UTF-8 inside a string
+                batch.dead.append((msg, "bad_utf8", f"not UTF-8: {exc}"))
+                continue
+            except Exception as exc:  # never let one message crash-loop the consumer
+                batch.dead.append((msg, "decode_error", f"{type(exc).__name__}: {exc}"))
+                continue
             row = row_from_envelope(
                 envelope, partition, offset, encode(envelope.payload.selection_criteria)
             )
