@@ -1,0 +1,57 @@
+"""``provider-events report --html FILE``: one self-contained HTML report with charts.
+
+Reads the same store as ``stats`` (PostgreSQL with ``DATABASE_URL``, else the local event store)
+and writes a single file that needs no network to view.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from provider_events._analytics_cli import add_window_arguments
+
+    p.description = (
+        "Write one self-contained HTML file (inline SVG charts, no script, no network): "
+        "selections over time by provider, model distribution, cost, latency and quality "
+        "trends, top reasons and recommendations."
+    )
+    p.add_argument("--html", type=Path, required=True, metavar="FILE", help="where to write it")
+    add_window_arguments(p)
+    p.add_argument(
+        "--min-samples",
+        type=int,
+        default=30,
+        metavar="N",
+        help="for recommendations: samples a model needs (default 30)",
+    )
+    p.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
+
+
+def run(args: argparse.Namespace) -> int:
+    from provider_events._analytics_cli import open_backend_or_exit, window_from_args
+    from provider_events._errors import DatabaseError
+    from provider_events._recommend import RecommendOptions
+    from provider_events.report import write_report
+
+    from ._common import EXIT_BAD_INPUT, EXIT_FAILED, fail
+
+    if args.min_samples < 1:
+        return fail("--min-samples must be >= 1", EXIT_BAD_INPUT)
+    if args.html.exists() and args.html.is_dir():
+        return fail(f"--html {args.html} is a directory; give a file name", EXIT_BAD_INPUT)
+    window = window_from_args(args)
+    with open_backend_or_exit(args) as backend:
+        try:
+            path = write_report(
+                args.html, backend, window, RecommendOptions(min_samples=args.min_samples)
+            )
+        except DatabaseError as exc:
+            return fail(str(exc), EXIT_FAILED)
+        except OSError as exc:
+            return fail(f"cannot write {args.html}: {exc.strerror or exc}", EXIT_FAILED)
+    if not args.quiet:
+        print(f"wrote {path} ({path.stat().st_size / 1024:,.0f} KiB): open file://{path}")
+    return 0
