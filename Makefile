@@ -29,8 +29,10 @@ schemas: install ## regenerate schemas/ from the models
 
 test: install deps ## everything: lint, unit and integration tests on real Kafka and PostgreSQL
 	@$(SERVICES) up >/dev/null
-	@$(MAKE) --no-print-directory lint
-	@$(WITH_SERVICES) $(PYTHON) -m pytest $(PYTEST_ARGS)
+	@status=0; \
+	$(WITH_SERVICES) $(PYTHON) -m pytest $(PYTEST_ARGS) || status=$$?; \
+	$(MAKE) --no-print-directory lint || status=1; \
+	[ $$status -eq 0 ] || status=1; exit $$status
 
 test-unit: install ## fast tests, no services
 	@$(PYTHON) -m pytest tests/unit $(PYTEST_ARGS)

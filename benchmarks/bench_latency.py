@@ -99,7 +99,7 @@ def run(ctx: Context, console: Console) -> list[Comparison]:
     samples: dict[str, list[float]] = {k: [] for k in commands}
     rss: dict[str, float] = {k: 0.0 for k in commands}
     codes: dict[str, set[int]] = {k: set() for k in commands}
-    for name, (args, env, stdin) in commands.items():  # warm-up (bytecode caches, page cache)
+    for args, env, stdin in commands.values():  # warm-up (bytecode caches, page cache)
         _timed(args, env, stdin)
     for _ in range(runs):
         for name, (args, env, stdin) in commands.items():

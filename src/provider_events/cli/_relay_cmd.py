@@ -9,7 +9,6 @@ import threading
 
 from ._common import EXIT_FAILED, EXIT_OK, configure_logging, fail, settings_or_exit
 
-
 #: Seconds a detached relay waits for more events after the outbox empties.
 DETACHED_LINGER = 5.0
 
