@@ -12,8 +12,9 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,6 +154,30 @@ class Kcat:
                 )
             )
         return out
+
+    def wait_for(
+        self,
+        topic: str,
+        predicate: Callable[[list[KcatMessage]], bool],
+        *,
+        timeout: float = 60.0,
+    ) -> list[KcatMessage]:
+        """Poll ``topic`` until ``predicate(messages)`` holds; tolerates a broker restarting.
+
+        Returns the last read (the caller asserts on it, so a timeout shows what was there).
+        """
+        deadline = time.monotonic() + timeout
+        messages: list[KcatMessage] = []
+        while True:
+            try:
+                messages = self.consume(topic, timeout=max(5.0, deadline - time.monotonic()))
+                if predicate(messages):
+                    return messages
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+                pass
+            if time.monotonic() >= deadline:
+                return messages
+            time.sleep(0.5)
 
     def produce(self, topic: str, key: str, value: bytes, *, timeout: float = 30.0) -> None:
         subprocess.run(
