@@ -29,11 +29,21 @@ _decoders: dict[str, msgspec.json.Decoder[Any]] = {
 }
 
 
+def _undecodable(exc: UnicodeDecodeError | RecursionError) -> InvalidEventError:
+    """msgspec raises these (not ``DecodeError``) for bad UTF-8 inside a string and for
+    nesting deeper than the interpreter's recursion limit."""
+    if isinstance(exc, UnicodeDecodeError):
+        return InvalidEventError(f"not UTF-8: {exc}", reason="bad_utf8")
+    return InvalidEventError("JSON nests too deeply to decode", reason="schema")
+
+
 def _spec_of(data: bytes) -> EventSpec:
     try:
         head = _head_decoder.decode(data)
     except msgspec.ValidationError as exc:
         raise InvalidEventError(f"envelope: {exc}", reason="schema") from None
+    except (UnicodeDecodeError, RecursionError) as exc:
+        raise _undecodable(exc) from None
     except msgspec.DecodeError as exc:
         reason = "bad_utf8" if "utf-8" in str(exc).lower() else "bad_json"
         if reason == "bad_json":
@@ -66,6 +76,8 @@ def decode_envelope(data: bytes | bytearray | memoryview) -> OnexEnvelopeV1[Any]
         envelope = _decoders[spec.event_type].decode(raw)
     except msgspec.ValidationError as exc:
         raise InvalidEventError(str(exc), reason="schema") from None
+    except (UnicodeDecodeError, RecursionError) as exc:
+        raise _undecodable(exc) from None
     except msgspec.DecodeError as exc:
         raise InvalidEventError(f"not a JSON envelope: {exc}", reason="bad_json") from None
     if envelope.schema_ref != spec.schema_ref:
