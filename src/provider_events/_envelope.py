@@ -102,6 +102,17 @@ def _text_arg(name: str, value: Any, *, required: bool = True) -> str | None:
     return value
 
 
+def _as_utc(moment: Any) -> datetime:
+    """``selected_at`` in UTC; refused unless it is an aware datetime that UTC can represent."""
+    if isinstance(moment, datetime):
+        try:
+            if moment.utcoffset() is not None:
+                return moment.astimezone(UTC)
+        except (OverflowError, ValueError) as exc:  # before year 1 or after 9999 in UTC
+            raise InvalidEventError(f"selected_at cannot be converted to UTC: {exc}") from None
+    raise InvalidEventError("selected_at must be a timezone-aware datetime")
+
+
 def build_provider_selection(
     *,
     provider_name: str,
@@ -135,13 +146,19 @@ def build_provider_selection(
         raise InvalidEventError(
             f"selection_criteria must be an object (dict), got {type(selection_criteria).__name__}"
         )
+    # msgspec would quietly turn bytes, datetimes, UUIDs or Decimals into text: refuse them.
+    for name, text in (
+        ("provider_name", provider_name),
+        ("model_name", model_name),
+        ("selection_reason", selection_reason),
+    ):
+        if not isinstance(text, str):
+            raise InvalidEventError(f"{name} must be a string, got {type(text).__name__}")
+    for name, optional in (("tenant_id", tenant_id), ("namespace", namespace), ("source", source)):
+        if optional is not None and not isinstance(optional, str):
+            raise InvalidEventError(f"{name} must be a string, got {type(optional).__name__}")
     now = utc_now()
-    if selected_at is None:
-        selected_at = now
-    elif not isinstance(selected_at, datetime) or selected_at.tzinfo is None:
-        raise InvalidEventError("selected_at must be a timezone-aware datetime")
-    else:
-        selected_at = selected_at.astimezone(UTC)
+    selected_at = now if selected_at is None else _as_utc(selected_at)
     event_id = new_event_id()
     tenant = tenant_id or settings.tenant_id
     namespace = namespace or settings.namespace

@@ -159,7 +159,12 @@ def _utc(moment: datetime) -> datetime:
         return moment
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError("timestamps must be timezone-aware")
-    return moment if moment.utcoffset() == UTC.utcoffset(None) else moment.astimezone(UTC)
+    if moment.utcoffset() == UTC.utcoffset(None):
+        return moment
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before datetime.min in UTC
+        raise ValueError("timestamps must fall within years 1-9999 in UTC") from None
 
 
 class ProviderSelectedPayloadV1(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -219,14 +224,45 @@ _ENVELOPE_NAMES = (
 
 
 def reject_non_finite(criteria: Any) -> None:
-    """Refuse NaN and Infinity anywhere in ``criteria`` (JSON cannot carry them)."""
+    """Refuse what JSON cannot carry faithfully anywhere in ``criteria`` (a caller's dict).
+
+    NaN and Infinity (msgspec would write ``null``), keys that are not strings (they would be
+    stringified) and values that are not JSON types (bytes would become base64 text, sets
+    arrays, datetimes strings). Lists and tuples are JSON arrays. Runs before encoding; the
+    size and depth limits are checked on the encoded bytes by :func:`check_criteria`.
+    """
     if not isinstance(criteria, dict):
         return
-    for key, value in criteria.items():
+    for key, value in criteria.items():  # fast path: flat criteria of plain scalars
         kind = type(value)
-        if kind is float:
-            if value - value != 0.0:
-                raise ValueError(f"selection_criteria.{key} must be a finite number, got {value}")
-        elif kind is dict or kind is list:
-            check_criteria(criteria)  # the full walk reports the nested path
-            return
+        if type(key) is str and (kind in _PLAIN or (kind is float and value - value == 0.0)):
+            continue
+        _check_plain(criteria, "selection_criteria", 0)  # the full walk reports the path
+        return
+
+
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
+def _check_plain(value: Any, path: str, depth: int) -> None:
+    if depth > LIMITS["criteria_depth"]:  # the same rule as _check_value; stops cycles too
+        raise ValueError(f"selection_criteria nests deeper than {LIMITS['criteria_depth']} levels")
+    if isinstance(value, str | bool | int) or value is None:
+        return
+    if isinstance(value, float):
+        if value - value != 0.0:  # NaN or +-Infinity
+            raise ValueError(f"{path} must be a finite number, got {value}")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{path} keys must be strings, got {type(key).__name__}")
+            _check_plain(item, f"{path}.{key}", depth + 1)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_plain(item, f"{path}[{index}]", depth + 1)
+    else:
+        raise ValueError(
+            f"{path} must be a string, number, boolean, null, list or object, "
+            f"got {type(value).__name__}"
+        )
