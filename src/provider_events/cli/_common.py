@@ -15,7 +15,8 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse with a one-line error on stderr and exit code 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
+        # One line, even when the message quotes an argument holding a newline.
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {' '.join(message.split())}\n")
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> int:

@@ -70,8 +70,10 @@ def _criteria(raw: str | None) -> dict[str, Any] | None:
 
     try:
         value = msgspec.json.decode(raw.encode("utf-8", "surrogateescape"))
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 in a string
         raise SystemExit(fail(f"--criteria is not valid JSON: {exc}", EXIT_BAD_INPUT)) from None
+    except RecursionError:
+        raise SystemExit(fail("--criteria nests too deeply", EXIT_BAD_INPUT)) from None
     if not isinstance(value, dict):
         raise SystemExit(
             fail(f"--criteria must be a JSON object, got {type(value).__name__}", EXIT_BAD_INPUT)

@@ -39,10 +39,12 @@ def _fields(number: int, line: bytes) -> dict[str, Any]:
 
     try:
         doc = msgspec.json.decode(line)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 in a string
         raise SystemExit(
             fail(f"--batch line {number}: not valid JSON: {exc}", EXIT_BAD_INPUT)
         ) from None
+    except RecursionError:
+        raise SystemExit(fail(f"--batch line {number}: nests too deeply", EXIT_BAD_INPUT)) from None
     if not isinstance(doc, dict):
         raise SystemExit(fail(f"--batch line {number}: must be a JSON object", EXIT_BAD_INPUT))
     unknown = sorted(set(doc) - set(_FIELDS))
