@@ -253,10 +253,9 @@ class PostgresBackend(Backend):
     dialect: Dialect = "postgresql"
 
     def __init__(self, dsn: str) -> None:
-        from ._config import redact_dsn
-        from .store._pg import connect
+        from .store._pg import connect, describe_dsn
 
-        self.location = redact_dsn(dsn)
+        self.location = describe_dsn(dsn)
         self._conn = connect(dsn, application_name="provider-events-analytics")
         try:
             self._conn.execute("SELECT 1 FROM provider_selection_rollup_hourly LIMIT 0")
