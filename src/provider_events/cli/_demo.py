@@ -251,17 +251,11 @@ def _run_kafka(
     table = Table(
         title="Read back from Kafka (first messages)", title_justify="left", title_style="bold"
     )
-    for col in (
-        "partition",
-        "offset",
-        "key (correlation_id)",
-        "tenant",
-        "provider/model",
-        "reason",
-    ):
-        table.add_column(
-            col, justify="right" if col in ("partition", "offset") else "left", overflow="fold"
-        )
+    table.add_column("partition", justify="right")
+    table.add_column("offset", justify="right")
+    table.add_column("key (correlation_id)", no_wrap=True)
+    for col in ("tenant", "provider/model", "reason"):
+        table.add_column(col, overflow="fold")
     for m in read_back(settings.with_overrides(topic=loaded.topic), loaded.topic):
         table.add_row(
             str(m.partition),
