@@ -134,18 +134,25 @@ def check_criteria(criteria: dict[str, Any]) -> None:
         elif kind is str:
             if "\x00" in value:
                 raise ValueError(f"selection_criteria.{key} must not contain NUL characters")
-            if len(value) > 256:
+            if len(value) > 32:
+                simple = False
+        elif kind is int:
+            if not -(2**63) <= value < 2**64:
                 simple = False
         elif kind is dict or kind is list:
             simple = False
         if "\x00" in key or len(key) > 256:
             raise ValueError("selection_criteria has an invalid or overlong key")
+        if len(key) > 32:
+            simple = False
         rule = _NUMERIC_RULES.get(key)
         if rule is not None:
             _check_number(key, value, *rule)
-    if simple:  # at most 32 scalars with short keys and strings: far below the byte limit
+    # At most 32 scalars, keys and strings of <= 32 characters (<= 6 bytes each once escaped),
+    # 64-bit integers, floats of <= 24 characters: under 12.5 KB, provably within the limit.
+    if simple:
         return
-    _check_value(criteria, "selection_criteria", 0, [0])
+    _check_value(criteria, "selection_criteria", 0, [-1])  # the object itself is not a value
     if len(_encode(criteria)) > LIMITS["criteria_bytes"]:
         raise ValueError(f"selection_criteria is larger than {LIMITS['criteria_bytes']} bytes")
 
