@@ -39,24 +39,44 @@ def _config_checks(settings: Settings) -> Iterator[Check]:
 
 
 def _kafka_checks(settings: Settings) -> Iterator[Check]:
-    from confluent_kafka import KafkaException
+    from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient
 
     from ._producer import describe_kafka_error, kafka_config
 
     conf = kafka_config(settings, for_consumer=True)
+    auth_errors: list[str] = []
+    conf["error_cb"] = lambda err: (
+        auth_errors.append(describe_kafka_error(err))
+        if err.code() == KafkaError._AUTHENTICATION
+        else None
+    )
     admin = AdminClient(conf)
     started = time.perf_counter()
-    try:
-        meta = admin.list_topics(timeout=settings.delivery_timeout)
-    except KafkaException as exc:
-        yield Check(
-            "kafka metadata",
-            False,
-            describe_kafka_error(exc.args[0]) if exc.args else str(exc),
-            f"is the broker running? try `kcat -L -b {settings.kafka_bootstrap_servers}` or `make services`",
-        )
-        return
+    deadline = time.monotonic() + settings.delivery_timeout
+    while True:  # short slices: a refused login ends the wait at once
+        try:
+            meta = admin.list_topics(timeout=min(0.5, max(0.01, deadline - time.monotonic())))
+            break
+        except KafkaException as exc:
+            admin.poll(0)  # serves error_cb
+            if auth_errors:
+                yield Check(
+                    "kafka metadata",
+                    False,
+                    f"authentication failed: {auth_errors[0]}",
+                    "check KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM",
+                )
+                return
+            if time.monotonic() < deadline:
+                continue
+            yield Check(
+                "kafka metadata",
+                False,
+                describe_kafka_error(exc.args[0]) if exc.args else str(exc),
+                f"is the broker running? try `kcat -L -b {settings.kafka_bootstrap_servers}` or `make services`",
+            )
+            return
     took = (time.perf_counter() - started) * 1000
     brokers = ", ".join(f"{b.host}:{b.port}" for b in meta.brokers.values())
     yield Check(

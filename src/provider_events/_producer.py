@@ -135,9 +135,10 @@ class SharedProducer:
     """A librdkafka producer with a poll thread that serves delivery reports.
 
     ``produce_group`` never blocks longer than the given deadline. When the client reports
-    that all brokers are down, every waiting delivery is failed at once (fail fast), the
-    queued copies are purged, and for a second new messages are not handed to librdkafka at
-    all, so a caller that spools them does not also leave a copy queued for later.
+    that all brokers are down, or that the broker refused its credentials, every waiting
+    delivery is failed at once (fail fast), the queued copies are purged, and for a second new
+    messages are not handed to librdkafka at all, so a caller that spools them does not also
+    leave a copy queued for later.
     """
 
     DOWN_PROBE_INTERVAL = 1.0
@@ -151,6 +152,8 @@ class SharedProducer:
         self._lock = threading.Lock()
         self._groups: set[DeliveryGroup] = set()
         self._down_since: float | None = None
+        #: Why the broker refused us (wrong SASL credentials), while ``_down_since`` is set.
+        self.auth_error: str | None = None
         self._last_probe = 0.0
         self.fatal_error: str | None = None
         self._purge_requested = False
@@ -181,6 +184,17 @@ class SharedProducer:
         if err.fatal():
             self.fatal_error = describe_kafka_error(err)
             self._fail_all(self.fatal_error)
+        elif code == self._kafka_error._AUTHENTICATION:
+            # Reported just before _ALL_BROKERS_DOWN; no retry succeeds until the credentials
+            # are fixed, so callers hear the real reason now rather than after the timeout.
+            # librdkafka's text names the mechanism and broker, never the password.
+            self.auth_error = (
+                f"Kafka authentication failed ({describe_kafka_error(err)}); check "
+                "KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM"
+            )
+            self._down_since = time.monotonic()
+            self._fail_all(self.auth_error)
+            self._purge_requested = True
         elif code == self._kafka_error._ALL_BROKERS_DOWN:
             self._down_since = time.monotonic()
             self._fail_all(describe_kafka_error(err))
@@ -217,7 +231,11 @@ class SharedProducer:
             group.fail_pending(self.fatal_error, retriable=False)
             return group
         if self.known_down:
-            group.fail_pending("all brokers are down (recently reported by the client)")
+            group.fail_pending(
+                f"{self.auth_error} (recently reported by the client)"
+                if self.auth_error
+                else "all brokers are down (recently reported by the client)"
+            )
             return group
         with self._lock:
             self._groups.add(group)
@@ -242,6 +260,7 @@ class SharedProducer:
         """Stop waiting for ``group``: pending messages are failed now with ``reason``."""
         if any(r is not None and r[0] is None for r in group.reports):
             self._down_since = None  # the broker acknowledged something: it is up
+            self.auth_error = None
         group.fail_pending(reason)
         with self._lock:
             self._groups.discard(group)

@@ -121,6 +121,12 @@ def _send_batch(settings: Settings, rows: list[OutboxRow]) -> tuple[list[int], s
     return acked, first_error
 
 
+def _auth_failed(settings: Settings) -> bool:
+    from ._producer import get_producer
+
+    return get_producer(settings).auth_error is not None
+
+
 def drain(
     settings: Settings,
     *,
@@ -211,6 +217,8 @@ def _drain_locked(
         failing_since = failing_since or time.monotonic()
         if give_up_after is not None and time.monotonic() - failing_since > give_up_after:
             return True
+        if not follow and _auth_failed(settings):
+            return True  # the broker refused our credentials: retrying them cannot help
         stop.wait(backoff)
         backoff = min(max_backoff, backoff * 2)
     return False
