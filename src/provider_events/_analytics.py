@@ -127,7 +127,11 @@ class Measures:
         if n < 2:
             return None
         s, sq = getattr(self, f"{p}_sum"), getattr(self, f"{p}_sumsq")
-        return math.sqrt(max(0.0, (sq - s * s / n) / (n - 1)))
+        variance = (sq - s * s / n) / (n - 1)
+        # Sums of squares cancel: below this floor the difference is rounding, not spread.
+        if variance <= 1e-9 * (s / n) ** 2:
+            return 0.0
+        return math.sqrt(variance)
 
     def bounds(self, metric: str) -> tuple[float | None, float | None]:
         p = _PREFIX[metric]

@@ -14,8 +14,8 @@ Cost of one event, in order of preference:
 
 Percentiles come from histograms with bins growing by :data:`GAMMA` (2 %) that also keep the
 sum of their values: a reported percentile is the mean of the bin holding that rank, so it is
-within 1 % of the true sample value (exact when the bin holds one distinct value, as list
-prices do), clamped to the observed min/max.
+within one bin (2 %) of the true sample value (exact when the bin holds one distinct value,
+as list prices do), clamped to the observed min/max.
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def percentile_from_bins(
     """The ``q`` quantile (nearest rank) of a histogram ``{bin: (count, sum of values)}``.
 
     The answer is the mean of the bin holding that rank (exact when the bin holds one distinct
-    value, within 1 % otherwise), clamped to the observed ``[lo, hi]``.
+    value, within one bin width, 2 %, otherwise), clamped to the observed ``[lo, hi]``.
     """
     items = sorted((b, c) for b, c in bins.items() if c[0] > 0)
     total = sum(c[0] for _, c in items)

@@ -479,7 +479,7 @@ def _footer(stats: Stats) -> str:
         + "<br>"
         + esc(
             "Latency and quality are the expected values recorded in each selection's criteria. "
-            "Percentiles come from histograms with 2 % wide bins (within 1 % of the exact value). "
+            "Percentiles come from histograms with 2 % wide bins (within 2 % of the exact value). "
             "Windows are whole UTC hours."
         )
     )

@@ -3,14 +3,15 @@
 -- Maintained AT INGEST, in the inserting transaction, by statement-level triggers with
 -- transition tables on provider_selection_events: one trigger run per INSERT/COPY statement
 -- (the consumer writes a whole batch with one COPY, so one run per batch), never per row.
--- Deletes and updates subtract what they remove; TRUNCATE empties the rollups. A rollup row is
--- therefore always exactly the aggregate of the committed raw rows of its hour.
+-- Deletes and updates subtract what they remove and recompute min/max of the hours they
+-- touched; TRUNCATE empties the rollups. A rollup row is therefore always the aggregate of
+-- the committed raw rows of its hour.
 --
 --   provider_selection_rollup_hourly   counts, sums, sums of squares, min/max of the criteria,
 --                                      token and cost sums, per hour/tenant/provider/model
 --   provider_selection_reasons_hourly  selections per reason (free text, keyed by its md5)
 --   provider_selection_hist_hourly     log-bin histograms of cost_per_token, latency_ms,
---   provider_selection_hist_daily      quality_score (percentiles within 1 %), per hour and day
+--   provider_selection_hist_daily      quality_score (percentiles within 2 %), per hour and day
 --
 -- The derivations mirror src/provider_events/_analytics_model.py (a test checks they agree):
 -- numbers are read only when the JSON value is a number; tokens = total_tokens, else
@@ -190,6 +191,38 @@ AS $$
           AND selections <= 0;
 $$;
 
+-- After a subtraction min/max cannot be subtracted: recompute them from the raw rows of the
+-- hours relation %1$I touched (an index range scan per tenant and hour; deletes are rare).
+CREATE FUNCTION provider_events_rollup_bounds_statement(src text) RETURNS text
+    LANGUAGE sql IMMUTABLE
+AS $body$ SELECT format($sql$
+WITH k AS (
+    SELECT DISTINCT date_bin('1 hour', selected_at, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS h,
+           tenant_id, provider_name, model_name
+    FROM %1$I
+), s AS (
+    SELECT k.h, k.tenant_id, k.provider_name, k.model_name,
+           min(d.cpt) AS cpt_min, max(d.cpt) AS cpt_max, min(d.lat) AS lat_min,
+           max(d.lat) AS lat_max, min(d.q) AS q_min, max(d.q) AS q_max
+    FROM k
+    JOIN provider_selection_events e
+      ON e.tenant_id = k.tenant_id AND e.selected_at >= k.h
+     AND e.selected_at < k.h + interval '1 hour'
+     AND e.provider_name = k.provider_name AND e.model_name = k.model_name
+    CROSS JOIN LATERAL (SELECT
+        provider_events_num(e.selection_criteria, 'cost_per_token') AS cpt,
+        provider_events_num(e.selection_criteria, 'latency_ms') AS lat,
+        provider_events_num(e.selection_criteria, 'quality_score') AS q) d
+    GROUP BY 1, 2, 3, 4
+)
+UPDATE provider_selection_rollup_hourly x
+   SET cpt_min = s.cpt_min, cpt_max = s.cpt_max, lat_min = s.lat_min, lat_max = s.lat_max,
+       q_min = s.q_min, q_max = s.q_max
+  FROM s
+ WHERE x.bucket_start = s.h AND x.tenant_id = s.tenant_id
+   AND x.provider_name = s.provider_name AND x.model_name = s.model_name
+$sql$, src) $body$;
+
 CREATE FUNCTION provider_events_rollups_on_insert() RETURNS trigger
     LANGUAGE plpgsql
 AS $$
@@ -205,6 +238,7 @@ DECLARE
     oldest timestamptz;
 BEGIN
     EXECUTE provider_events_rollup_statement('old_rows', -1);
+    EXECUTE provider_events_rollup_bounds_statement('old_rows');
     EXECUTE 'SELECT date_bin(''1 hour'', min(selected_at), TIMESTAMPTZ ''2000-01-01 00:00:00+00'') FROM old_rows'
         INTO oldest;
     IF oldest IS NOT NULL THEN
@@ -221,6 +255,7 @@ DECLARE
 BEGIN
     EXECUTE provider_events_rollup_statement('old_rows', -1);
     EXECUTE provider_events_rollup_statement('new_rows', 1);
+    EXECUTE provider_events_rollup_bounds_statement('old_rows');
     EXECUTE 'SELECT date_bin(''1 hour'', min(selected_at), TIMESTAMPTZ ''2000-01-01 00:00:00+00'') FROM old_rows'
         INTO oldest;
     IF oldest IS NOT NULL THEN
@@ -279,4 +314,4 @@ ALTER FUNCTION provider_events_rebuild_rollups() SET search_path FROM CURRENT;
 COMMENT ON TABLE provider_selection_rollup_hourly IS
     'Per hour/tenant/provider/model: counts, sums, sums of squares and min/max of cost_per_token (cpt), latency_ms (lat), quality_score (q); token and cost sums. Maintained at ingest by statement triggers.';
 COMMENT ON TABLE provider_selection_hist_daily IS
-    'Log-bin histograms (bin = ceil(ln v / ln 1.02)) of the criteria per day; value_sum / selections is the mean of a bin, within 1 % of each of its values.';
+    'Log-bin histograms (bin = ceil(ln v / ln 1.02)) of the criteria per day; value_sum / selections is the mean of a bin, within 2 % of each of its values.';
