@@ -101,7 +101,9 @@ def render_report(
     for p in providers:
         color(p)
     now = now or datetime.now(UTC)
-    where = "PostgreSQL" if stats.backend == "postgresql" else "the local event store"
+    where = {"postgresql": "PostgreSQL", "local": "the local event store"}.get(
+        stats.backend, stats.backend
+    )
     subtitle = (
         f"{window.label()} · {stats.total_selections:,} selections · read from {where} · "
         f"generated {now:%Y-%m-%d %H:%M} UTC"
@@ -219,7 +221,10 @@ def _cost_sections(
 ) -> list[str]:
     window = stats.window
     day = timedelta(days=1)
-    step = day if window.hours > 72 else timedelta(hours=6 if window.hours > 24 else 1)
+    if window.hours > 24 * 14:
+        step = day
+    else:
+        step = timedelta(hours=6 if window.hours > 72 else (2 if window.hours > 24 else 1))
     periods = _periods(window, step)
     index = {p: i for i, p in enumerate(periods)}
     has_cost = stats.total_cost_usd is not None
@@ -237,18 +242,24 @@ def _cost_sections(
             step,
             [(p, color(p), layers[p]) for p in providers],
             _money,
+            width=1240,
+            height=260,
         )
         per_period = card(
             "Cost over time",
             f"USD per {unit}, stacked by provider; from token counts times cost_per_token "
             "(or cost_usd)",
             columns + legend([(p, color(p)) for p in providers]),
+            wide=True,
         )
     else:
         per_period = card(
             "Cost over time",
             "no selection carries token counts or cost_usd, so there is no total to chart",
-            _svg.stacked_columns("cost-over-time", "Cost over time", [], step, [], _money),
+            _svg.stacked_columns(
+                "cost-over-time", "Cost over time", [], step, [], _money, width=1240, height=260
+            ),
+            wide=True,
         )
     models = [c for c in stats.cost if c.level == "model"]
     if has_cost:
@@ -275,9 +286,10 @@ def _cost_sections(
             for c in models[:15]
         ]
         sub = "no token counts: selection-weighted average price per million tokens"
+    # Cost by model pairs with the model distribution; the wide cost-over-time chart follows.
     return [
-        per_period,
         card("Cost by model", sub, _svg.hbars("cost-by-model", "Cost by model", bars)),
+        per_period,
     ]
 
 

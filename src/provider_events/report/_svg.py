@@ -298,8 +298,8 @@ def hbars(
         return _empty(name, width, max(120, row * 4), label)
     height = row * len(bars) + 8
     top = max(b.value for b in bars)
-    # ~6.6 px per character at 12 px: keep labels inside their column, values inside the box.
-    max_chars = max(8, int((label_width - 14) / 6.6))
+    # ~7 px per character at 12 px: keep labels inside their column, values inside the box.
+    max_chars = max(8, int((label_width - 14) / 7.0))
     room = width - label_width - 12 - 6.2 * max(len(b.value_label) for b in bars)
     body = []
     for i, b in enumerate(bars):
