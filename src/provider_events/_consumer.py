@@ -225,9 +225,19 @@ class IngestConsumer:
         from confluent_kafka.admin import AdminClient
         from confluent_kafka.cimpl import NewTopic
 
-        admin = AdminClient(kafka_config(self.settings, for_consumer=True))
+        admin = AdminClient(
+            {**kafka_config(self.settings, for_consumer=True), "error_cb": self._on_kafka_error}
+        )
         try:
-            meta = admin.list_topics(timeout=10)
+            deadline = time.monotonic() + 10
+            while True:  # short slices, serving error_cb: refused credentials end it at once
+                try:
+                    meta = admin.list_topics(timeout=0.5)
+                    break
+                except KafkaException:
+                    admin.poll(0)
+                    if self.fatal_error or time.monotonic() >= deadline:
+                        raise
             if self.options.dlq_topic in meta.topics:
                 return
             source = meta.topics.get(self.options.topic)
@@ -246,7 +256,9 @@ class IngestConsumer:
 
     def _on_kafka_error(self, err: KafkaError) -> None:
         text = describe_kafka_error(err)
-        if err.fatal():
+        # Refused credentials are final for this process, as in the Java client
+        # (SaslAuthenticationException): stop with the reason instead of retrying forever.
+        if err.fatal() or err.code() == KafkaError._AUTHENTICATION:
             self.fatal_error = text
             self._emit("kafka_error", {"error": text, "fatal": True})
             self.request_stop()
