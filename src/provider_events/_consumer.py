@@ -225,9 +225,9 @@ class IngestConsumer:
         from confluent_kafka.admin import AdminClient
         from confluent_kafka.cimpl import NewTopic
 
-        admin = AdminClient(
-            {**kafka_config(self.settings, for_consumer=True), "error_cb": self._on_kafka_error}
-        )
+        conf = kafka_config(self.settings, for_consumer=True)
+        conf["error_cb"] = self._on_kafka_error
+        admin = AdminClient(conf)
         try:
             deadline = time.monotonic() + 10
             while True:  # short slices, serving error_cb: refused credentials end it at once
@@ -331,7 +331,13 @@ class IngestConsumer:
         the batch in hand, so a restart re-reads it.
         """
         started = time.monotonic()
-        if not self._wait_for_database():
+        try:
+            ready = self._wait_for_database()
+        except DatabaseError:
+            self._writer.close()
+            raise
+        if not ready:
+            self._writer.close()
             self._totals.elapsed = time.monotonic() - started
             return self._totals
         self._ensure_dlq_topic()
