@@ -52,7 +52,8 @@ class Secret:
 
 
 _DSN_PASSWORD = re.compile(r"(?P<pre>://[^/:@\s]*:)(?P<pw>[^@\s]*)(?P<post>@)")
-_KV_PASSWORD = re.compile(r"(?i)(?P<pre>\bpassword\s*=\s*)(?P<pw>'[^']*'|\S+)")
+# password= and sslpassword= (the client key's passphrase), as key=value or URL query parameters.
+_KV_PASSWORD = re.compile(r"(?i)(?P<pre>\b(?:ssl)?password\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\S+)")
 
 
 def redact_dsn(text: str) -> str:
