@@ -1,10 +1,11 @@
 """The SQL of analytics, side by side for PostgreSQL and the embedded SQLite store.
 
-Both stores hold the same tables: ``provider_selection_events`` (the raw rows) and four rollups
-(see ``store/migrations/0002_rollups.sql``): hourly counts/sums, hourly reasons, hourly and
-daily histograms. In PostgreSQL statement triggers maintain the rollups; in SQLite the local
-store runs the upserts below in the inserting transaction. The read queries differ only in
-dialect (time arithmetic and placeholders), so both stores answer alike.
+Both stores hold the same tables: ``provider_selection_events`` (the raw rows) and the rollups
+of ``store/migrations/0002_rollups.sql``: hourly counts/sums, hourly reasons, hourly and daily
+histograms. In PostgreSQL statement triggers maintain the rollups and keep histograms as sparse
+arrays (plus all-tenant copies); in SQLite the local store runs the upserts below in the
+inserting transaction and keeps a row per histogram bin. The read queries differ only in
+dialect (time arithmetic, placeholders, unnesting the arrays), so both stores answer alike.
 """
 
 from __future__ import annotations
@@ -296,21 +297,31 @@ def histogram_sql(
     daily_range: tuple[object, object] | None,
     tenant: str | None,
 ) -> Query:
-    """``(dims..., metric, bin, count, value sum)`` from the daily histogram for ``daily_range`` and the
-    hourly one for ``hourly_ranges``; a key may appear once from each part (callers add)."""
+    """``(dims..., metric, bin, count, value sum)`` from the daily histogram for ``daily_range``
+    and the hourly one for ``hourly_ranges``; a key may appear once from each part (callers
+    add them up). In PostgreSQL the histograms are sparse arrays, unnested here, and questions
+    about all tenants read the ``_all`` tables (a fraction of the rows)."""
+    pg = dialect == "postgresql"
+    suffix = "_all" if pg and tenant is None and "tenant_id" not in dims else ""
     parts = []
     params: list[object] = []
-    if daily_range is not None:
-        exprs = _dim_exprs(dialect, dims, "day_start", daily_table=True)
-        where, p = _where(dialect, "day_start", [daily_range], tenant)
-        cols = ", ".join([*exprs, "metric", "bin", "sum(selections)", "sum(value_sum)"])
-        parts.append(f"SELECT {cols} FROM {HIST_DAILY} WHERE {where}{_group(len(exprs) + 2)}")
-        params += p
-    if hourly_ranges:
-        exprs = _dim_exprs(dialect, dims, "bucket_start", daily_table=False)
-        where, p = _where(dialect, "bucket_start", hourly_ranges, tenant)
-        cols = ", ".join([*exprs, "metric", "bin", "sum(selections)", "sum(value_sum)"])
-        parts.append(f"SELECT {cols} FROM {HIST_HOURLY} WHERE {where}{_group(len(exprs) + 2)}")
+    for table, time_col, ranges, daily in (
+        (HIST_DAILY + suffix, "day_start", [daily_range] if daily_range else [], True),
+        (HIST_HOURLY + suffix, "bucket_start", list(hourly_ranges), False),
+    ):
+        if not ranges:
+            continue
+        exprs = _dim_exprs(dialect, dims, time_col, daily_table=daily)
+        where, p = _where(dialect, time_col, ranges, tenant)
+        if pg:
+            cols = ", ".join([*exprs, "metric", "u.bin", "sum(u.n)", "sum(u.vs)"])
+            source = (
+                f"{table} t CROSS JOIN LATERAL unnest(t.bins, t.counts, t.sums) AS u(bin, n, vs)"
+            )
+        else:
+            cols = ", ".join([*exprs, "metric", "bin", "sum(selections)", "sum(value_sum)"])
+            source = table
+        parts.append(f"SELECT {cols} FROM {source} WHERE {where}{_group(len(exprs) + 2)}")
         params += p
     if not parts:
         raise ValueError("a histogram query needs at least one time range")

@@ -211,15 +211,18 @@ _ROLLUP_TABLES = (
     "provider_selection_reasons_hourly",
     "provider_selection_hist_hourly",
     "provider_selection_hist_daily",
+    "provider_selection_hist_hourly_all",
+    "provider_selection_hist_daily_all",
 )
 
 
 def _snapshot(conn: psycopg.Connection[Any]) -> dict[str, list[list[Any]]]:
     """Every rollup row, in key order (the first columns up to the measures are the key)."""
-    keys = {"provider_selection_rollup_hourly": 4, "provider_selection_reasons_hourly": 5}
+    keys = {"provider_selection_reasons_hourly": 5, "provider_selection_hist_hourly": 5}
+    keys["provider_selection_hist_daily"] = 5
     out = {}
     for table in _ROLLUP_TABLES:
-        k = keys.get(table, 6)
+        k = keys.get(table, 4)
         order = ", ".join(str(i) for i in range(1, k + 1))
         rows = conn.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()
         out[table] = [list(r) for r in rows]

@@ -10,9 +10,17 @@
 --   provider_selection_rollup_hourly   counts, sums, sums of squares, min/max of the criteria,
 --                                      token and cost sums, per hour/tenant/provider/model
 --   provider_selection_reasons_hourly  selections per reason (free text, keyed by its md5)
---   provider_selection_hist_hourly     log-bin histograms of cost_per_token, latency_ms,
---   provider_selection_hist_daily      quality_score (percentiles within 2 %), per hour and day
+--   provider_selection_hist_{hourly,daily}
+--                                      log-bin histograms of cost_per_token, latency_ms and
+--                                      quality_score per hour (day) and tenant/provider/model,
+--                                      as sparse arrays (bins, counts, sums of the values):
+--                                      percentiles within one bin (2 %)
+--   provider_selection_hist_{hourly,daily}_all
+--                                      the same for all tenants together (per provider/model),
+--                                      so unfiltered questions read a fraction of the rows
 --
+-- Histograms are arrays, not a row per bin, so a batch of 5,000 events costs one array merge
+-- per (hour, tenant, provider, model, metric) it touches instead of one upsert per bin.
 -- The derivations mirror src/provider_events/_analytics_model.py (a test checks they agree):
 -- numbers are read only when the JSON value is a number; tokens = total_tokens, else
 -- input_tokens + output_tokens; cost = cost_usd, else cost_per_token * tokens; histogram
@@ -81,10 +89,10 @@ CREATE TABLE provider_selection_hist_hourly (
     provider_name varchar(100) NOT NULL,
     model_name    varchar(200) NOT NULL,
     metric        smallint     NOT NULL,  -- 1 cost_per_token, 2 latency_ms, 3 quality_score
-    bin           integer      NOT NULL,
-    selections    bigint       NOT NULL,
-    value_sum     float8       NOT NULL,  -- sum of the values: their mean is exact for one value
-    PRIMARY KEY (bucket_start, tenant_id, provider_name, model_name, metric, bin)
+    bins          integer[]    NOT NULL,  -- ascending; bin b holds values in (1.02^(b-1), 1.02^b]
+    counts        bigint[]     NOT NULL,  -- values per bin
+    sums          float8[]     NOT NULL,  -- sum of the values per bin (mean exact for one value)
+    PRIMARY KEY (bucket_start, tenant_id, provider_name, model_name, metric)
 );
 
 CREATE TABLE provider_selection_hist_daily (
@@ -93,11 +101,50 @@ CREATE TABLE provider_selection_hist_daily (
     provider_name varchar(100) NOT NULL,
     model_name    varchar(200) NOT NULL,
     metric        smallint     NOT NULL,
-    bin           integer      NOT NULL,
-    selections    bigint       NOT NULL,
-    value_sum     float8       NOT NULL,
-    PRIMARY KEY (day_start, tenant_id, provider_name, model_name, metric, bin)
+    bins          integer[]    NOT NULL,
+    counts        bigint[]     NOT NULL,
+    sums          float8[]     NOT NULL,
+    PRIMARY KEY (day_start, tenant_id, provider_name, model_name, metric)
 );
+
+CREATE TABLE provider_selection_hist_hourly_all (
+    bucket_start  timestamptz  NOT NULL,
+    provider_name varchar(100) NOT NULL,
+    model_name    varchar(200) NOT NULL,
+    metric        smallint     NOT NULL,
+    bins          integer[]    NOT NULL,
+    counts        bigint[]     NOT NULL,
+    sums          float8[]     NOT NULL,
+    PRIMARY KEY (bucket_start, provider_name, model_name, metric)
+);
+
+CREATE TABLE provider_selection_hist_daily_all (
+    day_start     timestamptz  NOT NULL,
+    provider_name varchar(100) NOT NULL,
+    model_name    varchar(200) NOT NULL,
+    metric        smallint     NOT NULL,
+    bins          integer[]    NOT NULL,
+    counts        bigint[]     NOT NULL,
+    sums          float8[]     NOT NULL,
+    PRIMARY KEY (day_start, provider_name, model_name, metric)
+);
+
+-- Two sparse histograms added bin by bin; bins whose count drops to zero (a subtraction) go.
+CREATE FUNCTION provider_events_hist_merge(
+    a_bins integer[], a_counts bigint[], a_sums float8[],
+    b_bins integer[], b_counts bigint[], b_sums float8[],
+    OUT bins integer[], OUT counts bigint[], OUT sums float8[])
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT coalesce(array_agg(b ORDER BY b), '{}'), coalesce(array_agg(n ORDER BY b), '{}'),
+           coalesce(array_agg(v ORDER BY b), '{}')
+    FROM (SELECT b, sum(n)::bigint AS n, sum(v) AS v
+          FROM (SELECT * FROM unnest(a_bins, a_counts, a_sums)
+                UNION ALL
+                SELECT * FROM unnest(b_bins, b_counts, b_sums)) u(b, n, v)
+          GROUP BY b
+          HAVING sum(n) <> 0) m
+$$;
 
 -- One statement that folds the rows of relation %1$I into every rollup, with sign %2$s
 -- (1 adds, -1 subtracts). Used by the triggers (on transition tables) and by the rebuild.
@@ -163,32 +210,64 @@ WITH e AS MATERIALIZED (
     GROUP BY 1, 2, 3, 4, 5, 6
 ), hh AS (
     INSERT INTO provider_selection_hist_hourly AS x
-    SELECT h, tenant_id, provider_name, model_name, metric, bin, %2$s * n, %2$s * vs FROM hbins
-    ON CONFLICT (bucket_start, tenant_id, provider_name, model_name, metric, bin)
-    DO UPDATE SET selections = x.selections + excluded.selections,
-                  value_sum = x.value_sum + excluded.value_sum
+    SELECT h, tenant_id, provider_name, model_name, metric,
+           array_agg(bin ORDER BY bin), array_agg(%2$s * n ORDER BY bin), array_agg(%2$s * vs ORDER BY bin)
+    FROM hbins GROUP BY 1, 2, 3, 4, 5
+    ON CONFLICT (bucket_start, tenant_id, provider_name, model_name, metric) DO UPDATE
+    SET (bins, counts, sums) = (SELECT * FROM provider_events_hist_merge(
+        x.bins, x.counts, x.sums, excluded.bins, excluded.counts, excluded.sums))
+), dbins AS MATERIALIZED (
+    SELECT date_bin('1 day', h, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS d, tenant_id,
+           provider_name, model_name, metric, bin, sum(n) AS n, sum(vs) AS vs
+    FROM hbins GROUP BY 1, 2, 3, 4, 5, 6
 ), hd AS (
     INSERT INTO provider_selection_hist_daily AS x
-    SELECT date_bin('1 day', h, TIMESTAMPTZ '2000-01-01 00:00:00+00'), tenant_id, provider_name,
-           model_name, metric, bin, %2$s * sum(n), %2$s * sum(vs)
-    FROM hbins GROUP BY 1, 2, 3, 4, 5, 6
-    ON CONFLICT (day_start, tenant_id, provider_name, model_name, metric, bin)
-    DO UPDATE SET selections = x.selections + excluded.selections,
-                  value_sum = x.value_sum + excluded.value_sum
+    SELECT d, tenant_id, provider_name, model_name, metric,
+           array_agg(bin ORDER BY bin), array_agg(%2$s * n ORDER BY bin), array_agg(%2$s * vs ORDER BY bin)
+    FROM dbins GROUP BY 1, 2, 3, 4, 5
+    ON CONFLICT (day_start, tenant_id, provider_name, model_name, metric) DO UPDATE
+    SET (bins, counts, sums) = (SELECT * FROM provider_events_hist_merge(
+        x.bins, x.counts, x.sums, excluded.bins, excluded.counts, excluded.sums))
+), hha AS (
+    INSERT INTO provider_selection_hist_hourly_all AS x
+    SELECT h, provider_name, model_name, metric,
+           array_agg(bin ORDER BY bin), array_agg(%2$s * n ORDER BY bin), array_agg(%2$s * vs ORDER BY bin)
+    FROM (SELECT h, provider_name, model_name, metric, bin, sum(n) AS n, sum(vs) AS vs
+          FROM hbins GROUP BY 1, 2, 3, 4, 5) a
+    GROUP BY 1, 2, 3, 4
+    ON CONFLICT (bucket_start, provider_name, model_name, metric) DO UPDATE
+    SET (bins, counts, sums) = (SELECT * FROM provider_events_hist_merge(
+        x.bins, x.counts, x.sums, excluded.bins, excluded.counts, excluded.sums))
+), hda AS (
+    INSERT INTO provider_selection_hist_daily_all AS x
+    SELECT d, provider_name, model_name, metric,
+           array_agg(bin ORDER BY bin), array_agg(%2$s * n ORDER BY bin), array_agg(%2$s * vs ORDER BY bin)
+    FROM (SELECT d, provider_name, model_name, metric, bin, sum(n) AS n, sum(vs) AS vs
+          FROM dbins GROUP BY 1, 2, 3, 4, 5) a
+    GROUP BY 1, 2, 3, 4
+    ON CONFLICT (day_start, provider_name, model_name, metric) DO UPDATE
+    SET (bins, counts, sums) = (SELECT * FROM provider_events_hist_merge(
+        x.bins, x.counts, x.sums, excluded.bins, excluded.counts, excluded.sums))
 )
 SELECT 1
 $sql$, src, sign) $body$;
 
--- After a subtraction: drop rollup rows that no longer count anything, from hour %1$L on.
+-- After a subtraction: drop rollup rows that no longer count anything, from hour ``since`` on.
 CREATE FUNCTION provider_events_rollup_prune(since timestamptz) RETURNS void
     LANGUAGE sql
 AS $$
     DELETE FROM provider_selection_rollup_hourly WHERE bucket_start >= since AND selections <= 0;
     DELETE FROM provider_selection_reasons_hourly WHERE bucket_start >= since AND selections <= 0;
-    DELETE FROM provider_selection_hist_hourly WHERE bucket_start >= since AND selections <= 0;
+    DELETE FROM provider_selection_hist_hourly
+        WHERE bucket_start >= since AND cardinality(bins) = 0;
+    DELETE FROM provider_selection_hist_hourly_all
+        WHERE bucket_start >= since AND cardinality(bins) = 0;
     DELETE FROM provider_selection_hist_daily
         WHERE day_start >= date_bin('1 day', since, TIMESTAMPTZ '2000-01-01 00:00:00+00')
-          AND selections <= 0;
+          AND cardinality(bins) = 0;
+    DELETE FROM provider_selection_hist_daily_all
+        WHERE day_start >= date_bin('1 day', since, TIMESTAMPTZ '2000-01-01 00:00:00+00')
+          AND cardinality(bins) = 0;
 $$;
 
 -- After a subtraction min/max cannot be subtracted: recompute them from the raw rows of the
@@ -269,15 +348,20 @@ CREATE FUNCTION provider_events_rollups_on_truncate() RETURNS trigger
 AS $$
 BEGIN
     TRUNCATE provider_selection_rollup_hourly, provider_selection_reasons_hourly,
-             provider_selection_hist_hourly, provider_selection_hist_daily;
+             provider_selection_hist_hourly, provider_selection_hist_daily,
+             provider_selection_hist_hourly_all, provider_selection_hist_daily_all;
     RETURN NULL;
 END $$;
 
--- Pin name resolution to this schema for the trigger functions, whoever inserts.
+-- Pin name resolution to this schema for the trigger functions, whoever inserts; give their
+-- aggregations room (a bulk INSERT hands them millions of rows at once).
 ALTER FUNCTION provider_events_rollup_prune(timestamptz) SET search_path FROM CURRENT;
 ALTER FUNCTION provider_events_rollups_on_insert() SET search_path FROM CURRENT;
+ALTER FUNCTION provider_events_rollups_on_insert() SET work_mem = '64MB';
 ALTER FUNCTION provider_events_rollups_on_delete() SET search_path FROM CURRENT;
+ALTER FUNCTION provider_events_rollups_on_delete() SET work_mem = '64MB';
 ALTER FUNCTION provider_events_rollups_on_update() SET search_path FROM CURRENT;
+ALTER FUNCTION provider_events_rollups_on_update() SET work_mem = '64MB';
 ALTER FUNCTION provider_events_rollups_on_truncate() SET search_path FROM CURRENT;
 
 CREATE TRIGGER provider_selection_events_rollup_insert
@@ -304,14 +388,16 @@ DECLARE
     n bigint;
 BEGIN
     TRUNCATE provider_selection_rollup_hourly, provider_selection_reasons_hourly,
-             provider_selection_hist_hourly, provider_selection_hist_daily;
+             provider_selection_hist_hourly, provider_selection_hist_daily,
+             provider_selection_hist_hourly_all, provider_selection_hist_daily_all;
     EXECUTE provider_events_rollup_statement('provider_selection_events', 1);
     SELECT coalesce(sum(selections), 0) INTO n FROM provider_selection_rollup_hourly;
     RETURN n;
 END $$;
 ALTER FUNCTION provider_events_rebuild_rollups() SET search_path FROM CURRENT;
+ALTER FUNCTION provider_events_rebuild_rollups() SET work_mem = '256MB';
 
 COMMENT ON TABLE provider_selection_rollup_hourly IS
     'Per hour/tenant/provider/model: counts, sums, sums of squares and min/max of cost_per_token (cpt), latency_ms (lat), quality_score (q); token and cost sums. Maintained at ingest by statement triggers.';
 COMMENT ON TABLE provider_selection_hist_daily IS
-    'Log-bin histograms (bin = ceil(ln v / ln 1.02)) of the criteria per day; value_sum / selections is the mean of a bin, within 2 % of each of its values.';
+    'Log-bin histograms (bin = ceil(ln v / ln 1.02)) of the criteria per day as sparse arrays; sums[i] / counts[i] is the mean of bin bins[i], within 2 % of each of its values.';
