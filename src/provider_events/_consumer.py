@@ -96,7 +96,8 @@ class Totals:
     lag: int | None = None
     uncommitted: int = 0
     elapsed: float = 0.0
-    #: Wall-clock time (epoch seconds) of the last offset commit.
+    #: Wall-clock times (epoch seconds) of the first message received and the last commit.
+    first_message_at: float | None = None
     last_commit_at: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -364,6 +365,8 @@ class IngestConsumer:
                 self._progress()
                 if messages:
                     self._last_message = time.monotonic()
+                    if self._totals.first_message_at is None:
+                        self._totals.first_message_at = time.time()
                     if not self._handle(_Batch(messages)):
                         break
         finally:
