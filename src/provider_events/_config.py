@@ -23,6 +23,7 @@ DEFAULT_BOOTSTRAP_SERVERS = "localhost:29092"
 _SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI")
 _SINKS = ("kafka", "local")
+_COMPRESSION = ("none", "gzip", "lz4", "snappy", "zstd")
 
 
 class Secret:
@@ -104,6 +105,9 @@ class Settings:
     kafka_sasl_password: Secret = field(default_factory=lambda: Secret(""))
     kafka_ssl_ca_location: str | None = None
     kafka_client_id: str = "provider-events"
+    #: ``none`` by default so any consumer reads the topic without codec packages (the guide's
+    #: aiokafka example cannot decode lz4, snappy or zstd unless extra packages are installed).
+    kafka_compression_type: str = "none"
     #: Upper bound, in seconds, on every wait for the broker in a publish call.
     delivery_timeout: float = 5.0
     #: Overrides the catalog's topic for provider-selection events (tests, staging).
@@ -194,6 +198,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "kafka_sasl_password": ("KAFKA_SASL_PASSWORD", lambda n, r: Secret(r)),
     "kafka_ssl_ca_location": ("KAFKA_SSL_CA_LOCATION", _text),
     "kafka_client_id": ("KAFKA_CLIENT_ID", _text),
+    "kafka_compression_type": ("KAFKA_COMPRESSION_TYPE", _choice(_COMPRESSION, upper=False)),
     "delivery_timeout": ("PROVIDER_EVENTS_DELIVERY_TIMEOUT", _parse_float_pos),
     "topic": ("PROVIDER_EVENTS_TOPIC", _text),
     "sink": ("PROVIDER_EVENTS_SINK", _choice(_SINKS, upper=False)),

@@ -62,7 +62,7 @@ def kafka_config(settings: Settings, *, for_consumer: bool = False) -> dict[str,
                 "linger.ms": 5,
                 "batch.num.messages": 10_000,
                 "queue.buffering.max.messages": 500_000,
-                "compression.type": "lz4",
+                "compression.type": settings.kafka_compression_type,
                 "message.timeout.ms": timeout_ms,
                 "request.timeout.ms": min(30_000, max(1000, timeout_ms)),
             }

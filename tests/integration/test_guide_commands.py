@@ -49,15 +49,25 @@ def guide_cwd(
         f"KAFKA_BOOTSTRAP_SERVERS={kafka_bootstrap}\nPROVIDER_EVENTS_TOPIC={topic}\n"
     )
     monkeypatch.setenv("PROVIDER_EVENTS_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)  # the .env file supplies it
+    monkeypatch.setenv("GUIDE_TEST_BROKER", kafka_bootstrap)
     monkeypatch.delenv("PROVIDER_EVENTS_TOPIC", raising=False)
     monkeypatch.setenv("PYTHONPATH", str(ROOT / "src"))
     return tmp_path
 
 
+def _at_broker(command: str) -> str:
+    """The guide's commands verbatim when the broker is where the guide says (port 29092, as
+    `make services` runs it); pointed at the configured broker when the tests use another."""
+    configured = os.environ.get("GUIDE_TEST_BROKER", "localhost:29092")
+    if configured.rpartition(":")[2] == "29092":
+        return command
+    return command.replace("localhost:29092", configured)
+
+
 def _bash(command: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["bash", "-c", command],
+        ["bash", "-c", _at_broker(command)],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -130,7 +140,10 @@ def test_manual_testing_block(guide_cwd: Path, kafka_bootstrap: str) -> None:
     assert consume.startswith("kcat -C -b localhost:29092") and consume.endswith("-o end")
     out = guide_cwd / "kcat.out"
     reader = subprocess.Popen(
-        ["bash", "-c", consume], cwd=guide_cwd, stdout=out.open("wb"), stderr=subprocess.DEVNULL
+        ["bash", "-c", _at_broker(consume)],
+        cwd=guide_cwd,
+        stdout=out.open("wb"),
+        stderr=subprocess.DEVNULL,
     )
     try:
         time.sleep(3)  # `-o end` only shows what arrives after it started
