@@ -2,8 +2,8 @@
 
 :func:`open_backend` picks PostgreSQL when ``DATABASE_URL`` is set and the local SQLite store
 otherwise; both expose the same three primitive reads over the rollups (:meth:`Backend.totals`,
-:meth:`Backend.histograms`, :meth:`Backend.reasons`), and everything else (shares, averages,
-percentiles, cost basis, trends) is computed here, once, so both stores give the same answers.
+:meth:`Backend.quantiles`, :meth:`Backend.reasons`), and everything else (shares, averages,
+clamping, cost basis, trends) is computed here, once, so both stores give the same answers.
 :func:`collect_stats` builds the :class:`Stats` that ``provider-events stats`` prints.
 """
 
@@ -17,14 +17,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from ._analytics_model import METRICS, Window, percentile_from_bins
+from ._analytics_model import METRICS, Window
 from ._analytics_sql import (
     MEASURES,
     Dialect,
     Dim,
     Query,
     extent_sql,
-    histogram_sql,
+    quantiles_sql,
     reasons_breakdown_sql,
     reasons_sql,
     totals_sql,
@@ -151,8 +151,10 @@ class Measures:
         return self.cost_usd if self.costed_n else None
 
 
-#: ``{bin: (count, sum of values)}`` of one metric.
-Hist = dict[int, tuple[int, float]]
+#: The quantiles every answer reports: p50 and p95.
+QUANTILES = (0.5, 0.95)
+#: ``(samples, [value per quantile])`` of one metric of one group, before clamping.
+Quantiles = tuple[int, list[float | None]]
 
 
 # -- backends -------------------------------------------------------------------------------
@@ -198,30 +200,29 @@ class Backend:
             out[self._key(dims, row)] = Measures.from_row(row[len(dims) :])
         return out
 
-    def histograms(
-        self, window: Window, dims: Sequence[Dim]
-    ) -> dict[tuple[Any, ...], dict[int, Hist]]:
-        """``{dims key: {metric code: {bin: (count, value sum)}}}``; whole days come from the
-        daily table, the hours around them from the hourly one."""
+    def quantiles(
+        self, window: Window, dims: Sequence[Dim], qs: Sequence[float] = QUANTILES
+    ) -> dict[tuple[Any, ...], dict[int, Quantiles]]:
+        """``{dims key: {metric code: (samples, [value per q])}}``, unclamped; whole days come
+        from the daily histograms, the hours around them from the hourly ones."""
         days = None if "hour" in dims else window.whole_days()
         if days is None:
             hourly = [(window.since, window.until)]
         else:
             hourly = [r for r in ((window.since, days[0]), (days[1], window.until)) if r[0] < r[1]]
-        q = histogram_sql(
+        q = quantiles_sql(
             self.dialect,
             dims,
             [(self._param(a), self._param(b)) for a, b in hourly],
             None if days is None else (self._param(days[0]), self._param(days[1])),
             window.tenant,
+            qs,
         )
-        out: dict[tuple[Any, ...], dict[int, Hist]] = defaultdict(lambda: defaultdict(dict))
+        out: dict[tuple[Any, ...], dict[int, Quantiles]] = defaultdict(dict)
         k = len(dims)
         for row in self._fetch(q):
-            metric, b, n, total = int(row[k]), int(row[k + 1]), int(row[k + 2]), float(row[k + 3])
-            bins = out[self._key(dims, row)][metric]
-            had_n, had_total = bins.get(b, (0, 0.0))
-            bins[b] = (had_n + n, had_total + total)
+            values = [None if v is None else float(v) for v in row[k + 2 :]]
+            out[self._key(dims, row)][int(row[k])] = (int(row[k + 1]), values)
         return out
 
     def reasons(
@@ -485,15 +486,32 @@ def _group_row(group_by: str, key: tuple[Any, ...], m: Measures, total: int) -> 
     )
 
 
+def clamp(value: float | None, lo: float | None, hi: float | None) -> float | None:
+    """A quantile kept inside the observed ``[lo, hi]`` (a bin's mean may stray past them)."""
+    if value is None:
+        return None
+    if lo is not None:
+        value = max(value, lo)
+    if hi is not None:
+        value = min(value, hi)
+    return value
+
+
+def _pq(quantiles: dict[int, Quantiles], code: int, m: Measures, metric: str) -> list[float | None]:
+    lo, hi = m.bounds(metric)
+    _, values = quantiles.get(code, (0, [None] * len(QUANTILES)))
+    return [clamp(v, lo, hi) for v in values]
+
+
 def _criteria_rows(
-    period: datetime | None, provider: str, m: Measures, hists: dict[int, Hist]
+    period: datetime | None, provider: str, m: Measures, quantiles: dict[int, Quantiles]
 ) -> Iterator[CriteriaRow]:
     for code, metric in METRICS.items():
         n = m.samples(metric)
         if not n:
             continue
         lo, hi = m.bounds(metric)
-        bins = hists.get(code, {})
+        p50, p95 = _pq(quantiles, code, m, metric)
         yield CriteriaRow(
             period_start=period,
             provider_name=provider,
@@ -501,8 +519,8 @@ def _criteria_rows(
             samples=n,
             avg=m.mean(metric),
             stddev=m.stddev(metric),
-            p50=percentile_from_bins(bins, 0.50, lo, hi),
-            p95=percentile_from_bins(bins, 0.95, lo, hi),
+            p50=p50,
+            p95=p95,
             min=lo,
             max=hi,
         )
@@ -545,7 +563,14 @@ def collect_stats(
     if total == 0:
         stats.extent = backend.extent(window.tenant)
         return stats
-    groups = by_model if group_by == "model" else backend.totals(window, GROUP_DIMS[group_by])
+    if group_by == "model":
+        groups = by_model
+    elif group_by == "provider":  # the same rows, added up here: one query fewer
+        groups = {}
+        for (provider, _model), m in by_model.items():
+            groups[(provider,)] = groups[(provider,)].merge(m) if (provider,) in groups else m
+    else:
+        groups = backend.totals(window, GROUP_DIMS[group_by])
     for key, m in sorted(groups.items(), key=lambda kv: _sort_key(group_by, kv[0], kv[1])):
         stats.groups.append(_group_row(group_by, key, m, total))
 
@@ -557,11 +582,9 @@ def collect_stats(
     for (provider, _model), m in by_model.items():
         providers[provider] = providers.get(provider, Measures()).merge(m)
         stats.overall = stats.overall.merge(m)
-    hist_by_provider = backend.histograms(window, ("provider_name",))
+    q_by_provider = backend.quantiles(window, ("provider_name",))
     for provider, m in sorted(providers.items(), key=lambda kv: (-kv[1].selections, kv[0])):
-        stats.criteria.extend(
-            _criteria_rows(None, provider, m, hist_by_provider.get((provider,), {}))
-        )
+        stats.criteria.extend(_criteria_rows(None, provider, m, q_by_provider.get((provider,), {})))
         stats.cost.append(_cost_row("provider", provider, None, m))
         models = sorted(
             ((mo, mm) for (p, mo), mm in by_model.items() if p == provider),
@@ -571,10 +594,10 @@ def collect_stats(
 
     dims: tuple[Dim, ...] = (interval, "provider_name")
     period_totals = backend.totals(window, dims)
-    period_hists = backend.histograms(window, dims)
+    period_q = backend.quantiles(window, dims)
     for (period, provider), m in sorted(period_totals.items(), key=lambda kv: (kv[0][0], kv[0][1])):
         stats.trends.extend(
-            _criteria_rows(period, provider, m, period_hists.get((period, provider), {}))
+            _criteria_rows(period, provider, m, period_q.get((period, provider), {}))
         )
     return stats
 
@@ -605,22 +628,13 @@ class ModelProfile:
 def model_profiles(backend: Backend, window: Window) -> list[ModelProfile]:
     """One profile per (provider, model) with selections in the window, busiest first."""
     totals = backend.totals(window, GROUP_DIMS["model"])
-    hists = backend.histograms(window, GROUP_DIMS["model"])
+    quantiles = backend.quantiles(window, GROUP_DIMS["model"])
     out = []
     for (provider, model), m in totals.items():
-        h = hists.get((provider, model), {})
-        lat_lo, lat_hi = m.bounds("latency_ms")
-        q_lo, q_hi = m.bounds("quality_score")
-        out.append(
-            ModelProfile(
-                provider,
-                model,
-                m,
-                percentile_from_bins(h.get(2, {}), 0.50, lat_lo, lat_hi),
-                percentile_from_bins(h.get(2, {}), 0.95, lat_lo, lat_hi),
-                percentile_from_bins(h.get(3, {}), 0.50, q_lo, q_hi),
-            )
-        )
+        q = quantiles.get((provider, model), {})
+        lat50, lat95 = _pq(q, 2, m, "latency_ms")
+        q50, _ = _pq(q, 3, m, "quality_score")
+        out.append(ModelProfile(provider, model, m, lat50, lat95, q50))
     out.sort(key=lambda p: (-p.measures.selections, p.provider_name, p.model_name))
     return out
 

@@ -14,8 +14,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ._analytics import Backend, Measures
-from ._analytics_model import METRIC_CODES, Window, bin_of, derive, floor_day, floor_hour
+from ._analytics import QUANTILES, Backend, Measures, Quantiles
+from ._analytics_model import (
+    METRIC_CODES,
+    Window,
+    bin_of,
+    derive,
+    floor_day,
+    floor_hour,
+    percentile_from_bins,
+)
 from ._analytics_sql import Dim
 
 __all__ = ["RawEvent", "ReferenceBackend"]
@@ -100,10 +108,10 @@ class ReferenceBackend(Backend):
             out[key] = out[key].merge(_measures(e)) if key in out else _measures(e)
         return out
 
-    def histograms(
-        self, window: Window, dims: Sequence[Dim]
-    ) -> dict[tuple[Any, ...], dict[int, dict[int, tuple[int, float]]]]:
-        out: dict[tuple[Any, ...], dict[int, dict[int, tuple[int, float]]]] = defaultdict(
+    def quantiles(
+        self, window: Window, dims: Sequence[Dim], qs: Sequence[float] = QUANTILES
+    ) -> dict[tuple[Any, ...], dict[int, Quantiles]]:
+        hists: dict[tuple[Any, ...], dict[int, dict[int, tuple[int, float]]]] = defaultdict(
             lambda: defaultdict(dict)
         )
         for e in self._in(window):
@@ -112,10 +120,19 @@ class ReferenceBackend(Backend):
                 v = getattr(d, name)
                 if v is None:
                     continue
-                bins = out[self._event_key(dims, e)][code]
+                bins = hists[self._event_key(dims, e)][code]
                 n, total = bins.get(bin_of(v), (0, 0.0))
                 bins[bin_of(v)] = (n + 1, total + v)
-        return out
+        return {
+            key: {
+                code: (
+                    sum(n for n, _ in bins.values()),
+                    [percentile_from_bins(bins, q) for q in qs],
+                )
+                for code, bins in by_metric.items()
+            }
+            for key, by_metric in hists.items()
+        }
 
     def reasons(
         self, window: Window, limit: int

@@ -21,7 +21,7 @@ __all__ = [
     "Dialect",
     "Dim",
     "extent_sql",
-    "histogram_sql",
+    "quantiles_sql",
     "reasons_breakdown_sql",
     "reasons_sql",
     "totals_sql",
@@ -290,42 +290,94 @@ def totals_sql(
     return Query(sql, tuple(params))
 
 
-def histogram_sql(
+def _rank(dialect: Dialect, q: float) -> str:
+    """Nearest rank ``max(1, ceil(q * total))`` (``ceil`` spelled out: SQLite may lack it)."""
+    if dialect == "postgresql":
+        return f"greatest(1, ceil({q!r}::float8 * c.total::float8))"
+    x = f"({q!r} * c.total)"
+    return f"max(1, CAST({x} AS INTEGER) + ({x} > CAST({x} AS INTEGER)))"
+
+
+def quantiles_sql(
     dialect: Dialect,
     dims: Sequence[Dim],
     hourly_ranges: Sequence[tuple[object, object]],
     daily_range: tuple[object, object] | None,
     tenant: str | None,
+    qs: Sequence[float] = (0.5, 0.95),
 ) -> Query:
-    """``(dims..., metric, bin, count, value sum)`` from the daily histogram for ``daily_range``
-    and the hourly one for ``hourly_ranges``; a key may appear once from each part (callers
-    add them up). In PostgreSQL the histograms are sparse arrays, unnested here, and questions
-    about all tenants read the ``_all`` tables (a fraction of the rows)."""
+    """``(dims..., metric, count, quantile per q)``: nearest-rank quantiles of the histograms,
+    each the mean of the bin holding that rank, computed in the database (window functions).
+
+    Whole days come from the daily histogram (``daily_range``), the hours around them from the
+    hourly one. In PostgreSQL questions about all tenants read the ``_all`` (per model) or
+    ``_provider`` tables, and a group that is exactly one ``_provider`` row is answered by a
+    binary search over its cumulative counts instead of unnesting.
+    """
     pg = dialect == "postgresql"
-    suffix = "_all" if pg and tenant is None and "tenant_id" not in dims else ""
-    parts = []
-    params: list[object] = []
-    for table, time_col, ranges, daily in (
+    if not pg or tenant is not None or "tenant_id" in dims:
+        suffix = ""
+    else:
+        suffix = "_all" if "model_name" in dims else "_provider"
+    keys = [f"k{i}" for i in range(len(dims))]
+    parts = [
         (HIST_DAILY + suffix, "day_start", [daily_range] if daily_range else [], True),
         (HIST_HOURLY + suffix, "bucket_start", list(hourly_ranges), False),
-    ):
+    ]
+    general: list[str] = []
+    blocks: list[str] = []
+    params: list[object] = []
+    general_params: list[object] = []
+    for table, time_col, ranges, daily in parts:
         if not ranges:
             continue
         exprs = _dim_exprs(dialect, dims, time_col, daily_table=daily)
         where, p = _where(dialect, time_col, ranges, tenant)
-        if pg:
-            cols = ", ".join([*exprs, "metric", "u.bin", "sum(u.n)", "sum(u.vs)"])
-            source = (
-                f"{table} t CROSS JOIN LATERAL unnest(t.bins, t.counts, t.sums) AS u(bin, n, vs)"
+        head = ", ".join([*(f"{e} AS {k}" for e, k in zip(exprs, keys, strict=True)), "metric"])
+        one_row = suffix == "_provider" and tuple(dims) == (
+            "day" if daily else "hour",
+            "provider_name",
+        )
+        if one_row:
+            values = ", ".join(
+                f"provider_events_hist_quantile(counts, sums, cum, {q!r}::float8)" for q in qs
             )
+            blocks.append(
+                f"SELECT {head}, cum[cardinality(cum)] AS total, {values} FROM {table} "
+                f"WHERE {where} AND cardinality(cum) > 0"
+            )
+            params += p
+        elif pg:
+            general.append(
+                f"SELECT {head}, u.bin, u.n, u.vs FROM {table} t "
+                f"CROSS JOIN LATERAL unnest(t.bins, t.counts, t.sums) AS u(bin, n, vs) WHERE {where}"
+            )
+            general_params += p
         else:
-            cols = ", ".join([*exprs, "metric", "bin", "sum(selections)", "sum(value_sum)"])
-            source = table
-        parts.append(f"SELECT {cols} FROM {source} WHERE {where}{_group(len(exprs) + 2)}")
-        params += p
-    if not parts:
-        raise ValueError("a histogram query needs at least one time range")
-    return Query(" UNION ALL ".join(parts), tuple(params))
+            general.append(
+                f"SELECT {head}, bin, selections AS n, value_sum AS vs FROM {table} WHERE {where}"
+            )
+            general_params += p
+    if general:
+        part = ", ".join([*keys, "metric"])
+        picks = ", ".join(
+            f"max(CASE WHEN c.cum >= {_rank(dialect, q)} AND c.cum - c.n < {_rank(dialect, q)} "
+            f"THEN c.vs / c.n END)"
+            for q in qs
+        )
+        blocks.insert(
+            0,
+            f"SELECT {part}, max(c.total) AS total, {picks} FROM ("
+            f"SELECT g.*, sum(g.n) OVER (PARTITION BY {part} ORDER BY g.bin) AS cum, "
+            f"sum(g.n) OVER (PARTITION BY {part}) AS total FROM ("
+            f"SELECT {part}, bin, sum(n) AS n, sum(vs) AS vs FROM ("
+            + " UNION ALL ".join(general)
+            + f") h GROUP BY {part}, bin) g) c GROUP BY {part}",
+        )
+        params = general_params + params
+    if not blocks:
+        raise ValueError("a quantile query needs at least one time range")
+    return Query(" UNION ALL ".join(blocks), tuple(params))
 
 
 def reasons_sql(

@@ -213,6 +213,8 @@ _ROLLUP_TABLES = (
     "provider_selection_hist_daily",
     "provider_selection_hist_hourly_all",
     "provider_selection_hist_daily_all",
+    "provider_selection_hist_hourly_provider",
+    "provider_selection_hist_daily_provider",
 )
 
 
@@ -222,7 +224,7 @@ def _snapshot(conn: psycopg.Connection[Any]) -> dict[str, list[list[Any]]]:
     keys["provider_selection_hist_daily"] = 5
     out = {}
     for table in _ROLLUP_TABLES:
-        k = keys.get(table, 4)
+        k = 3 if table.endswith("_provider") else keys.get(table, 4)
         order = ", ".join(str(i) for i in range(1, k + 1))
         rows = conn.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()
         out[table] = [list(r) for r in rows]

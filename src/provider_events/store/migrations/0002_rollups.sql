@@ -18,6 +18,10 @@
 --   provider_selection_hist_{hourly,daily}_all
 --                                      the same for all tenants together (per provider/model),
 --                                      so unfiltered questions read a fraction of the rows
+--   provider_selection_hist_{hourly,daily}_provider
+--                                      all tenants and models of a provider together, with the
+--                                      cumulative counts too: a percentile of one row is a
+--                                      binary search (width_bucket), no unnesting
 --
 -- Histograms are arrays, not a row per bin, so a batch of 5,000 events costs one array merge
 -- per (hour, tenant, provider, model, metric) it touches instead of one upsert per bin.
@@ -129,6 +133,41 @@ CREATE TABLE provider_selection_hist_daily_all (
     PRIMARY KEY (day_start, provider_name, model_name, metric)
 );
 
+CREATE TABLE provider_selection_hist_hourly_provider (
+    bucket_start  timestamptz  NOT NULL,
+    provider_name varchar(100) NOT NULL,
+    metric        smallint     NOT NULL,
+    bins          integer[]    NOT NULL,
+    counts        bigint[]     NOT NULL,
+    sums          float8[]     NOT NULL,
+    cum           bigint[]     NOT NULL,  -- running total of counts: cum[k] = counts[1..k]
+    PRIMARY KEY (bucket_start, provider_name, metric)
+);
+
+CREATE TABLE provider_selection_hist_daily_provider (
+    day_start     timestamptz  NOT NULL,
+    provider_name varchar(100) NOT NULL,
+    metric        smallint     NOT NULL,
+    bins          integer[]    NOT NULL,
+    counts        bigint[]     NOT NULL,
+    sums          float8[]     NOT NULL,
+    cum           bigint[]     NOT NULL,
+    PRIMARY KEY (day_start, provider_name, metric)
+);
+
+-- The q-quantile of one histogram row (nearest rank, mean of the bin holding it): the bin is
+-- found by binary search over the cumulative counts. NULL for an empty histogram. One
+-- expression, so the planner inlines it.
+CREATE FUNCTION provider_events_hist_quantile(counts bigint[], sums float8[], cum bigint[], q float8)
+    RETURNS float8
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN cardinality(cum) > 0 THEN
+        sums[width_bucket((greatest(1, ceil(q * cum[cardinality(cum)]::float8)) - 1)::bigint, cum) + 1]
+        / counts[width_bucket((greatest(1, ceil(q * cum[cardinality(cum)]::float8)) - 1)::bigint, cum) + 1]
+    END
+$$;
+
 -- Two sparse histograms added bin by bin; bins whose count drops to zero (a subtraction) go.
 CREATE FUNCTION provider_events_hist_merge(
     a_bins integer[], a_counts bigint[], a_sums float8[],
@@ -144,6 +183,24 @@ AS $$
                 SELECT * FROM unnest(b_bins, b_counts, b_sums)) u(b, n, v)
           GROUP BY b
           HAVING sum(n) <> 0) m
+$$;
+
+-- The same, also returning the running total of the merged counts.
+CREATE FUNCTION provider_events_hist_merge_cum(
+    a_bins integer[], a_counts bigint[], a_sums float8[],
+    b_bins integer[], b_counts bigint[], b_sums float8[],
+    OUT bins integer[], OUT counts bigint[], OUT sums float8[], OUT cum bigint[])
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT coalesce(array_agg(b ORDER BY b), '{}'), coalesce(array_agg(n ORDER BY b), '{}'),
+           coalesce(array_agg(v ORDER BY b), '{}'), coalesce(array_agg(c ORDER BY b), '{}')
+    FROM (SELECT b, n, v, sum(n) OVER (ORDER BY b)::bigint AS c
+          FROM (SELECT b, sum(n)::bigint AS n, sum(v) AS v
+                FROM (SELECT * FROM unnest(a_bins, a_counts, a_sums)
+                      UNION ALL
+                      SELECT * FROM unnest(b_bins, b_counts, b_sums)) u(b, n, v)
+                GROUP BY b
+                HAVING sum(n) <> 0) m) mc
 $$;
 
 -- One statement that folds the rows of relation %1$I into every rollup, with sign %2$s
@@ -248,6 +305,30 @@ WITH e AS MATERIALIZED (
     ON CONFLICT (day_start, provider_name, model_name, metric) DO UPDATE
     SET (bins, counts, sums) = (SELECT * FROM provider_events_hist_merge(
         x.bins, x.counts, x.sums, excluded.bins, excluded.counts, excluded.sums))
+), hhp AS (
+    INSERT INTO provider_selection_hist_hourly_provider AS x
+    SELECT h, provider_name, metric, array_agg(bin ORDER BY bin), array_agg(n ORDER BY bin),
+           array_agg(vs ORDER BY bin), array_agg(c ORDER BY bin)
+    FROM (SELECT h, provider_name, metric, bin, %2$s * n AS n, %2$s * vs AS vs,
+                 sum(%2$s * n) OVER (PARTITION BY h, provider_name, metric ORDER BY bin) AS c
+          FROM (SELECT h, provider_name, metric, bin, sum(n) AS n, sum(vs) AS vs
+                FROM hbins GROUP BY 1, 2, 3, 4) a) ac
+    GROUP BY 1, 2, 3
+    ON CONFLICT (bucket_start, provider_name, metric) DO UPDATE
+    SET (bins, counts, sums, cum) = (SELECT * FROM provider_events_hist_merge_cum(
+        x.bins, x.counts, x.sums, excluded.bins, excluded.counts, excluded.sums))
+), hdp AS (
+    INSERT INTO provider_selection_hist_daily_provider AS x
+    SELECT d, provider_name, metric, array_agg(bin ORDER BY bin), array_agg(n ORDER BY bin),
+           array_agg(vs ORDER BY bin), array_agg(c ORDER BY bin)
+    FROM (SELECT d, provider_name, metric, bin, %2$s * n AS n, %2$s * vs AS vs,
+                 sum(%2$s * n) OVER (PARTITION BY d, provider_name, metric ORDER BY bin) AS c
+          FROM (SELECT d, provider_name, metric, bin, sum(n) AS n, sum(vs) AS vs
+                FROM dbins GROUP BY 1, 2, 3, 4) a) ac
+    GROUP BY 1, 2, 3
+    ON CONFLICT (day_start, provider_name, metric) DO UPDATE
+    SET (bins, counts, sums, cum) = (SELECT * FROM provider_events_hist_merge_cum(
+        x.bins, x.counts, x.sums, excluded.bins, excluded.counts, excluded.sums))
 )
 SELECT 1
 $sql$, src, sign) $body$;
@@ -266,6 +347,11 @@ AS $$
         WHERE day_start >= date_bin('1 day', since, TIMESTAMPTZ '2000-01-01 00:00:00+00')
           AND cardinality(bins) = 0;
     DELETE FROM provider_selection_hist_daily_all
+        WHERE day_start >= date_bin('1 day', since, TIMESTAMPTZ '2000-01-01 00:00:00+00')
+          AND cardinality(bins) = 0;
+    DELETE FROM provider_selection_hist_hourly_provider
+        WHERE bucket_start >= since AND cardinality(bins) = 0;
+    DELETE FROM provider_selection_hist_daily_provider
         WHERE day_start >= date_bin('1 day', since, TIMESTAMPTZ '2000-01-01 00:00:00+00')
           AND cardinality(bins) = 0;
 $$;
@@ -349,7 +435,8 @@ AS $$
 BEGIN
     TRUNCATE provider_selection_rollup_hourly, provider_selection_reasons_hourly,
              provider_selection_hist_hourly, provider_selection_hist_daily,
-             provider_selection_hist_hourly_all, provider_selection_hist_daily_all;
+             provider_selection_hist_hourly_all, provider_selection_hist_daily_all,
+             provider_selection_hist_hourly_provider, provider_selection_hist_daily_provider;
     RETURN NULL;
 END $$;
 
@@ -389,7 +476,8 @@ DECLARE
 BEGIN
     TRUNCATE provider_selection_rollup_hourly, provider_selection_reasons_hourly,
              provider_selection_hist_hourly, provider_selection_hist_daily,
-             provider_selection_hist_hourly_all, provider_selection_hist_daily_all;
+             provider_selection_hist_hourly_all, provider_selection_hist_daily_all,
+             provider_selection_hist_hourly_provider, provider_selection_hist_daily_provider;
     EXECUTE provider_events_rollup_statement('provider_selection_events', 1);
     SELECT coalesce(sum(selections), 0) INTO n FROM provider_selection_rollup_hourly;
     RETURN n;
