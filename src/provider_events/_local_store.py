@@ -18,6 +18,7 @@ A store written by an older version (only ``events``) is brought up to date when
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,11 +36,13 @@ __all__ = ["LocalEventStore"]
 #: ``PRAGMA user_version`` of a store with the normalized table and rollups.
 SCHEMA_VERSION = 2
 
+# ``stored_at`` is written explicitly: ``unixepoch('subsec')`` needs SQLite 3.42, and on older
+# libraries it is NULL, which ``INSERT OR IGNORE`` would silently turn into a dropped event.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     event_id        TEXT PRIMARY KEY,
     envelope        BLOB NOT NULL,
-    stored_at       REAL NOT NULL DEFAULT (unixepoch('subsec'))
+    stored_at       REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0)
 );
 """
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -226,9 +229,10 @@ class LocalEventStore:
         try:
             conn.execute("BEGIN IMMEDIATE")
             before = conn.total_changes
+            now = time.time()
             conn.executemany(
-                "INSERT OR IGNORE INTO events (event_id, envelope) VALUES (?, ?)",
-                [(e.event_id, e.value) for e in events],
+                "INSERT OR IGNORE INTO events (event_id, envelope, stored_at) VALUES (?, ?, ?)",
+                [(e.event_id, e.value, now) for e in events],
             )
             added = conn.total_changes - before
             self._insert_normalized(conn, (e.value for e in events))
