@@ -27,7 +27,7 @@ from provider_events._analytics import (
     to_jsonable,
 )
 from provider_events._analytics_model import BIN_SCALE, Window, bin_of, derive
-from provider_events._analytics_reference import ReferenceBackend
+from provider_events._analytics_reference import RawEvent, ReferenceBackend
 from provider_events._analytics_synth import Selection, synthetic_selections
 from provider_events._config import load_settings
 from provider_events._envelope import build_provider_selection
@@ -296,3 +296,41 @@ def test_sql_derivations_match_python(database_url: str) -> None:
                     [msgspec.json.encode(c).decode()] * 3,
                 ).fetchone()
                 assert row == (d.latency_ms, d.quality_score, c.get("total_tokens"))
+
+
+def test_migrating_a_populated_table_folds_its_rows_into_the_rollups(
+    database_url: str, envelopes: list[Any]
+) -> None:
+    """Rows ingested before migration 0002 are in the rollups once it has run."""
+    with scratch_schema(database_url, "backfill") as scratch:
+        migrate(scratch.dsn, target=1)
+        _load_postgres(scratch.dsn, envelopes[:500])
+        migrate(scratch.dsn)
+        backend = PostgresBackend(scratch.dsn)
+        try:
+            window = Window.of(END - timedelta(days=3), END)
+            got = collect_stats(backend, window).to_dict()
+        finally:
+            backend.close()
+        expected = collect_stats(ReferenceBackend(_raw(envelopes[:500])), window).to_dict()
+        got.pop("backend")
+        expected.pop("backend")
+        assert_same(got, expected)
+
+
+def _raw(events: list[Any]) -> list[RawEvent]:
+    out = []
+    for e in events:
+        env = decode_envelope(e.value)
+        p = env.payload
+        out.append(
+            RawEvent(
+                env.tenant_id,
+                p.provider_name,
+                p.model_name,
+                p.selection_reason,
+                p.selection_criteria,
+                p.selected_at,
+            )
+        )
+    return out

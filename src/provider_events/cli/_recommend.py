@@ -91,6 +91,10 @@ def options_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def csv_rows(recs: list) -> list[dict[str, object]]:  # type: ignore[type-arg]
     """One row per (model, alternative); a model without alternatives gets one row."""
+    from dataclasses import asdict
+
+    own = {"provider_name", "model_name", "selections", "avg_cost_per_token"}
+    own |= {"avg_quality_score", "latency_p95_ms"}
     rows: list[dict[str, object]] = []
     for r in recs:
         base = r.to_dict()
@@ -99,20 +103,8 @@ def csv_rows(recs: list) -> list[dict[str, object]]:  # type: ignore[type-arg]
             rows.append(base)
         for a in r.alternatives:
             row = dict(base)
-            for key, value in a.__class__.__dataclass_fields__.items():
-                del value
-                v = getattr(a, key)
-                if key in (
-                    "provider_name",
-                    "model_name",
-                    "selections",
-                    "avg_cost_per_token",
-                    "avg_quality_score",
-                    "latency_p95_ms",
-                ):
-                    row[f"alternative_{key}"] = v
-                else:
-                    row[key] = v
+            for key, value in asdict(a).items():
+                row[f"alternative_{key}" if key in own else key] = value
             rows.append(row)
     return rows
 

@@ -485,6 +485,10 @@ END $$;
 ALTER FUNCTION provider_events_rebuild_rollups() SET search_path FROM CURRENT;
 ALTER FUNCTION provider_events_rebuild_rollups() SET work_mem = '256MB';
 
+-- Rows ingested before this migration are folded in now (instant on an empty table; on a
+-- large one this is the one-off cost of the migration).
+SELECT provider_events_rebuild_rollups();
+
 COMMENT ON TABLE provider_selection_rollup_hourly IS
     'Per hour/tenant/provider/model: counts, sums, sums of squares and min/max of cost_per_token (cpt), latency_ms (lat), quality_score (q); token and cost sums. Maintained at ingest by statement triggers.';
 COMMENT ON TABLE provider_selection_hist_daily IS
