@@ -33,12 +33,17 @@ from typing import Any
 import psycopg
 from rich.console import Console
 
-from benchmarks._harness import Comparison, Context
-from provider_events._config import load_settings
-from provider_events._envelope import build_provider_selection
-from provider_events._ids import format_timestamp, uuid7
-from provider_events.store import COLUMNS, TABLE, Migration, discover, migrate
-from provider_events.store._scratch import scratch_schema
+# This checkout's package, also for the consumer child (as conftest.py does for the tests):
+# an editable install elsewhere must not decide which code is measured.
+SRC = Path(__file__).resolve().parents[1] / "src"
+sys.path.insert(0, str(SRC))
+
+from benchmarks._harness import Comparison, Context  # noqa: E402
+from provider_events._config import load_settings  # noqa: E402
+from provider_events._envelope import build_provider_selection  # noqa: E402
+from provider_events._ids import format_timestamp, uuid7  # noqa: E402
+from provider_events.store import COLUMNS, TABLE, Migration, discover, migrate  # noqa: E402
+from provider_events.store._scratch import scratch_schema  # noqa: E402
 
 PARTITIONS = 6
 BATCH_SIZE = int(os.environ.get("BENCH_INGEST_BATCH_SIZE", "20000"))
@@ -133,6 +138,7 @@ def consume(dsn: str, bootstrap: str, topic: str, n: int) -> dict[str, Any]:
         DATABASE_URL=dsn,
         KAFKA_BOOTSTRAP_SERVERS=bootstrap,
         PROVIDER_EVENTS_TOPIC=topic,
+        PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
     )
     cmd = [
         sys.executable,

@@ -482,7 +482,11 @@ def test_consume_without_the_table_says_run_migrate(
 def test_migrate_cli_is_idempotent_and_safe_concurrently(database_url: str, tmp_path: Path) -> None:
     """Three `migrate` processes at once apply each migration once; a rerun has nothing to do."""
     with scratch_schema(database_url, "test_migrate") as schema:
-        env = dict(os.environ, DATABASE_URL=schema.dsn)
+        env = dict(
+            os.environ,
+            DATABASE_URL=schema.dsn,
+            PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+        )
         procs = [
             subprocess.Popen(
                 [sys.executable, "-m", "provider_events.cli", "migrate"],

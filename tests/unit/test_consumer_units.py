@@ -183,8 +183,9 @@ def test_publish_path_never_imports_prometheus_client() -> None:
         "from provider_events.cli import main;"
         "print('prometheus_client' in sys.modules)"
     )
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT, env=env
     )
     assert out.stdout.strip() == "False"
 
