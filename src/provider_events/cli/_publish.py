@@ -68,9 +68,9 @@ def _criteria(raw: str | None) -> dict[str, Any] | None:
         return None
     import msgspec
 
-    try:
+    try:  # the argument's bytes, as the OS passed them (non-UTF-8 ones are refused below)
         value = msgspec.json.decode(raw.encode("utf-8", "surrogateescape"))
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 in a string
+    except (msgspec.DecodeError, UnicodeError) as exc:  # bad UTF-8; a lone surrogate in argv
         raise SystemExit(fail(f"--criteria is not valid JSON: {exc}", EXIT_BAD_INPUT)) from None
     except RecursionError:
         raise SystemExit(fail("--criteria nests too deeply", EXIT_BAD_INPUT)) from None
