@@ -230,9 +230,19 @@ def assert_round_trip(fields: dict[str, Any], event: OutgoingEvent, settings: Se
     """The built event decodes (as a consumer would) to exactly the caller's fields."""
     assert len(event.value) <= LIMITS["message_bytes"]
     envelope = decode_envelope(event.value)
+    assert str(envelope.event_id) == event.event_id
+    assert_envelope_matches(envelope, fields, settings)
+    assert event.key == envelope.correlation_id.encode()
+    headers = dict(event.headers)
+    assert headers["event_id"] == event.event_id.encode()
+    assert headers["tenant_id"] == envelope.tenant_id.encode()
+
+
+def assert_envelope_matches(envelope: Any, fields: dict[str, Any], settings: Settings) -> None:
+    """A decoded envelope carries exactly the builder arguments ``fields`` (defaults applied)."""
     payload = envelope.payload
     assert envelope.event_type == EVENT_TYPE and envelope.schema_ref == SCHEMA_REF
-    assert str(envelope.event_id) == event.event_id and envelope.event_id.version == 4
+    assert envelope.event_id.version == 4
     assert payload.provider_name == fields["provider_name"]
     assert payload.model_name == fields["model_name"]
     assert payload.selection_reason == fields["selection_reason"]
@@ -242,7 +252,6 @@ def assert_round_trip(fields: dict[str, Any], event: OutgoingEvent, settings: Se
     else:
         assert envelope.correlation_id == str(cid)
     assert payload.correlation_id == envelope.correlation_id
-    assert event.key == envelope.correlation_id.encode()
     cause = fields.get("causation_id")
     assert envelope.causation_id == (None if cause is None else str(cause))
     assert envelope.tenant_id == (fields.get("tenant_id") or settings.tenant_id)
@@ -255,9 +264,6 @@ def assert_round_trip(fields: dict[str, Any], event: OutgoingEvent, settings: Se
         assert payload.selected_at.replace(tzinfo=None) == utc
     assert payload.selected_at.utcoffset() == timedelta(0)
     assert envelope.timestamp.utcoffset() == timedelta(0)
-    headers = dict(event.headers)
-    assert headers["event_id"] == event.event_id.encode()
-    assert headers["tenant_id"] == envelope.tenant_id.encode()
 
 
 # -- strategies: text ------------------------------------------------------------------------
