@@ -13,7 +13,7 @@ directory and on free ports of 127.0.0.1:
 
 Readiness is a real metadata request over SASL_SSL (a confluent-kafka AdminClient). The broker
 runs once per test session (shared by every module that asks for it) and is stopped at exit;
-it also dies with the test process (``PR_SET_PDEATHSIG``). Under ``CI=true`` a broker that does
+it also dies with the test process (``setpriv --pdeathsig``). Under ``CI=true`` a broker that does
 not start fails the tests; locally they are skipped with the reason.
 """
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import os
 import secrets
 import shutil
@@ -288,9 +287,10 @@ group.initial.rebalance.delay.ms=0
 """
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+def _die_with_parent() -> list[str]:
+    """A command prefix that makes the broker die with the test process (util-linux setpriv)."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
 
 
 def _ensure_jars() -> None:
@@ -403,6 +403,7 @@ def start_secure_kafka(workdir: Path | None = None) -> SecureKafka:
         out = (work / "kafka.out").open("ab")
         kafka.process = subprocess.Popen(
             [
+                *_die_with_parent(),
                 java,
                 "-Xms128m",
                 "-Xmx512m",
@@ -420,7 +421,6 @@ def start_secure_kafka(workdir: Path | None = None) -> SecureKafka:
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
         )
         out.close()
         _wait_ready(kafka, time.monotonic() + READY_TIMEOUT)
