@@ -60,6 +60,35 @@ def _spec_of(data: bytes) -> EventSpec:
     return spec
 
 
+_PREFIX = b'{"event_type":"'
+
+
+def _quick_spec(raw: bytes) -> EventSpec | None:
+    """The catalog entry named by a compact envelope's leading ``event_type``, parsing nothing.
+
+    Envelopes written by this package (and most JSON writers) start with that field; the full
+    decode then confirms it, so a wrong guess only costs the fallback. Saves one parse per
+    message on the consumer's hot path.
+    """
+    if not raw.startswith(_PREFIX):
+        return None
+    end = raw.find(b'"', len(_PREFIX))
+    if end < 0:
+        return None
+    return CATALOG.get(raw[len(_PREFIX) : end].decode("ascii", "replace"))
+
+
+def _reencoded(raw: bytes) -> bytes:
+    """The same JSON with a leading space, so the quick look steps aside (no recursion loop)."""
+    return b" " + raw
+
+
+def _unknown(envelope: OnexEnvelopeV1[Any]) -> OnexEnvelopeV1[Any]:
+    raise InvalidEventError(
+        f"unknown event_type {envelope.event_type[:200]!r}", reason="unknown_event_type"
+    )
+
+
 def decode_envelope(data: bytes | bytearray | memoryview) -> OnexEnvelopeV1[Any]:
     """Decode and fully validate one envelope from JSON bytes.
 
@@ -71,7 +100,7 @@ def decode_envelope(data: bytes | bytearray | memoryview) -> OnexEnvelopeV1[Any]
         raise InvalidEventError(
             f"message is {len(raw)} bytes, limit {LIMITS['message_bytes']}", reason="too_large"
         )
-    spec = _spec_of(raw)
+    spec = _quick_spec(raw) or _spec_of(raw)
     try:
         envelope = _decoders[spec.event_type].decode(raw)
     except msgspec.ValidationError as exc:
@@ -80,6 +109,8 @@ def decode_envelope(data: bytes | bytearray | memoryview) -> OnexEnvelopeV1[Any]
         raise _undecodable(exc) from None
     except msgspec.DecodeError as exc:
         raise InvalidEventError(f"not a JSON envelope: {exc}", reason="bad_json") from None
+    if envelope.event_type != spec.event_type:  # the quick look was fooled (escapes, spacing)
+        return decode_envelope(_reencoded(raw)) if raw.startswith(_PREFIX) else _unknown(envelope)
     if envelope.schema_ref != spec.schema_ref:
         raise InvalidEventError(
             f"schema_ref {envelope.schema_ref!r} does not match {spec.schema_ref!r}",

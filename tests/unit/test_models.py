@@ -128,3 +128,15 @@ def test_now_is_recent(settings) -> None:
     """Built events carry the current time."""
     env = decode_envelope(build(settings).value)
     assert abs((datetime.now(UTC) - env.timestamp).total_seconds()) < 5
+
+
+def test_escaped_event_type_still_decodes(settings) -> None:
+    """An envelope whose event_type uses JSON escapes decodes like the plain one."""
+    value = build(settings).value.replace(
+        b'selected.v1","event_id', b'selected.v\\u0031","event_id', 1
+    )
+    assert b"\\u0031" in value
+    assert decode_envelope(value).event_type == "omninode.agent.provider.selected.v1"
+    with pytest.raises(InvalidEventError) as info:
+        decode_envelope(value.replace(b"v\\u0031", b"v\\u0032", 1))
+    assert info.value.reason == "unknown_event_type"
