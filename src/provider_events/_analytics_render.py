@@ -115,7 +115,7 @@ def render_stats(console: Console, stats: Stats, section: str = "all") -> None:
             )
         return
     if section in ("all", "groups"):
-        console.print(_groups_table(stats))
+        console.print(_groups_table(stats, console.width))
     if section in ("all", "reasons") and stats.reasons:
         console.print(_reasons_table(stats))
     if section in ("all", "criteria", "trends"):
@@ -128,32 +128,42 @@ def render_stats(console: Console, stats: Stats, section: str = "all") -> None:
         console.print(f"[dim]Cost basis: {_BASIS[stats.cost_basis]}.[/]")
 
 
-def _groups_table(stats: Stats) -> Table:
+def _groups_table(stats: Stats, width: int) -> Table:
     by = stats.group_by
     table = Table(title=f"Selections by {by}", title_justify="left", title_style="bold")
-    if by in ("hour", "day"):
-        table.add_column("period (UTC)")
-    elif by == "model":
-        table.add_column("provider")
-        table.add_column("model")
-    else:
-        table.add_column(by)
-    for name in ("selections", "share", "", "price $/M", "latency", "quality", "cost"):
-        table.add_column(name, justify="right" if name else "left")
-    peak = max((g.selections for g in stats.groups), default=1)
+    labels = []
     for g in stats.groups:
         if by in ("hour", "day"):
-            label = [_period(g.period_start, by)]
+            labels.append(_period(g.period_start, by))
         elif by == "model":
-            label = [g.provider_name or "", g.model_name or ""]
+            labels.append(f"{g.provider_name}/{g.model_name}")
         else:
-            label = [g.group]
-        bar = "█" * max(1, round(12 * g.selections / peak)) if g.selections else ""
+            labels.append(g.group)
+    table.add_column(
+        {"hour": "hour (UTC)", "day": "day (UTC)"}.get(by, by),
+        overflow="fold",
+        min_width=10,
+    )
+    # The bar gives way first on a narrow terminal: ~66 columns go to the figures.
+    longest = max((len(label) for label in labels), default=10)
+    bar_room = max(0, min(12, width - 70 - longest))
+    for name in ("selections", "share", "bar", "price $/M", "latency", "quality", "cost"):
+        if name == "bar":
+            if bar_room >= 4:
+                table.add_column("", no_wrap=True)
+            continue
+        table.add_column(name, justify="right", no_wrap=True)
+    peak = max((g.selections for g in stats.groups), default=1)
+    for label, g in zip(labels, stats.groups, strict=True):
+        bar = []
+        if bar_room >= 4:
+            length = max(1, round(bar_room * g.selections / peak)) if g.selections else 0
+            bar = [Text("█" * length, style="cyan")]
         table.add_row(
-            *label,
+            Text(label),
             f"{g.selections:,}",
             f"{g.share:.1%}",
-            Text(bar, style="cyan"),
+            *bar,
             per_million(g.avg_cost_per_token),
             _metric("latency_ms", g.avg_latency_ms),
             _metric("quality_score", g.avg_quality_score),
