@@ -199,6 +199,10 @@ class IngestConsumer:
                 "enable.auto.offset.store": False,
                 "enable.partition.eof": False,
                 "statistics.interval.ms": 1000,
+                # Partitions added to the topic are noticed (and assigned, from the earliest
+                # offset) at the next metadata refresh: librdkafka's default of 5 minutes left
+                # their events unconsumed, and outside the lag metric, for that long.
+                "topic.metadata.refresh.interval.ms": 10_000,
                 # Prefetch up to 32 MiB (librdkafka's default is 64 MiB): plenty for batches of
                 # tens of thousands of events, and half the resident memory.
                 "queued.max.messages.kbytes": 32 * 1024,
@@ -592,7 +596,7 @@ class IngestConsumer:
         ids = result.inserted_ids
         stored = batch.rows if ids is None else [r for r in batch.rows if r[0] in ids]
         for (provider, model), count in Tally((r[2], r[3]) for r in stored).items():
-            metrics.PROVIDER_SELECTION.labels(provider, model).inc(count)
+            metrics.PROVIDER_SELECTION.labels(*metrics.selection_labels(provider, model)).inc(count)
 
     # -- waiting out an outage --------------------------------------------------------------
     def _backoff(self, attempt: int) -> float:

@@ -91,6 +91,59 @@ CONSUMER_LAG = Gauge(
     ["topic", "partition"],
     registry=REGISTRY,
 )
+#: Every reason the consumer dead-letters for; each series exists from the start at 0, so
+#: ``increase()`` sees the very first dead letter after a consumer start.
+DLQ_REASONS = (
+    "bad_utf8",
+    "bad_json",
+    "schema",
+    "unknown_event_type",
+    "too_large",
+    "partition_key",
+    "decode_error",
+    "db_rejected",
+)
+for _reason in DLQ_REASONS:
+    CONSUMER_DLQ.labels(_reason)
+
+#: The label value used past the cardinality caps.
+OTHER = "other"
+MAX_PROVIDERS = 50
+MAX_MODELS = 500
+
+
+class LabelCap:
+    """Keeps at most ``limit`` distinct label values; later ones become :data:`OTHER`.
+
+    Provider and model names come from whoever publishes, so without a cap any producer
+    could create unbounded series on the exporter.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, value: str) -> str:
+        if value in self._seen:
+            return value
+        with self._lock:
+            if len(self._seen) < self.limit:
+                self._seen.add(value)
+                return value
+        return OTHER
+
+
+_providers = LabelCap(MAX_PROVIDERS)
+_models = LabelCap(MAX_MODELS)
+
+
+def selection_labels(provider: str, model: str) -> tuple[str, str]:
+    """Bounded ``(provider, model)`` labels for ``provider_selection_total`` and friends."""
+    provider_label = _providers(provider)
+    return provider_label, (_models(model) if provider_label != OTHER else OTHER)
+
+
 PROVIDER_SELECTION = Counter(
     "provider_selection_total",
     "Total provider selections (counted at ingest, once per stored event).",

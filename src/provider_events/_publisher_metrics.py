@@ -32,6 +32,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from ._metrics import MAX_MODELS, MAX_PROVIDERS, OTHER, selection_labels
 from ._result import DeliveryStatus, PublishResult
 
 if TYPE_CHECKING:
@@ -59,10 +60,6 @@ FAILURE_REASONS: tuple[str, ...] = (
     "invalid",  # rejected before sending: the caller's input failed validation
     "other",
 )
-#: The label value used past the cardinality caps.
-OTHER = "other"
-MAX_PROVIDERS = 50
-MAX_MODELS = 500
 
 #: :class:`OutboxFullError`'s message: "outbox <path> is full (<n> events, ...".
 _OUTBOX_FULL = re.compile(r"outbox .* is full \(")
@@ -97,34 +94,11 @@ def _delivery_reason(text: str) -> str:
     return "kafka_error" if text else OTHER
 
 
-class _LabelCap:
-    """Keeps at most ``limit`` distinct label values; later ones become :data:`OTHER`."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._seen: set[str] = set()
-        self._lock = threading.Lock()
-
-    def __call__(self, value: str) -> str:
-        if value in self._seen:
-            return value
-        with self._lock:
-            if len(self._seen) < self.limit:
-                self._seen.add(value)
-                return value
-        return OTHER
-
-
-_providers = _LabelCap(MAX_PROVIDERS)
-_models = _LabelCap(MAX_MODELS)
-
-
 def _observe(result: PublishResult, provider: str, model: str, seconds: float) -> None:
     from . import _metrics as m
 
     if result.status is not DeliveryStatus.REJECTED and provider:
-        provider_label = _providers(provider)
-        model_label = _models(model) if provider_label != OTHER else OTHER
+        provider_label, model_label = selection_labels(provider, model)
         m.PROVIDER_SELECTION.labels(provider=provider_label, model=model_label).inc()
         m.PROVIDER_SELECTION_DURATION.labels(provider=provider_label).observe(seconds)
     reason = failure_reason(result)

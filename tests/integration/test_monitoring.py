@@ -659,7 +659,8 @@ def test_failure_reason_is_one_of_a_fixed_set(
 
 def test_provider_and_model_labels_are_capped() -> None:
     """Past the cap, new label values are reported as "other"; known ones keep their name."""
-    from provider_events._publisher_metrics import OTHER, _LabelCap
+    from provider_events._metrics import OTHER
+    from provider_events._metrics import LabelCap as _LabelCap
 
     cap = _LabelCap(2)
     assert [cap(v) for v in ("a", "b", "c", "a", "d", "b")] == ["a", "b", OTHER, "a", OTHER, "b"]
