@@ -78,14 +78,19 @@ def _check_no_control(obj: Any, names: tuple[str, ...]) -> None:
 
 UtcTimestamp = Annotated[datetime, Meta(tz=True, description="RFC 3339, UTC, 'Z' suffix")]
 
+#: The analytics rollups square and multiply these numbers in PostgreSQL float8, which raises
+#: an error on overflow and underflow: a value that does that would stop ingest. So a non-zero
+#: value lies in [ANALYTICS_TINY, ANALYTICS_HUGE] (squares and products stay within float8).
+ANALYTICS_HUGE = 1e100
+ANALYTICS_TINY = 1e-100
 _NUMERIC_RULES: dict[str, tuple[float, float]] = {
-    "cost_per_token": (0.0, math.inf),
-    "latency_ms": (0.0, math.inf),
+    "cost_per_token": (0.0, ANALYTICS_HUGE),
+    "latency_ms": (0.0, ANALYTICS_HUGE),
     "quality_score": (0.0, 1.0),
-    "input_tokens": (0.0, math.inf),
-    "output_tokens": (0.0, math.inf),
-    "total_tokens": (0.0, math.inf),
-    "cost_usd": (0.0, math.inf),
+    "input_tokens": (0.0, ANALYTICS_HUGE),
+    "output_tokens": (0.0, ANALYTICS_HUGE),
+    "total_tokens": (0.0, ANALYTICS_HUGE),
+    "cost_usd": (0.0, ANALYTICS_HUGE),
 }
 
 
@@ -112,16 +117,25 @@ def _check_value(value: Any, path: str, depth: int, counter: list[int]) -> None:
 def _check_number(key: str, value: Any, low: float, high: float) -> None:
     if type(value) not in (int, float):  # bool is not a number here
         raise ValueError(f"selection_criteria.{key} must be a number, got {value!r}")
-    if not (low <= value <= high):
-        bound = f"in [{low:g}, {high:g}]" if math.isfinite(high) else f">= {low:g}"
-        raise ValueError(f"selection_criteria.{key} must be {bound}, got {value!r}")
+    if low <= value <= high and not 0 < value < ANALYTICS_TINY:
+        return
+    if high < ANALYTICS_HUGE and not 0 < value < ANALYTICS_TINY:
+        bound = f"in [{low:g}, {high:g}]"
+    elif value < low:
+        bound = f">= {low:g}"
+    elif value > high:
+        bound = f"<= {high:g}"
+    else:
+        bound = f"0 or at least {ANALYTICS_TINY:g}"
+    raise ValueError(f"selection_criteria.{key} must be {bound}, got {value!r}")
 
 
 def check_criteria(criteria: dict[str, Any]) -> None:
     """Raise ``ValueError`` unless ``criteria`` satisfies the payload's rules.
 
     ``cost_per_token``, ``latency_ms`` (and token counts, ``cost_usd``) are numbers >= 0,
-    ``quality_score`` is in [0, 1]; other keys are kept as given, within the size limits.
+    ``quality_score`` is in [0, 1], and a non-zero one lies in [1e-100, 1e100]; other keys are
+    kept as given, within the size limits.
     """
     if len(criteria) > _MAX_KEYS:
         raise ValueError(f"selection_criteria has more than {_MAX_KEYS} values")

@@ -9,11 +9,26 @@ from typing import Any
 import msgspec
 
 from ._catalog import CATALOG, EventSpec, spec_for_schema_ref
-from ._models import LIMITS, NO_CONTROL_FIELDS, NO_CONTROL_PATTERN, OnexEnvelopeV1
+from ._models import (
+    ANALYTICS_HUGE,
+    ANALYTICS_TINY,
+    LIMITS,
+    NO_CONTROL_FIELDS,
+    NO_CONTROL_PATTERN,
+    OnexEnvelopeV1,
+)
 
 __all__ = ["envelope_schema", "payload_schema", "schema_files", "write_schemas"]
 
 _DRAFT = "https://json-schema.org/draft/2020-12/schema"
+
+#: A number analytics reads: 0, or in [1e-100, 1e100] (float8 squares and products stay finite).
+_ANALYTICS = {
+    "type": "number",
+    "minimum": 0,
+    "maximum": ANALYTICS_HUGE,
+    "not": {"exclusiveMinimum": 0, "exclusiveMaximum": ANALYTICS_TINY},
+}
 
 _CRITERIA = {
     "type": "object",
@@ -23,13 +38,13 @@ _CRITERIA = {
         "finite numbers only."
     ),
     "properties": {
-        "cost_per_token": {"type": "number", "minimum": 0},
-        "latency_ms": {"type": "number", "minimum": 0},
-        "quality_score": {"type": "number", "minimum": 0, "maximum": 1},
-        "input_tokens": {"type": "number", "minimum": 0},
-        "output_tokens": {"type": "number", "minimum": 0},
-        "total_tokens": {"type": "number", "minimum": 0},
-        "cost_usd": {"type": "number", "minimum": 0},
+        "cost_per_token": _ANALYTICS,
+        "latency_ms": _ANALYTICS,
+        "quality_score": {**_ANALYTICS, "maximum": 1},
+        "input_tokens": _ANALYTICS,
+        "output_tokens": _ANALYTICS,
+        "total_tokens": _ANALYTICS,
+        "cost_usd": _ANALYTICS,
     },
     "additionalProperties": True,
 }
