@@ -292,7 +292,14 @@ class BatchWriter:
         except pg_errors.UniqueViolation as exc:
             if exc.diag.constraint_name != EVENT_ID_CONSTRAINT:
                 raise translate_error(exc, "writing events") from None
-            return self._guarded(self._write_staged, _drain(stream, kept))
+            rows = _drain(stream, kept)
+            try:
+                return self._write_staged(rows)
+            except _REFUSED:  # duplicates and data PostgreSQL refuses: row by row sorts them out
+                return self._guarded(self._write_row_by_row, rows)
+            except psycopg.Error as staged_exc:
+                self._after_failure(staged_exc)
+                raise translate_error(staged_exc, "writing events") from None
         except _REFUSED:
             return self._guarded(self._write_row_by_row, _drain(stream, kept))
         except psycopg.Error as exc:
