@@ -8,6 +8,7 @@ msgspec, because the limit is defined on msgspec's compact encoding (what goes o
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -23,7 +24,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from provider_events._config import Settings, load_settings
-from provider_events._envelope import OutgoingEvent
+from provider_events._envelope import OutgoingEvent, build_provider_selection
 from provider_events._models import LIMITS
 from provider_events._validation import decode_envelope
 
@@ -54,15 +55,17 @@ def examples(count: int) -> settings:
 # -- the rules, stated independently ---------------------------------------------------------
 CONTROL = "".join(chr(c) for c in range(0x20)) + "\x7f"
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+#: Analytics numbers: 0, or a magnitude in [1e-100, 1e100] (quality_score at most 1).
 NUMERIC_RULES: dict[str, tuple[float, float]] = {
-    "cost_per_token": (0.0, math.inf),
-    "latency_ms": (0.0, math.inf),
+    "cost_per_token": (0.0, 1e100),
+    "latency_ms": (0.0, 1e100),
     "quality_score": (0.0, 1.0),
-    "input_tokens": (0.0, math.inf),
-    "output_tokens": (0.0, math.inf),
-    "total_tokens": (0.0, math.inf),
-    "cost_usd": (0.0, math.inf),
+    "input_tokens": (0.0, 1e100),
+    "output_tokens": (0.0, 1e100),
+    "total_tokens": (0.0, 1e100),
+    "cost_usd": (0.0, 1e100),
 }
+TINY = 1e-100
 REASONS = frozenset(
     {"bad_utf8", "bad_json", "schema", "unknown_event_type", "too_large", "partition_key"}
 )
@@ -147,7 +150,7 @@ def criteria_problem(criteria: Any) -> str | None:
     for key, (low, high) in NUMERIC_RULES.items():
         if key in criteria:
             value = criteria[key]
-            if type(value) not in (int, float) or not low <= value <= high:
+            if type(value) not in (int, float) or not low <= value <= high or 0 < value < TINY:
                 return f"{key} out of range"
     if len(msgspec.json.encode(criteria)) > LIMITS["criteria_bytes"]:
         return "larger than the byte limit"
@@ -458,11 +461,14 @@ def json_values(levels: int) -> st.SearchStrategy[Any]:
 
 
 def valid_numeric(key: str) -> st.SearchStrategy[int | float]:
-    low, high = NUMERIC_RULES[key]
-    top = None if math.isinf(high) else high
+    """0, or a number in [1e-100, limit]: the boundaries themselves included."""
+    _, high = NUMERIC_RULES[key]
     return st.one_of(
-        st.floats(min_value=low, max_value=top, allow_nan=False, allow_infinity=False),
-        st.integers(min_value=0, max_value=None if top is None else int(top)),
+        st.just(0),
+        st.just(0.0),
+        st.sampled_from([TINY, high]),
+        st.floats(min_value=TINY, max_value=high),
+        st.integers(min_value=0, max_value=int(high)),
     )
 
 
@@ -512,7 +518,15 @@ def any_criteria() -> st.SearchStrategy[Any]:
     long_key = st.integers(250, 300).map(lambda n: {"k" * n: 1})
     numeric = st.sampled_from(sorted(NUMERIC_RULES)).flatmap(
         lambda k: st.one_of(
-            st.floats(), st.integers(), st.booleans(), st.none(), st.text(max_size=3)
+            st.floats(),
+            st.integers(),
+            st.booleans(),
+            st.none(),
+            st.text(max_size=3),
+            # around the analytics bounds, where float8 squares would overflow or underflow
+            st.sampled_from(
+                [0, -0.0, 5e-324, 1e-200, 1e-101, TINY, 1.0, 1e100, 10**100, 1e101, 1e200, 10**400]
+            ),
         ).map(lambda v: {k: v})
     )
     sprinkled = st.dictionaries(keys, st.one_of(json_values(2), bad_scalar), max_size=5)
@@ -578,3 +592,124 @@ def mixed_fields(draw: Callable[..., Any]) -> dict[str, Any]:
     for name in draw(st.lists(st.sampled_from(sorted(ANY_FIELDS)), max_size=3, unique=True)):
         fields[name] = draw(ANY_FIELDS[name])
     return fields
+
+
+# -- strategies: mutated envelopes ----------------------------------------------------------
+OFFLINE = offline_settings()
+WRONG_JSON = st.one_of(
+    st.integers(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+FIELDS = (
+    "event_type",
+    "event_id",
+    "timestamp",
+    "correlation_id",
+    "causation_id",
+    "namespace",
+    "source",
+    "tenant_id",
+    "schema_ref",
+    "payload",
+)
+PAYLOAD_FIELDS = (
+    "provider_name",
+    "model_name",
+    "correlation_id",
+    "selection_reason",
+    "selection_criteria",
+    "selected_at",
+)
+
+
+@st.composite
+def mutated(draw: Any) -> tuple[str, bytes]:
+    """A valid envelope, then one mutation: (kind, bytes)."""
+    fields = draw(valid_fields())
+    raw = build_provider_selection(settings=OFFLINE, **fields).value
+    kind = draw(
+        st.sampled_from(
+            [
+                "flip",
+                "truncate",
+                "insert",
+                "extra_field",
+                "extra_payload_field",
+                "wrong_type",
+                "wrong_payload_type",
+                "drop_field",
+                "non_finite",
+                "deep",
+                "huge_string",
+                "invalid_utf8",
+                "control_escape",
+            ]
+        )
+    )
+    if kind == "flip":
+        data = bytearray(raw)
+        for index in draw(st.lists(st.integers(0, len(raw) - 1), min_size=1, max_size=4)):
+            data[index] ^= draw(st.integers(1, 255))
+        return kind, bytes(data)
+    if kind == "truncate":
+        return kind, raw[: draw(st.integers(0, len(raw) - 1))]
+    if kind == "insert":
+        at = draw(st.integers(0, len(raw)))
+        return kind, raw[:at] + draw(st.binary(min_size=1, max_size=20)) + raw[at:]
+    doc = json.loads(raw)
+    if kind == "extra_field":
+        doc[draw(st.text(max_size=10).filter(lambda k: k not in FIELDS))] = draw(JSON_SCALARS)
+    elif kind == "extra_payload_field":
+        name = draw(st.text(max_size=10).filter(lambda k: k not in PAYLOAD_FIELDS))
+        doc["payload"][name] = draw(JSON_SCALARS)
+    elif kind == "wrong_type":
+        doc[draw(st.sampled_from(FIELDS))] = draw(WRONG_JSON)
+    elif kind == "wrong_payload_type":
+        name = draw(st.sampled_from(PAYLOAD_FIELDS))
+        doc["payload"][name] = draw(
+            WRONG_JSON.filter(lambda v: not (name == "selection_criteria" and isinstance(v, dict)))
+        )
+    elif kind == "drop_field":
+        target = draw(st.sampled_from([doc, doc["payload"]]))
+        target.pop(draw(st.sampled_from(sorted(target))))
+    elif kind == "non_finite":
+        token = draw(st.sampled_from(["NaN", "Infinity", "-Infinity", "1e999", "-1e999"]))
+        doc["payload"]["selection_criteria"]["__x"] = "__TOKEN__"
+        return kind, json.dumps(doc).replace('"__TOKEN__"', token).encode()
+    elif kind == "deep":
+        depth = draw(st.integers(LIMITS["criteria_depth"] + 1, 5000))
+        doc["payload"]["selection_criteria"]["deep"] = "__TOKEN__"
+        return kind, json.dumps(doc).replace('"__TOKEN__"', "[" * depth + "]" * depth).encode()
+    elif kind == "huge_string":
+        name = draw(st.sampled_from(PAYLOAD_FIELDS[:4]))
+        doc["payload"][name] = draw(
+            st.sampled_from([LIMITS["provider_name"] + 1, 5_000, 70_000])
+        ) * draw(st.sampled_from(["x", "é", "\U0001f600"]))
+    elif kind == "invalid_utf8":
+        name = draw(st.sampled_from(PAYLOAD_FIELDS[:4]))
+        doc["payload"][name] = "__TOKEN__"
+        bad = draw(
+            st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\x80"])
+        )
+        return kind, json.dumps(doc).encode().replace(b"__TOKEN__", b"a" + bad + b"b")
+    elif kind == "control_escape":
+        name = draw(st.sampled_from(["provider_name", "model_name", "correlation_id"]))
+        char = draw(st.sampled_from(["\\u0000", "\\u0001", "\\u001f", "\\u007f", "\\n", "\\t"]))
+        doc["payload"][name] = "__TOKEN__"
+        return kind, json.dumps(doc).replace("__TOKEN__", "a" + char + "b").encode()
+    return kind, json.dumps(doc, ensure_ascii=draw(st.booleans())).encode()
+
+
+MUST_REFUSE = {
+    "truncate",
+    "extra_field",
+    "extra_payload_field",
+    "wrong_type",
+    "wrong_payload_type",
+    "non_finite",
+    "invalid_utf8",
+    "control_escape",
+}

@@ -23,6 +23,7 @@ from _property_strategies import (
     CRITERIA_KEYS,
     EVENT_TYPE,
     JSON_SCALARS,
+    MUST_REFUSE,
     NAME_CHARS,
     REASON_CHARS,
     REASONS,
@@ -32,6 +33,7 @@ from _property_strategies import (
     criteria_problem,
     examples,
     mixed_fields,
+    mutated,
     name_ok,
     nested,
     offline_settings,
@@ -332,127 +334,6 @@ def check_decoded(raw: bytes) -> OnexEnvelopeV1[Any] | None:
 def test_decode_arbitrary_bytes(raw: bytes) -> None:
     """Arbitrary bytes are refused with a known reason code (or obey every rule)."""
     check_decoded(raw)
-
-
-WRONG_JSON = st.one_of(
-    st.integers(),
-    st.floats(allow_nan=False, allow_infinity=False),
-    st.booleans(),
-    st.lists(st.integers(), max_size=2),
-    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
-)
-FIELDS = (
-    "event_type",
-    "event_id",
-    "timestamp",
-    "correlation_id",
-    "causation_id",
-    "namespace",
-    "source",
-    "tenant_id",
-    "schema_ref",
-    "payload",
-)
-PAYLOAD_FIELDS = (
-    "provider_name",
-    "model_name",
-    "correlation_id",
-    "selection_reason",
-    "selection_criteria",
-    "selected_at",
-)
-
-
-@st.composite
-def mutated(draw: Any) -> tuple[str, bytes]:
-    """A valid envelope, then one mutation: (kind, bytes)."""
-    fields = draw(valid_fields())
-    raw = build(fields).value
-    kind = draw(
-        st.sampled_from(
-            [
-                "flip",
-                "truncate",
-                "insert",
-                "extra_field",
-                "extra_payload_field",
-                "wrong_type",
-                "wrong_payload_type",
-                "drop_field",
-                "non_finite",
-                "deep",
-                "huge_string",
-                "invalid_utf8",
-                "control_escape",
-            ]
-        )
-    )
-    if kind == "flip":
-        data = bytearray(raw)
-        for index in draw(st.lists(st.integers(0, len(raw) - 1), min_size=1, max_size=4)):
-            data[index] ^= draw(st.integers(1, 255))
-        return kind, bytes(data)
-    if kind == "truncate":
-        return kind, raw[: draw(st.integers(0, len(raw) - 1))]
-    if kind == "insert":
-        at = draw(st.integers(0, len(raw)))
-        return kind, raw[:at] + draw(st.binary(min_size=1, max_size=20)) + raw[at:]
-    doc = json.loads(raw)
-    if kind == "extra_field":
-        doc[draw(st.text(max_size=10).filter(lambda k: k not in FIELDS))] = draw(JSON_SCALARS)
-    elif kind == "extra_payload_field":
-        name = draw(st.text(max_size=10).filter(lambda k: k not in PAYLOAD_FIELDS))
-        doc["payload"][name] = draw(JSON_SCALARS)
-    elif kind == "wrong_type":
-        doc[draw(st.sampled_from(FIELDS))] = draw(WRONG_JSON)
-    elif kind == "wrong_payload_type":
-        name = draw(st.sampled_from(PAYLOAD_FIELDS))
-        doc["payload"][name] = draw(
-            WRONG_JSON.filter(lambda v: not (name == "selection_criteria" and isinstance(v, dict)))
-        )
-    elif kind == "drop_field":
-        target = draw(st.sampled_from([doc, doc["payload"]]))
-        target.pop(draw(st.sampled_from(sorted(target))))
-    elif kind == "non_finite":
-        token = draw(st.sampled_from(["NaN", "Infinity", "-Infinity", "1e999", "-1e999"]))
-        doc["payload"]["selection_criteria"]["__x"] = "__TOKEN__"
-        return kind, json.dumps(doc).replace('"__TOKEN__"', token).encode()
-    elif kind == "deep":
-        depth = draw(st.integers(LIMITS["criteria_depth"] + 1, 5000))
-        doc["payload"]["selection_criteria"]["deep"] = "__TOKEN__"
-        return kind, json.dumps(doc).replace('"__TOKEN__"', "[" * depth + "]" * depth).encode()
-    elif kind == "huge_string":
-        name = draw(st.sampled_from(PAYLOAD_FIELDS[:4]))
-        doc["payload"][name] = draw(
-            st.sampled_from([LIMITS["provider_name"] + 1, 5_000, 70_000])
-        ) * draw(st.sampled_from(["x", "é", "\U0001f600"]))
-    elif kind == "invalid_utf8":
-        name = draw(st.sampled_from(PAYLOAD_FIELDS[:4]))
-        doc["payload"][name] = "__TOKEN__"
-        bad = draw(
-            st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\x80"])
-        )
-        return kind, json.dumps(doc).encode().replace(b"__TOKEN__", b"a" + bad + b"b")
-    elif kind == "control_escape":
-        name = draw(st.sampled_from(["provider_name", "model_name", "correlation_id"]))
-        char = draw(st.sampled_from(["\\u0000", "\\u0001", "\\u001f", "\\u007f", "\\n", "\\t"]))
-        doc["payload"][name] = "__TOKEN__"
-        return kind, json.dumps(doc).replace("__TOKEN__", "a" + char + "b").encode()
-    return kind, json.dumps(doc, ensure_ascii=draw(st.booleans())).encode()
-
-
-MUST_REFUSE = {
-    "truncate",
-    "extra_field",
-    "extra_payload_field",
-    "wrong_type",
-    "wrong_payload_type",
-    "non_finite",
-    "invalid_utf8",
-    "control_escape",
-}
-#: Removing these leaves a valid envelope (they have defaults).
-OPTIONAL_FIELDS = {"causation_id", "namespace", "source", "tenant_id", "selection_criteria"}
 
 
 @examples(1500)
