@@ -13,8 +13,8 @@ directory and on free ports of 127.0.0.1:
 
 Readiness is a real metadata request over SASL_SSL (a confluent-kafka AdminClient). The broker
 runs once per test session (shared by every module that asks for it) and is stopped at exit;
-it also dies with the test process (``setpriv --pdeathsig``). Under ``CI=true`` a broker that does
-not start fails the tests; locally they are skipped with the reason.
+it also dies with the test process (``setpriv --pdeathsig``). Under ``CI=true`` a broker that
+does not start fails the tests; locally they are skipped with the reason.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -450,9 +449,3 @@ def shared_secure_kafka() -> SecureKafka:
         pytest.skip(message)
     assert _shared is not None
     return _shared
-
-
-@pytest.fixture(scope="session")
-def secure_kafka() -> Iterator[SecureKafka]:
-    """A real single-node Kafka with SASL_SSL + SCRAM-SHA-512 (see the module docstring)."""
-    yield shared_secure_kafka()
