@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from hypothesis import HealthCheck, settings
@@ -288,10 +288,11 @@ SQL = (
     "\\",
     '"',
 )
+SURROGATES: tuple[Literal["Cs"]] = ("Cs",)
 #: Characters a name or id may hold: anything but control characters and lone surrogates.
-NAME_CHARS = st.characters(exclude_categories=("Cs",), exclude_characters=CONTROL)
+NAME_CHARS = st.characters(exclude_categories=SURROGATES, exclude_characters=CONTROL)
 #: Characters free text may hold: anything but NUL and lone surrogates.
-REASON_CHARS = st.characters(exclude_categories=("Cs",), exclude_characters="\x00")
+REASON_CHARS = st.characters(exclude_categories=SURROGATES, exclude_characters="\x00")
 #: Every code point, lone surrogates and NUL included.
 ANY_CHARS = st.characters(exclude_categories=())
 TRICKY = st.sampled_from(

@@ -67,6 +67,16 @@ SETTINGS = offline_settings()
 BROKER_LIMIT_VALUE = 990_000
 
 
+Headers = list[tuple[str, str | bytes | None]]
+
+
+def header_map(msg: Message) -> dict[str, bytes]:
+    """A message's headers as a dict of bytes (the last value wins)."""
+    raw = msg.headers() or []
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    return {k: v if isinstance(v, bytes) else v.encode() for k, v in pairs if v is not None}
+
+
 @dataclass
 class Planned:
     """One message to produce, with what it was generated as."""
@@ -74,7 +84,7 @@ class Planned:
     kind: str
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes]]
+    headers: Headers
     #: The builder's keyword arguments, for events built from generated fields.
     fields: dict[str, Any] | None = None
     via_kcat: bool = False
@@ -98,7 +108,7 @@ SQL_FIELDS = st.fixed_dictionaries(
 
 def _built(kind: str, fields: dict[str, Any]) -> Planned:
     event = build_provider_selection(settings=SETTINGS, **fields)
-    return Planned(kind, event.key, event.value, event.headers, fields)
+    return Planned(kind, event.key, event.value, list(event.headers), fields)
 
 
 @st.composite
@@ -353,7 +363,7 @@ def test_consumer_stores_every_valid_message_and_dead_letters_the_rest(
     # Every invalid message is in the DLQ with its reason, its bytes and where it came from.
     dead: dict[tuple[int, int], Message] = {}
     for msg in read_all(kafka_bootstrap, f"{topic}.dlq"):
-        headers = {k: v for k, v in msg.headers() or [] if v is not None}
+        headers = header_map(msg)
         origin = (int(headers["dlq_original_partition"]), int(headers["dlq_original_offset"]))
         assert headers["dlq_original_topic"].decode() == topic
         assert origin in refused, f"a valid message was dead-lettered: {headers}"
