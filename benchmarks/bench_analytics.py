@@ -15,8 +15,11 @@ percentiles with percentile_disc). p50 and p95 over repeated runs; target: p50 <
 Before the load, the ingest cost of the rollups: the same rows written with the consumer's
 BatchWriter (binary COPY, 5,000-row batches) into the table with and without the triggers.
 
-Environment: BENCH_ANALYTICS_RUNS (ours, default 15), BENCH_ANALYTICS_NAIVE_RUNS (default 3),
-BENCH_ANALYTICS_KEEP=1 keeps the scratch schema (its name is printed).
+Environment: BENCH_ANALYTICS_RUNS (ours, default 15); BENCH_ANALYTICS_NAIVE_RUNS (default 3;
+a naive question is repeated only while its runs so far took under BENCH_ANALYTICS_NAIVE_BUDGET
+seconds, default 30: at 10M rows one naive run can take minutes); BENCH_ANALYTICS_KEEP=1 keeps
+the scratch schema (its name is printed); BENCH_ANALYTICS_REUSE=<schema> times the questions on
+a schema a kept run loaded (no ingest-cost run, no load).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ CHUNK = 1_000_000
 TARGET_MS = 100.0
 RUNS = int(os.environ.get("BENCH_ANALYTICS_RUNS", "15"))
 NAIVE_RUNS = int(os.environ.get("BENCH_ANALYTICS_NAIVE_RUNS", "3"))
+NAIVE_BUDGET = float(os.environ.get("BENCH_ANALYTICS_NAIVE_BUDGET", "30"))
 
 
 # -- loading ------------------------------------------------------------------------------------
@@ -387,14 +391,20 @@ def rollup_panels(since: datetime, until: datetime) -> dict[str, str]:
 
 
 # -- timing -------------------------------------------------------------------------------------
-def _time(fn: Callable[[], Any], runs: int, warmup: bool) -> list[float]:
+def _time(
+    fn: Callable[[], Any], runs: int, warmup: bool, budget: float | None = None
+) -> list[float]:
+    """Wall times in ms of ``runs`` calls (after one unmeasured call with ``warmup``); with a
+    ``budget`` (seconds), stop repeating once the calls so far took longer than it."""
     if warmup:
         fn()
-    samples = []
+    samples: list[float] = []
     for _ in range(runs):
         started = time.perf_counter()
         fn()
         samples.append((time.perf_counter() - started) * 1000.0)
+        if budget is not None and sum(samples) / 1000.0 > budget:
+            break
     return samples
 
 
@@ -421,78 +431,99 @@ def _comparison(
     )
 
 
+_SIZED = (
+    "provider_selection_events",
+    "provider_selection_rollup_hourly",
+    "provider_selection_reasons_hourly",
+    "provider_selection_hist_hourly",
+    "provider_selection_hist_daily",
+    "provider_selection_hist_hourly_all",
+    "provider_selection_hist_daily_all",
+    "provider_selection_hist_hourly_provider",
+    "provider_selection_hist_daily_provider",
+)
+
+
+def _ingest(
+    dsn: str, plain: str, m: int, now: datetime, n: int, console: Console
+) -> list[Comparison]:
+    console.print(f"ingest cost: {m:,} rows through the consumer's BatchWriter, both ways")
+    rows = _rows(m, now, n)
+    out = []
+    for batch in (5_000, 20_000):
+        rates = ingest_cost(dsn, plain, rows, batch)
+        mean = {k: statistics.mean(v) for k, v in rates.items()}
+        out.append(
+            Comparison(
+                name=f"ingest rows/s with rollup triggers (batch {batch:,})",
+                ours=mean["with rollups"],
+                peer=mean["without rollups"],
+                unit="rows/s",
+                peer_name="same table, no rollups",
+                better="higher",
+                notes={"rounds": {k: [round(x) for x in v] for k, v in rates.items()}},
+            )
+        )
+        console.print(f"  batch {batch:,}: {mean}")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE provider_selection_events")
+    return out
+
+
 def run(ctx: Context, console: Console) -> list[Comparison]:
     if not ctx.database_url:
         console.print("[yellow]DATABASE_URL is not set: analytics benchmark not run[/]")
         return []
     n = ctx.n(10_000_000, minimum=20_000)
     now = datetime.now(UTC)
-    until = ceil_hour(now)
-    since = until - timedelta(days=7)
-    window = Window.of(since, until)
-    tenant = next(iter(TENANTS))
-    tenant_window = Window.of(since, until, tenant)
-    schema = f"bench_analytics_{os.getpid()}"
+    reuse = os.environ.get("BENCH_ANALYTICS_REUSE")
+    schema = reuse or f"bench_analytics_{os.getpid()}"
     dsn = dsn_for_schema(ctx.database_url, schema)
     plain = dsn_for_schema(ctx.database_url, schema + "_plain")
     results: list[Comparison] = []
-    with psycopg.connect(ctx.database_url, autocommit=True) as admin:
-        for s in (schema, schema + "_plain"):
-            admin.execute(f'DROP SCHEMA IF EXISTS "{s}" CASCADE')
-            admin.execute(f'CREATE SCHEMA "{s}"')
+    timings: dict[str, float] = {}
+    if not reuse:
+        with psycopg.connect(ctx.database_url, autocommit=True) as admin:
+            for s in (schema, schema + "_plain"):
+                admin.execute(f'DROP SCHEMA IF EXISTS "{s}" CASCADE')
+                admin.execute(f'CREATE SCHEMA "{s}"')
     try:
-        migrate(dsn)
-        migrate(plain, target=1)
-
-        m = ctx.n(300_000, minimum=10_000)
-        console.print(f"ingest cost: {m:,} rows through the consumer's BatchWriter, both ways")
-        rows = _rows(m, now, n)
-        costs = {}
-        for batch in (5_000, 20_000):
-            rates = ingest_cost(dsn, plain, rows, batch)
-            costs[batch] = {k: statistics.mean(v) for k, v in rates.items()}
-            results.append(
-                Comparison(
-                    name=f"ingest rows/s with rollup triggers (batch {batch:,})",
-                    ours=costs[batch]["with rollups"],
-                    peer=costs[batch]["without rollups"],
-                    unit="rows/s",
-                    peer_name="same table, no rollups",
-                    better="higher",
-                    notes={"rounds": {k: [round(x) for x in v] for k, v in rates.items()}},
-                )
-            )
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("TRUNCATE provider_selection_events")
-
-        console.print(f"loading {n:,} events over 7 days (rollups maintained at ingest)…")
-        timings = load(dsn, n, since, now - since, console)
+        if not reuse:
+            migrate(dsn)
+            migrate(plain, target=1)
+            results += _ingest(dsn, plain, ctx.n(300_000, minimum=10_000), now, n, console)
+            since = ceil_hour(now) - timedelta(days=7)
+            console.print(f"loading {n:,} events over 7 days (rollups maintained at ingest)…")
+            timings = load(dsn, n, since, now - since, console)
         with psycopg.connect(dsn) as conn:
+            last = conn.execute(
+                "SELECT max(bucket_start) FROM provider_selection_rollup_hourly"
+            ).fetchone()
             sizes = {
                 t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # type: ignore[index]
-                for t in (
-                    "provider_selection_events",
-                    "provider_selection_rollup_hourly",
-                    "provider_selection_reasons_hourly",
-                    "provider_selection_hist_hourly",
-                    "provider_selection_hist_daily",
-                    "provider_selection_hist_hourly_all",
-                    "provider_selection_hist_daily_all",
-                )
+                for t in _SIZED
             }
-        console.print(f"  load {timings}; rows {sizes}")
+        until = (last[0] if last and last[0] else ceil_hour(now) - timedelta(hours=1)) + timedelta(
+            hours=1
+        )
+        since = until - timedelta(days=7)
+        window = Window.of(since, until)
+        tenant_window = Window.of(since, until, next(iter(TENANTS)))
+        console.print(f"  window {window.label()}; load {timings}; rows {sizes}")
         results += _questions(ctx, console, dsn, window, tenant_window)
         results += _dashboard(console, dsn, since, until)
         if results:
-            results[-1].notes["load"] = {k: round(v, 1) for k, v in timings.items()}
+            results[-1].notes["load seconds"] = {k: round(v, 1) for k, v in timings.items()}
             results[-1].notes["table rows"] = sizes
     finally:
-        if os.environ.get("BENCH_ANALYTICS_KEEP") != "1":
+        if reuse:
+            pass
+        elif os.environ.get("BENCH_ANALYTICS_KEEP") != "1":
             with psycopg.connect(ctx.database_url, autocommit=True) as admin:
                 for s in (schema, schema + "_plain"):
                     admin.execute(f'DROP SCHEMA IF EXISTS "{s}" CASCADE')
         else:
-            console.print(f"kept schema {schema}")
+            console.print(f"kept schema {schema} (BENCH_ANALYTICS_REUSE={schema} times it again)")
     return results
 
 
@@ -580,7 +611,7 @@ def _questions(
     try:
         for name, ours, peer in items:
             mine = _time(ours, RUNS, warmup=True)
-            theirs = _time(peer, NAIVE_RUNS, warmup=False)
+            theirs = _time(peer, NAIVE_RUNS, warmup=False, budget=NAIVE_BUDGET)
             samples[name] = (mine, theirs)
             out.append(_comparison(name, mine, theirs, {}))
             console.print(
@@ -606,7 +637,8 @@ def _questions(
         }
         for name, (fn, parts) in whole.items():
             mine = _time(fn, RUNS, warmup=True)
-            theirs = [sum(samples[p][1][i] for p in parts) for i in range(NAIVE_RUNS)]
+            runs = min(len(samples[p][1]) for p in parts)
+            theirs = [sum(samples[p][1][i] for p in parts) for i in range(runs)]
             out.append(
                 _comparison(name, mine, theirs, {"naive": "sum of its questions' naive runs"})
             )
@@ -629,7 +661,12 @@ def _dashboard(console: Console, dsn: str, since: datetime, until: datetime) -> 
     with psycopg.connect(dsn, autocommit=True) as conn:
         for title, naive_sql in panels:
             mine_sql = ours_sql.get(title)
-            theirs = _time(lambda q=naive_sql: conn.execute(q).fetchall(), NAIVE_RUNS, warmup=False)
+            theirs = _time(
+                lambda q=naive_sql: conn.execute(q).fetchall(),
+                NAIVE_RUNS,
+                warmup=False,
+                budget=NAIVE_BUDGET,
+            )
             if mine_sql is None:
                 console.print(f"  [yellow]dashboard {title}: no rollup version; naive only[/]")
                 out.append(_comparison(f"dashboard: {title}", theirs, theirs, {"rollup": "none"}))
