@@ -22,6 +22,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "src"))
+# Child processes (`python -m provider_events.cli ...`) run this tree's code too, whatever an
+# editable install elsewhere on the machine points at.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
+)
 #: The script that controls the local services; point it at another copy (with its own ports)
 #: to run outage tests against a private broker: PROVIDER_EVENTS_DEV_SERVICES=/x/dev/services.sh
 SERVICES = Path(os.environ.get("PROVIDER_EVENTS_DEV_SERVICES", str(ROOT / "dev" / "services.sh")))
@@ -210,7 +215,15 @@ def create_topic(bootstrap: str, name: str, partitions: int = 6) -> str:
         [NewTopic(name, num_partitions=partitions, replication_factor=1)], operation_timeout=30
     )
     futures[name].result(timeout=60)
-    return name
+    # Created is not yet usable: wait until every partition has a leader in the metadata.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        info = admin.list_topics(name, timeout=10).topics.get(name)
+        ready = info is not None and info.error is None and len(info.partitions) == partitions
+        if ready and all(p.leader >= 0 for p in info.partitions.values()):
+            return name
+        time.sleep(0.1)
+    raise TimeoutError(f"topic {name} has no leader for every partition after 60 s")
 
 
 @pytest.fixture
