@@ -244,7 +244,7 @@ class SharedProducer:
             on_delivery = partial(delivered, index)
             while True:
                 try:
-                    produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+                    produce(topic, value, key, headers=headers, on_delivery=on_delivery)  # type: ignore[arg-type]
                     break
                 except BufferError:
                     if time.monotonic() >= deadline:

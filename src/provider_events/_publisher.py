@@ -234,9 +234,13 @@ class Publisher:
             loop = asyncio.get_running_loop()
             all_done = loop.create_future()
 
+            def finish() -> None:
+                if not all_done.done():
+                    all_done.set_result(None)
+
             def wake() -> None:
                 with contextlib.suppress(RuntimeError):  # loop closed: the caller is gone
-                    loop.call_soon_threadsafe(lambda: all_done.done() or all_done.set_result(None))
+                    loop.call_soon_threadsafe(finish)
 
             group, producer, deadline = self._produce(events, indexes, on_done=wake)
             if not group.done.is_set():

@@ -25,7 +25,8 @@ class _Head(msgspec.Struct):
 
 _head_decoder = msgspec.json.Decoder(_Head)
 _decoders: dict[str, msgspec.json.Decoder[Any]] = {
-    name: msgspec.json.Decoder(OnexEnvelopeV1[spec.payload_type]) for name, spec in CATALOG.items()
+    name: msgspec.json.Decoder(OnexEnvelopeV1[spec.payload_type])  # type: ignore[name-defined]
+    for name, spec in CATALOG.items()
 }
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from provider_events._config import Settings
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -25,7 +28,7 @@ def fail(message: str, code: int = EXIT_FAILED) -> int:
     return code
 
 
-def settings_or_exit(**overrides: object):  # type: ignore[no-untyped-def]
+def settings_or_exit(**overrides: Any) -> Settings:
     """Load settings; a misconfiguration ends the command with one line and exit code 2."""
     from provider_events._config import load_settings
     from provider_events._errors import ConfigError
