@@ -70,11 +70,12 @@ def broker_kill_while_publishing(
                     duration=duration,
                     cids=500,
                 )
-                downtimes, restarted_at = [], 0.0
+                downtimes, restarted_at, kill_walls = [], 0.0, []
                 for k in range(kills):
                     due = began + duration * (0.25 + 0.5 * k / max(1, kills))
                     time.sleep(max(0.0, due - time.monotonic()))
                     down = time.monotonic()
+                    kill_walls.append(time.time())
                     broker.kill()
                     broker.start()
                     restarted_at = time.monotonic()
@@ -98,6 +99,10 @@ def broker_kill_while_publishing(
             consumer.close()
     on_topic = kit.read_topic(services.bootstrap, topic)
     assert {m.event_id for m in on_topic} == set(run.accepted), "topic differs from accepted set"
+    slow = run.over(delivery_timeout + 0.5)
+    # The bound caps the broker wait; spooling adds local work. Twice the bound catches a
+    # regression like the outbox's full-table scan under the write lock (calls of 14.5 s).
+    assert max(run.call_seconds) <= 2 * delivery_timeout, slow[:3]
     assert not run.errors and len(run.accepted) == events - events % publishers, (
         run.statuses,
         run.errors[:3],
@@ -109,8 +114,21 @@ def broker_kill_while_publishing(
         "broker_down_s": round(max(downtimes), 2),
         "statuses": run.statuses,
         "max_call_s": round(max(run.call_seconds), 3),
+        "p99_call_s": round(kit.percentile(run.call_seconds, 0.99), 3),
         "bound_s": delivery_timeout,
+        "calls_over_bound": len(slow),
+        "calls": len(run.calls),
+        "slowest_calls": [
+            {
+                "s": s,
+                "after_kill_s": round(at - max((k for k in kill_walls if k <= at), default=at), 2),
+                "why": why,
+                **kinds,
+            }
+            for s, at, kinds, why in slow[:5]
+        ],
         "outbox_peak": sampler.peak_backlog,
+        "relay_resumed_after_restart_s": _rounded(sampler.relay_resumed_after(restarted_at)),
         "manual_relay": manual_relay,
         "on_topic": len(on_topic),
         "redeliveries_on_topic": kit.redeliveries(on_topic),
@@ -284,3 +302,7 @@ def partitions_added_mid_stream(
         "recover_s": round(caught_up - restarted_at, 2),
         "total_s": round(caught_up - began, 1),
     }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)

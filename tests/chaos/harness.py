@@ -67,6 +67,12 @@ class DriverRun:
     statuses: dict[str, int]
     call_seconds: list[float]
     errors: list[str]
+    #: (seconds, wall-clock start, statuses, why not delivered) of every call
+    calls: list[tuple[float, float, dict[str, int], str]] = field(default_factory=list)
+
+    def over(self, bound: float) -> list[tuple[float, float, dict[str, int], str]]:
+        """Calls that took longer than ``bound`` seconds, slowest first."""
+        return sorted((c for c in self.calls if c[0] > bound), reverse=True)
 
 
 def start_drivers(
@@ -107,6 +113,10 @@ def finish_drivers(procs: list[tuple[subprocess.Popen[bytes], Path]], timeout: f
         for line in out.read_text().splitlines():
             doc = json.loads(line)
             run.call_seconds.append(doc["s"])
+            kinds: dict[str, int] = {}
+            for status in doc["st"]:
+                kinds[status] = kinds.get(status, 0) + 1
+            run.calls.append((doc["s"], doc["at"], kinds, doc.get("why") or ""))
             if doc["error"]:
                 run.errors.append(doc["error"])
             for eid, status in zip(doc["ids"], doc["st"], strict=True):
@@ -148,6 +158,16 @@ class Sampler:
     @property
     def peak_backlog(self) -> int:
         return max((s[1] for s in self.samples), default=0)
+
+    def relay_resumed_after(self, since: float) -> float | None:
+        """Seconds from ``since`` until the backlog was first seen shrinking (the relay sending
+        again, rather than sleeping out its backoff)."""
+        previous = None
+        for t, pending, _ in self.samples:
+            if t >= since and previous is not None and 0 <= pending < previous:
+                return t - since
+            previous = pending if pending >= 0 else previous
+        return None
 
     def backlog_cleared_after(self, since: float) -> float | None:
         """Seconds from ``since`` until the outbox was first seen empty."""

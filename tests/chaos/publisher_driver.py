@@ -4,7 +4,8 @@ Run as ``python publisher_driver.py --count N --out FILE [...]`` with the produc
 (``KAFKA_BOOTSTRAP_SERVERS``, ``PROVIDER_EVENTS_TOPIC``, ``PROVIDER_EVENTS_STATE_DIR``...).
 It publishes ``count`` events in chunks of ``--chunk`` (one ``send_many_sync`` call each),
 spread over ``--duration`` seconds, cycling through ``--cids`` correlation ids, and writes one
-JSON line per chunk to ``--out``: event ids, statuses, the call's seconds and the first error.
+JSON line per chunk to ``--out``: event ids, statuses, when the call started (wall clock), its
+seconds and the first error.
 Each event carries ``{"seq": n, "t": wall_time}`` in its criteria: ``seq`` counts per
 correlation id, so the tests can check order per key on the topic.
 """
@@ -56,17 +57,22 @@ def main() -> int:
                     )
                 )
             sent += len(events)
-            t0 = time.monotonic()
+            at, t0 = time.time(), time.monotonic()
             results = publisher.send_many_sync(events, args.delivery)
             seconds = time.monotonic() - t0
             errors = [r.error for r in results if r.status.value == "failed"]
+            # why the first event was not delivered: behind a backlog (no network wait at all),
+            # the bound, the broker reported down...
+            why = next((r.error for r in results if r.status.value != "delivered"), None)
             out.write(
                 json.dumps(
                     {
                         "ids": [r.event_id for r in results],
                         "st": [r.status.value for r in results],
                         "s": round(seconds, 4),
+                        "at": round(at, 3),
                         "error": errors[0] if errors else None,
+                        "why": why[:80] if why else None,
                     }
                 )
                 + "\n"
