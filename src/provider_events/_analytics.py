@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -177,6 +177,10 @@ class Backend:
     def close(self) -> None:
         pass
 
+    def gather(self, *calls: Callable[[Backend], Any]) -> list[Any]:
+        """Run independent reads; a backend that can runs them concurrently."""
+        return [call(self) for call in calls]
+
     def __enter__(self) -> Backend:
         return self
 
@@ -261,6 +265,9 @@ class PostgresBackend(Backend):
         from .store._pg import connect, describe_dsn
 
         self.location = describe_dsn(dsn)
+        self._dsn = dsn
+        #: Extra sessions for :meth:`gather`, opened on first use and kept.
+        self._helpers: list[PostgresBackend] = []
         self._conn = connect(dsn, application_name="provider-events-analytics")
         try:
             self._conn.execute("SELECT 1 FROM provider_selection_rollup_hourly LIMIT 0")
@@ -281,7 +288,23 @@ class PostgresBackend(Backend):
         except psycopg.Error as exc:
             raise translate_error(exc, "reading analytics") from None
 
+    def gather(self, *calls: Callable[[Backend], Any]) -> list[Any]:
+        """Independent reads on as many sessions at once: the server works on them in parallel."""
+        if len(calls) < 2:
+            return super().gather(*calls)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(len(calls)) as pool:
+            missing = len(calls) - 1 - len(self._helpers)
+            if missing > 0:
+                self._helpers += pool.map(lambda _: PostgresBackend(self._dsn), range(missing))
+            sessions: list[Backend] = [self, *self._helpers]
+            futures = [pool.submit(call, b) for call, b in zip(calls, sessions, strict=False)]
+            return [f.result() for f in futures]
+
     def close(self) -> None:
+        for helper in self._helpers:
+            helper.close()
         self._conn.close()
 
 
@@ -563,6 +586,16 @@ def collect_stats(
     if total == 0:
         stats.extent = backend.extent(window.tenant)
         return stats
+    dims: tuple[Dim, ...] = (interval, "provider_name")
+    calls: list[Callable[[Backend], Any]] = [
+        lambda b: b.reasons(window, top_reasons),
+        lambda b: b.quantiles(window, ("provider_name",)),
+        lambda b: b.totals(window, dims),
+        lambda b: b.quantiles(window, dims),
+    ]
+    if group_by not in ("model", "provider"):
+        calls.append(lambda b: b.totals(window, GROUP_DIMS[group_by]))
+    reasons, q_by_provider, period_totals, period_q, *other = backend.gather(*calls)
     if group_by == "model":
         groups = by_model
     elif group_by == "provider":  # the same rows, added up here: one query fewer
@@ -570,11 +603,11 @@ def collect_stats(
         for (provider, _model), m in by_model.items():
             groups[(provider,)] = groups[(provider,)].merge(m) if (provider,) in groups else m
     else:
-        groups = backend.totals(window, GROUP_DIMS[group_by])
+        groups = other[0]
     for key, m in sorted(groups.items(), key=lambda kv: _sort_key(group_by, kv[0], kv[1])):
         stats.groups.append(_group_row(group_by, key, m, total))
 
-    for reason, n, split in backend.reasons(window, top_reasons):
+    for reason, n, split in reasons:
         (provider, model), top_n = min(split.items(), key=lambda kv: (-kv[1], kv[0]))
         stats.reasons.append(ReasonRow(reason, n, n / total, provider, model, top_n))
 
@@ -582,7 +615,6 @@ def collect_stats(
     for (provider, _model), m in by_model.items():
         providers[provider] = providers.get(provider, Measures()).merge(m)
         stats.overall = stats.overall.merge(m)
-    q_by_provider = backend.quantiles(window, ("provider_name",))
     for provider, m in sorted(providers.items(), key=lambda kv: (-kv[1].selections, kv[0])):
         stats.criteria.extend(_criteria_rows(None, provider, m, q_by_provider.get((provider,), {})))
         stats.cost.append(_cost_row("provider", provider, None, m))
@@ -592,9 +624,6 @@ def collect_stats(
         )
         stats.cost.extend(_cost_row("model", provider, mo, mm) for mo, mm in models)
 
-    dims: tuple[Dim, ...] = (interval, "provider_name")
-    period_totals = backend.totals(window, dims)
-    period_q = backend.quantiles(window, dims)
     for (period, provider), m in sorted(period_totals.items(), key=lambda kv: (kv[0][0], kv[0][1])):
         stats.trends.extend(
             _criteria_rows(period, provider, m, period_q.get((period, provider), {}))
@@ -627,8 +656,10 @@ class ModelProfile:
 
 def model_profiles(backend: Backend, window: Window) -> list[ModelProfile]:
     """One profile per (provider, model) with selections in the window, busiest first."""
-    totals = backend.totals(window, GROUP_DIMS["model"])
-    quantiles = backend.quantiles(window, GROUP_DIMS["model"])
+    totals, quantiles = backend.gather(
+        lambda b: b.totals(window, GROUP_DIMS["model"]),
+        lambda b: b.quantiles(window, GROUP_DIMS["model"]),
+    )
     out = []
     for (provider, model), m in totals.items():
         q = quantiles.get((provider, model), {})
