@@ -20,7 +20,7 @@ import pytest
 from provider_events._outbox import Outbox
 
 if TYPE_CHECKING:
-    from conftest import Kcat, KcatMessage
+    from tests.support import Kcat, KcatMessage
 
 pytestmark = pytest.mark.integration
 

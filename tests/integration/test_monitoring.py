@@ -33,7 +33,8 @@ import psycopg
 import pytest
 import yaml
 
-from conftest import _unavailable, create_topic
+from tests.support import create_topic
+from tests.support import unavailable as _unavailable
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ from provider_events._outbox import Outbox
 from provider_events._providers import BUILTIN_PROVIDERS, ENV_KEYS
 
 if TYPE_CHECKING:
-    from conftest import Kcat, KcatMessage
+    from tests.support import Kcat, KcatMessage
 
 pytestmark = pytest.mark.integration
 
