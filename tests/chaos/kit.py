@@ -237,6 +237,7 @@ def new_topic(bootstrap: str, partitions: int = 6, prefix: str = "chaos") -> str
         [NewTopic(name, num_partitions=partitions, replication_factor=1)], operation_timeout=30
     )
     futures[name].result(timeout=60)
+    _wait_for_leaders(admin, name, partitions)
     return name
 
 
@@ -244,6 +245,23 @@ def add_partitions(bootstrap: str, topic: str, total: int) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     futures = admin.create_partitions([NewPartitions(topic, total)], operation_timeout=30)
     futures[topic].result(timeout=60)
+    _wait_for_leaders(admin, topic, total)
+
+
+def _wait_for_leaders(admin: AdminClient, topic: str, partitions: int) -> None:
+    """Created is not yet usable: wait until the metadata shows every partition with a leader."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        info = admin.list_topics(topic, timeout=10).topics.get(topic)
+        if (
+            info is not None
+            and info.error is None
+            and len(info.partitions) == partitions
+            and all(p.leader >= 0 for p in info.partitions.values())
+        ):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"topic {topic}: not every one of {partitions} partitions has a leader")
 
 
 def partition_count(bootstrap: str, topic: str) -> int:
