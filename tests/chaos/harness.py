@@ -48,7 +48,8 @@ class Services:
         return topic
 
     def close(self) -> None:
-        kit.delete_topics(self.bootstrap, self.topics)
+        """Delete the topics made for the test, and the consumer's dead-letter topics."""
+        kit.delete_topics(self.bootstrap, [*self.topics, *(f"{t}.dlq" for t in self.topics)])
         self.topics.clear()
 
 

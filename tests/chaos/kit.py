@@ -222,11 +222,13 @@ def delete_topics(bootstrap: str, topics: list[str]) -> None:
     leftover test topics would slow every later restart."""
     if not topics:
         return
-    with suppress(Exception):  # the broker may be down after a failed test
-        futures = AdminClient({"bootstrap.servers": bootstrap}).delete_topics(
-            topics, operation_timeout=30
-        )
-        for future in futures.values():
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # alive until every result is in
+    try:
+        futures = admin.delete_topics(topics, operation_timeout=30)
+    except Exception:  # the broker may be down after a failed test
+        return
+    for future in futures.values():
+        with suppress(Exception):  # e.g. a dead-letter topic that was never created
             future.result(timeout=60)
 
 
