@@ -113,6 +113,22 @@ def _serialised(
     return locked
 
 
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL once. The mode persists in the file; switching needs an exclusive
+    lock and SQLite answers "database is locked" at once (no busy wait) while another process
+    holds the file open, so new outboxes opened by many processes at once retry briefly."""
+    for attempt in range(200):
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+            return
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 199:
+                raise
+            time.sleep(0.01)
+
+
 class Outbox:
     """One outbox file. Cheap to open; safe across threads (calls on one instance take turns)
     and processes (SQLite's locks with a busy wait)."""
@@ -135,7 +151,7 @@ class Outbox:
                 self.path, timeout=30.0, isolation_level=None, check_same_thread=False
             )
             conn.execute("PRAGMA busy_timeout = 30000")
-            conn.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(conn)
             conn.execute("PRAGMA synchronous = FULL")
             conn.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
