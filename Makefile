@@ -1,7 +1,7 @@
 # provider-events — the two commands: `make demo` (the main job) and `make test`.
 SHELL := /bin/bash
 PYTHON ?= python3
-SERVICES := dev/services.sh
+SERVICES ?= $(or $(PROVIDER_EVENTS_DEV_SERVICES),dev/services.sh)
 # Load the service addresses printed by `dev/services.sh env` into the recipe's environment.
 WITH_SERVICES = set -a; eval "$$($(SERVICES) env)"; set +a;
 

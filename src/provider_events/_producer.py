@@ -265,6 +265,12 @@ class SharedProducer:
         with self._lock:
             self._groups.discard(group)
 
+    @property
+    def waiting(self) -> bool:
+        """Whether some caller is still waiting for a delivery report."""
+        with self._lock:
+            return any(group.remaining for group in self._groups)
+
     def flush(self, timeout: float) -> int:
         return int(self._producer.flush(max(0.0, timeout)))
 
@@ -316,7 +322,14 @@ def shutdown_producers(timeout: float | None = None) -> None:
         producers = [p for p in _producers.values() if p.pid == os.getpid()]
         _producers.clear()
     for producer in producers:
-        bound = min(1.0, producer.settings.delivery_timeout) if timeout is None else timeout
+        if timeout is not None:
+            bound = timeout
+        elif producer.waiting:
+            bound = min(1.0, producer.settings.delivery_timeout)
+        else:
+            # Every message was waited for and already reported (delivered, or spooled by its
+            # caller): what is left in librdkafka's queue is a copy, so exit now.
+            bound = 0.0
         producer.close(bound)
 
 

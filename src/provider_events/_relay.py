@@ -135,7 +135,7 @@ def drain(
     give_up_after: float | None = None,
     stop: threading.Event | None = None,
     on_progress: Callable[[DrainReport], None] | None = None,
-    max_backoff: float = 30.0,
+    max_backoff: float = 5.0,
     linger: float = 0.0,
 ) -> DrainReport:
     """Deliver the outbox until empty (or forever with ``follow``), holding the relay lock."""
