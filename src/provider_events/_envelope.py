@@ -9,15 +9,13 @@ from typing import Any
 
 import msgspec
 
-from ._catalog import PROVIDER_SELECTED_V1, EventSpec, spec_for
+from ._catalog import PROVIDER_SELECTED_V1, EventSpec
 from ._config import Settings
 from ._errors import InvalidEventError, PartitionKeyError
 from ._ids import format_timestamp, new_correlation_id, new_event_id, utc_now
 from ._models import OnexEnvelopeV1, ProviderSelectedPayloadV1, reject_non_finite
-from ._partition_key_policy import get_partition_key
-from ._validation import decode_envelope
 
-__all__ = ["OutgoingEvent", "build_provider_selection", "outgoing_from_bytes"]
+__all__ = ["OutgoingEvent", "build_provider_selection"]
 
 CONTENT_TYPE = b"application/json"
 _encoder = msgspec.json.Encoder()
@@ -65,29 +63,6 @@ def _headers(
         ("ce_source", ce_source.encode()),
         ("ce_time", timestamp.encode()),
     ]
-
-
-def outgoing_from_bytes(value: bytes, topic_override: str | None = None) -> OutgoingEvent:
-    """Validate JSON envelope bytes and derive key, topic and headers from them."""
-    envelope = decode_envelope(value)
-    spec = spec_for(envelope.event_type)
-    payload = envelope.payload
-    return OutgoingEvent(
-        event_id=str(envelope.event_id),
-        event_type=spec.event_type,
-        topic=topic_override or spec.topic,
-        key=get_partition_key(envelope).encode("utf-8"),
-        value=value,
-        headers=_headers(
-            str(envelope.event_id),
-            format_timestamp(envelope.timestamp),
-            envelope.tenant_id,
-            f"{envelope.namespace}/{envelope.source}",
-            spec,
-        ),
-        provider_name=getattr(payload, "provider_name", ""),
-        model_name=getattr(payload, "model_name", ""),
-    )
 
 
 def _text_arg(name: str, value: Any, *, required: bool = True) -> str | None:
