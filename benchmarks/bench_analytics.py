@@ -38,6 +38,7 @@ import msgspec
 import psycopg
 from rich.console import Console
 
+from benchmarks._dashboard_naive import RAW_PANEL_SQL
 from benchmarks._harness import Comparison, Context, percentile
 from provider_events._analytics import PostgresBackend, collect_stats
 from provider_events._analytics_model import Window, ceil_hour
@@ -328,6 +329,11 @@ def dashboard_queries(since: datetime, until: datetime) -> list[tuple[str, str]]
         query = var.get("query")
         if isinstance(query, str) and var.get("type") == "query" and "SELECT" in query.upper():
             out.append((f"variable ${var['name']}", query))
+    return _expand(out, since, until)
+
+
+def _expand(out: list[tuple[str, str]], since: datetime, until: datetime) -> list[tuple[str, str]]:
+    """Grafana's macros and $tenant expanded for the window, at a 1 h interval."""
     tenants = ", ".join(f"'{t}'" for t in TENANTS)
     lo, hi = f"'{since.isoformat()}'", f"'{until.isoformat()}'"
     expanded = []
@@ -338,56 +344,10 @@ def dashboard_queries(since: datetime, until: datetime) -> list[tuple[str, str]]
             sql,
         )
         sql = re.sub(r"\$__timeFilter\((\w+)\)", rf"\1 BETWEEN {lo} AND {hi}", sql)
+        sql = sql.replace("$__timeFrom()", lo).replace("$__timeTo()", hi)
         sql = sql.replace("${tenant}", tenants).replace("$tenant", tenants)
         expanded.append((title, sql))
     return expanded
-
-
-def _p95_hourly_sql(since: str, until: str) -> str:
-    return f"""
-SELECT a.bucket_start AS "time", a.provider_name AS metric, a.avg_ms,
-       provider_events_hist_quantile(h.counts, h.sums, h.cum, 0.95) AS p95_ms
-FROM (SELECT bucket_start, provider_name, sum(lat_sum) / sum(lat_n) AS avg_ms
-      FROM provider_selection_rollup_hourly
-      WHERE bucket_start >= {since} AND bucket_start < {until} AND lat_n > 0 GROUP BY 1, 2) a
-JOIN provider_selection_hist_hourly_provider h
-  ON h.bucket_start = a.bucket_start AND h.provider_name = a.provider_name AND h.metric = 2
-ORDER BY 1"""
-
-
-def rollup_panels(since: datetime, until: datetime) -> dict[str, str]:
-    """The dashboard's questions answered from the rollups (all tenants selected), by title."""
-    lo, hi = f"'{since.isoformat()}'", f"'{until.isoformat()}'"
-    tenants = ", ".join(f"'{t}'" for t in TENANTS)
-    w = f"bucket_start >= {lo} AND bucket_start < {hi} AND tenant_id IN ({tenants})"
-    r = "provider_selection_rollup_hourly"
-    return {
-        "Selection frequency by provider": f'SELECT bucket_start AS "time", provider_name AS '
-        f"metric, sum(selections) AS selections FROM {r} WHERE {w} GROUP BY 1, 2 ORDER BY 1",
-        "Model distribution": f"SELECT model_name AS metric, sum(selections) AS selections "
-        f"FROM {r} WHERE {w} GROUP BY 1 ORDER BY 2 DESC LIMIT 15",
-        "Selections by tenant": f'SELECT bucket_start AS "time", tenant_id AS metric, '
-        f"sum(selections) AS selections FROM {r} WHERE {w} GROUP BY 1, 2 ORDER BY 1",
-        "Models: selections, cost, latency, quality": "SELECT provider_name AS provider, "
-        "model_name AS model, sum(selections) AS selections, "
-        "sum(cpt_sum) / nullif(sum(cpt_n), 0) AS avg_cost_per_token, "
-        "CASE WHEN sum(costed_n) > 0 THEN sum(cost_usd) END AS estimated_cost, "
-        "sum(lat_sum) / nullif(sum(lat_n), 0) AS avg_latency_ms, "
-        "sum(q_sum) / nullif(sum(q_n), 0) AS avg_quality_score "
-        f"FROM {r} WHERE {w} GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 50",
-        "Cost per token by model": f'SELECT bucket_start AS "time", model_name AS metric, '
-        f"sum(cpt_sum) / sum(cpt_n) AS cost_per_token FROM {r} WHERE {w} AND cpt_n > 0 "
-        "GROUP BY 1, 2 ORDER BY 1",
-        "Estimated spend by provider": f'SELECT bucket_start AS "time", provider_name AS metric, '
-        f"sum(cost_usd) AS estimated_cost FROM {r} WHERE {w} AND costed_n > 0 "
-        "GROUP BY 1, 2 ORDER BY 1",
-        "Expected latency by provider (ms)": _p95_hourly_sql(lo, hi),
-        "Quality score by provider": f'SELECT bucket_start AS "time", provider_name AS metric, '
-        f"sum(q_sum) / sum(q_n) AS quality_score FROM {r} WHERE {w} AND q_n > 0 "
-        "GROUP BY 1, 2 ORDER BY 1",
-        "variable $tenant": f"SELECT DISTINCT tenant_id FROM {r} "
-        f"WHERE bucket_start >= {lo} AND bucket_start < {hi} ORDER BY 1",
-    }
 
 
 # -- timing -------------------------------------------------------------------------------------
@@ -656,11 +616,15 @@ def _dashboard(console: Console, dsn: str, since: datetime, until: datetime) -> 
     if not panels:
         console.print("[yellow]no dashboard JSON found: dashboard panels not timed[/]")
         return []
-    ours_sql = rollup_panels(since, until)
+    # The shipped panels read the rollups; the naive peer is the same question on the raw
+    # table (the panels' SQL before the rollups), expanded the same way.
+    naive = dict(_expand(list(RAW_PANEL_SQL.items()), since, until))
     out = []
     with psycopg.connect(dsn, autocommit=True) as conn:
-        for title, naive_sql in panels:
-            mine_sql = ours_sql.get(title)
+        for title, shipped_sql in panels:
+            mine_sql, naive_sql = shipped_sql, naive.get(title, shipped_sql)
+            if title not in naive:
+                mine_sql = None
             theirs = _time(
                 lambda q=naive_sql: conn.execute(q).fetchall(),
                 NAIVE_RUNS,

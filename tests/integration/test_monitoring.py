@@ -112,6 +112,8 @@ def expand_sql(sql: str, tenants: list[str], start: datetime, end: datetime) -> 
         rf"\1 BETWEEN '{start.isoformat()}' AND '{end.isoformat()}'",
         out,
     )
+    out = out.replace("$__timeFrom()", f"'{start.isoformat()}'")
+    out = out.replace("$__timeTo()", f"'{end.isoformat()}'")
     quoted = ",".join("'" + t.replace("'", "''") + "'" for t in tenants)
     out = out.replace("$tenant", quoted)
     assert "$" not in out, f"unexpanded macro or variable in {out!r}"
