@@ -296,8 +296,8 @@ def _default_publisher() -> Publisher:
     settings = load_settings()
     with _default_lock:
         if _default is None or _default.settings != settings:
-            if _default is not None:
-                _default.close()
+            # The old one is not closed here: another thread may be mid-call on it (closing its
+            # outbox connection would fail that call's spool); it closes when collected.
             _default = Publisher(settings)
         return _default
 
