@@ -334,3 +334,70 @@ def _raw(events: list[Any]) -> list[RawEvent]:
             )
         )
     return out
+
+
+# -- PostgreSQL only: the dashboard's criteria series (migration 0003) --------------------------
+_METRICS = {1: "cost_per_token", 2: "latency_ms", 3: "quality_score"}
+
+
+def _expected_series(
+    raw: list[RawEvent],
+    metric: int,
+    since: datetime,
+    until: datetime,
+    tenants: set[str] | None,
+    step: timedelta,
+    q: float,
+) -> dict[tuple[datetime, str], tuple[int, float, float]]:
+    """(bucket, provider) -> (values, mean, exact nearest-rank quantile), straight from raw."""
+    origin = datetime(2000, 1, 1, tzinfo=UTC)
+    groups: dict[tuple[datetime, str], list[float]] = {}
+    for e in raw:
+        value = getattr(derive(e.selection_criteria), _METRICS[metric])
+        if value is None or not since <= e.selected_at < until:
+            continue
+        if tenants is not None and e.tenant_id not in tenants:
+            continue
+        bucket = origin + (e.selected_at - origin) // step * step
+        groups.setdefault((bucket, e.provider_name), []).append(value)
+    out = {}
+    for key, values in groups.items():
+        values.sort()
+        rank = max(1, math.ceil(q * len(values)))
+        out[key] = (len(values), math.fsum(values) / len(values), values[rank - 1])
+    return out
+
+
+@pytest.mark.parametrize(
+    "tenants",
+    [None, ("acme-us", "acme-eu", "globex", "initech", "other"), ("acme-us",), ("globex", "other")],
+    ids=["null", "all-listed", "one", "two"],
+)
+def test_criteria_series_matches_the_raw_events(
+    database_url: str, envelopes: list[Any], tenants: tuple[str, ...] | None
+) -> None:
+    """provider_events_criteria_series: counts and means exact, quantiles within one bin (2 %),
+    for all tenants (both spellings), one and a subset, per hour and per 5 hours."""
+    raw = _raw(envelopes)
+    assert {"acme-us", "acme-eu", "globex", "initech", "other"} >= {e.tenant_id for e in raw}
+    since, until = END - timedelta(days=3) + timedelta(minutes=30), END - timedelta(minutes=30)
+    since, until = since.replace(minute=0), until.replace(minute=0)
+    with scratch_schema(database_url, "series") as scratch:
+        _load_postgres(scratch.dsn, envelopes)
+        with psycopg.connect(scratch.dsn, autocommit=True) as conn:
+            for metric in _METRICS:
+                for step, q in ((timedelta(hours=1), 0.95), (timedelta(hours=5), 0.5)):
+                    rows = conn.execute(
+                        "SELECT * FROM provider_events_criteria_series(%s, %s, %s, %s, %s, %s)",
+                        [metric, since, until, list(tenants) if tenants else None, step, q],
+                    ).fetchall()
+                    want = _expected_series(
+                        raw, metric, since, until, set(tenants) if tenants else None, step, q
+                    )
+                    got = {(b, p): (n, mean, v) for b, p, n, mean, v in rows}
+                    assert got.keys() == want.keys(), (metric, step)
+                    for key, (n, mean, exact) in want.items():
+                        g_n, g_mean, g_v = got[key]
+                        assert g_n == n and math.isclose(g_mean, mean, rel_tol=1e-9), key
+                        assert abs(g_v - exact) <= 0.02 * exact + 1e-12, (metric, key, g_v, exact)
+                    assert len(rows) > 20

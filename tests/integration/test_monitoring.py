@@ -114,6 +114,7 @@ def expand_sql(sql: str, tenants: list[str], start: datetime, end: datetime) -> 
     )
     out = out.replace("$__timeFrom()", f"'{start.isoformat()}'")
     out = out.replace("$__timeTo()", f"'{end.isoformat()}'")
+    out = out.replace("$__interval_ms", str(INTERVAL_SECONDS * 1000))
     quoted = ",".join("'" + t.replace("'", "''") + "'" for t in tenants)
     out = out.replace("$tenant", quoted)
     assert "$" not in out, f"unexpanded macro or variable in {out!r}"

@@ -26,6 +26,13 @@ PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
 #: Grafana's global variables and the SQL macros the dashboard may use.
 BUILTIN_VARIABLES = {"__interval", "__interval_ms", "__rate_interval", "__range", "__range_s"}
 SQL_MACROS = {"__timeFilter", "__timeGroupAlias", "__timeFrom", "__timeTo"}
+# The series function's call as a panel makes it: the dashboard's range, its tenants, its step.
+_SERIES = re.compile(
+    r"FROM provider_events_criteria_series\(\s*[123],.*?\s*"
+    r"\$__timeFrom\(\)::timestamptz,\s*\$__timeTo\(\)::timestamptz,\s*"
+    r"ARRAY\[\$tenant\]::text\[\],\s*\$__interval_ms \* interval '1 millisecond',",
+    re.S,
+)
 #: Every metric of the contract (src/provider_events/_metrics.py) has a panel.
 CONTRACT_METRICS = (
     "provider_selection_total",
@@ -173,12 +180,12 @@ def test_sql_panels_filter_by_tenant_and_time_and_prometheus_ingest_panels_by_pr
     """SQL panels honour $tenant and the time range; provider-labelled PromQL honours $provider."""
     for panel, target in targets(load_dashboard()):
         if "rawSql" in target:
-            assert "tenant_id IN ($tenant)" in target["rawSql"], panel["title"]
             sql = target["rawSql"]
-            raw = "$__timeFilter(selected_at)" in sql
             # rollup panels: every hourly bucket that overlaps the dashboard's range
             rollup = "bucket_start > $__timeFrom()::timestamptz - interval '1 hour'" in sql
-            assert raw or rollup, panel["title"]
+            assert (rollup and "tenant_id IN ($tenant)" in sql) or _SERIES.search(sql), panel[
+                "title"
+            ]
             continue
         expr = target["expr"]
         # A ratio against provider_events_* (no provider label) is process-wide on both sides.
@@ -200,11 +207,12 @@ def test_every_contract_metric_and_the_guide_panels_are_on_the_dashboard() -> No
     types = {p["type"] for p in all_panels(dashboard)}
     assert {"timeseries", "piechart", "table"} <= types
     sql = "\n".join(t["rawSql"] for _, t in targets(dashboard) if "rawSql" in t)
-    # criteria trends come from the rollups (maintained at ingest), latency percentiles from
-    # the raw criteria
-    for column in ("cpt_sum", "q_sum", "lat_sum", "cost_usd"):
+    # every SQL panel reads the rollups (maintained at ingest), none the raw table; latency
+    # percentiles come from the hourly histograms through provider_events_criteria_series
+    for column in ("cpt_sum", "q_sum", "cost_usd"):
         assert column in sql, column
-    assert "selection_criteria->>'latency_ms'" in sql
+    assert "provider_selection_events" not in sql
+    assert _SERIES.search(sql) and "0.95)" in sql
 
 
 def test_ingest_counters_are_selected_by_the_consumer_job_of_the_scrape_config() -> None:
