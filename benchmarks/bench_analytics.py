@@ -309,7 +309,9 @@ def naive_reasons(tenant: str | None = None) -> list[str]:
 
 
 # -- the Grafana dashboard's panels -------------------------------------------------------------
-def dashboard_queries(since: datetime, until: datetime) -> list[tuple[str, str]]:
+def dashboard_queries(
+    since: datetime, until: datetime, tenants: tuple[str, ...] = ()
+) -> list[tuple[str, str]]:
     """(title, SQL) of every rawSql panel target and SQL variable, macros expanded (1 h)."""
     if not DASHBOARD.exists():
         return []
@@ -329,12 +331,14 @@ def dashboard_queries(since: datetime, until: datetime) -> list[tuple[str, str]]
         query = var.get("query")
         if isinstance(query, str) and var.get("type") == "query" and "SELECT" in query.upper():
             out.append((f"variable ${var['name']}", query))
-    return _expand(out, since, until)
+    return _expand(out, since, until, tenants)
 
 
-def _expand(out: list[tuple[str, str]], since: datetime, until: datetime) -> list[tuple[str, str]]:
-    """Grafana's macros and $tenant expanded for the window, at a 1 h interval."""
-    tenants = ", ".join(f"'{t}'" for t in TENANTS)
+def _expand(
+    out: list[tuple[str, str]], since: datetime, until: datetime, tenants: tuple[str, ...] = ()
+) -> list[tuple[str, str]]:
+    """Grafana's macros and $tenant (default: All) expanded for the window, at a 1 h interval."""
+    chosen = ", ".join(f"'{t}'" for t in (tenants or tuple(TENANTS)))
     lo, hi = f"'{since.isoformat()}'", f"'{until.isoformat()}'"
     expanded = []
     for title, sql in out:
@@ -345,7 +349,8 @@ def _expand(out: list[tuple[str, str]], since: datetime, until: datetime) -> lis
         )
         sql = re.sub(r"\$__timeFilter\((\w+)\)", rf"\1 BETWEEN {lo} AND {hi}", sql)
         sql = sql.replace("$__timeFrom()", lo).replace("$__timeTo()", hi)
-        sql = sql.replace("${tenant}", tenants).replace("$tenant", tenants)
+        sql = sql.replace("$__interval_ms", "3600000")
+        sql = sql.replace("${tenant}", chosen).replace("$tenant", chosen)
         expanded.append((title, sql))
     return expanded
 
@@ -619,6 +624,17 @@ def _dashboard(console: Console, dsn: str, since: datetime, until: datetime) -> 
     # The shipped panels read the rollups; the naive peer is the same question on the raw
     # table (the panels' SQL before the rollups), expanded the same way.
     naive = dict(_expand(list(RAW_PANEL_SQL.items()), since, until))
+    # The latency panel answers "All" from the all-tenant histograms and a tenant subset by
+    # merging per-tenant ones: time the subset (one tenant) too.
+    one = (next(iter(TENANTS)),)
+    for title, sql in _expand(list(RAW_PANEL_SQL.items()), since, until, one):
+        if title.startswith("Expected latency"):
+            naive[f"{title}, one tenant"] = sql
+            panels += [
+                (f"{t}, one tenant", q)
+                for t, q in dashboard_queries(since, until, one)
+                if t == title
+            ]
     out = []
     with psycopg.connect(dsn, autocommit=True) as conn:
         for title, shipped_sql in panels:

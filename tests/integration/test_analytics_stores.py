@@ -215,6 +215,7 @@ _ROLLUP_TABLES = (
     "provider_selection_hist_daily_all",
     "provider_selection_hist_hourly_provider",
     "provider_selection_hist_daily_provider",
+    "provider_selection_hist_hourly_tenant",
 )
 
 
@@ -222,6 +223,7 @@ def _snapshot(conn: psycopg.Connection[Any]) -> dict[str, list[list[Any]]]:
     """Every rollup row, in key order (the first columns up to the measures are the key)."""
     keys = {"provider_selection_reasons_hourly": 5, "provider_selection_hist_hourly": 5}
     keys["provider_selection_hist_daily"] = 5
+    keys["provider_selection_hist_hourly_tenant"] = 4
     out = {}
     for table in _ROLLUP_TABLES:
         k = 3 if table.endswith("_provider") else keys.get(table, 4)
@@ -312,6 +314,11 @@ def test_migrating_a_populated_table_folds_its_rows_into_the_rollups(
             got = collect_stats(backend, window).to_dict()
         finally:
             backend.close()
+        with psycopg.connect(scratch.dsn, autocommit=True) as conn:
+            backfilled = _snapshot(conn)  # 0003 adds up 0002's histograms for its new table
+            conn.execute("SELECT provider_events_rebuild_rollups()")
+            assert_same(_snapshot(conn), backfilled)
+            assert backfilled["provider_selection_hist_hourly_tenant"]
         expected = collect_stats(ReferenceBackend(_raw(envelopes[:500])), window).to_dict()
         got.pop("backend")
         expected.pop("backend")
