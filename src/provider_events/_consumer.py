@@ -32,7 +32,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from . import _metrics as metrics
 from ._catalog import PROVIDER_SELECTED_V1
-from ._config import Settings
+from ._config import DEFAULT_CONSUMER_GROUP, Settings
 from ._errors import DatabaseError, InvalidEventError
 from ._producer import describe_kafka_error, kafka_config
 from ._validation import decode_envelope
@@ -48,7 +48,7 @@ __all__ = [
     "dlq_headers",
 ]
 
-DEFAULT_GROUP_ID = "provider-events-consumer"
+DEFAULT_GROUP_ID = DEFAULT_CONSUMER_GROUP
 #: Receives lifecycle and progress events: (kind, fields). Kinds: started, assigned, revoked,
 #: progress, db_unavailable, db_recovered, dlq_unavailable, kafka_error, commit_failed,
 #: rejected, stopping, gave_up, stopped.
@@ -81,6 +81,21 @@ class ConsumerOptions:
     retry_max: float = 15.0
     #: After a stop request, how long to keep retrying an unwritten batch before giving up.
     stop_grace: float = 10.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **changes: Any) -> ConsumerOptions:
+        """The options :class:`Settings` configure (topic, dead-letter topic, group, batches,
+        instance id); ``changes`` sets the rest (``max_messages``, ``until_idle``, ...)."""
+        topic = settings.topic or PROVIDER_SELECTED_V1.topic
+        configured: dict[str, Any] = {
+            "topic": topic,
+            "dlq_topic": settings.dlq_topic or f"{topic}.dlq",
+            "group_id": settings.consumer_group,
+            "batch_size": settings.consumer_batch_size,
+            "batch_timeout": settings.consumer_batch_timeout,
+            "instance_id": settings.consumer_instance_id,
+        }
+        return cls(**{**configured, **changes})
 
 
 @dataclass(slots=True)
