@@ -13,6 +13,9 @@ A crash anywhere before step 4 re-reads the batch on restart: rows already store
 skipped by ``ON CONFLICT (event_id) DO NOTHING``, so the table ends with each event exactly
 once. While PostgreSQL (or the dead-letter topic) is unavailable the partitions are paused,
 the batch is kept in memory and retried with exponential backoff; nothing is committed.
+PostgreSQL refusing the login or the database (wrong password, unknown role or database:
+:class:`~provider_events.store.DatabaseLoginError`) is no outage: :meth:`IngestConsumer.run`
+raises at once, at start or mid-stream, with nothing committed for the batch in hand.
 A stop request (SIGTERM/SIGINT) finishes the batch in hand, commits, and returns.
 """
 
@@ -347,8 +350,9 @@ class IngestConsumer:
         """Consume until stopped, ``max_messages`` or ``until_idle``; return the totals.
 
         Raises :class:`DatabaseError` for a permanent database problem (missing table, no
-        permission) and ``KafkaException`` for a fatal Kafka error; nothing is committed for
-        the batch in hand, so a restart re-reads it.
+        permission, a refused login: :class:`~provider_events.store.DatabaseLoginError`) and
+        ``KafkaException`` for a fatal Kafka error; nothing is committed for the batch in hand,
+        so a restart re-reads it.
         """
         started = time.monotonic()
         try:
@@ -500,7 +504,10 @@ class IngestConsumer:
         return True
 
     def _write(self, batch: _Batch) -> WriteResult | None:
-        """Write the batch's rows, retrying while PostgreSQL is down; None when giving up."""
+        """Write the batch's rows, retrying while PostgreSQL is down; None when giving up.
+
+        Any other :class:`DatabaseError` (a refused login included) propagates uncommitted.
+        """
         decoding = self._rows(batch)
         attempt = 0
         while True:
@@ -671,6 +678,7 @@ class IngestConsumer:
         self._writer.close()
 
     def _wait_for_database(self) -> bool:
+        """Wait until PostgreSQL answers (False: stopped meanwhile); raise if it refuses us."""
         attempt = 0
         while True:
             try:
