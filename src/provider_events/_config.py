@@ -2,7 +2,8 @@
 
 Precedence: a process environment variable, then ``.env`` in the current directory (the guide's
 troubleshooting relies on it), then the default. :attr:`Settings.sources` records which one won
-for each setting so ``provider-events doctor`` can say where a value came from.
+for each setting so ``provider-events doctor`` can say where a value came from. The consumer's
+settings (``provider-events consume``) live here too; its command-line flags override them.
 Import-light on purpose: the hook and background CLI paths load this module.
 """
 
@@ -17,9 +18,11 @@ from typing import Any
 
 from ._errors import ConfigError
 
-__all__ = ["Secret", "Settings", "load_settings", "redact_dsn"]
+__all__ = ["Secret", "Settings", "load_settings", "parse_setting", "redact_dsn"]
 
 DEFAULT_BOOTSTRAP_SERVERS = "localhost:29092"
+DEFAULT_CONSUMER_GROUP = "provider-events-consumer"
+DEFAULT_METRICS_PORT = 9464
 _SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI")
 _SINKS = ("kafka", "local")
@@ -122,6 +125,19 @@ class Settings:
     outbox_max_bytes: int = 256 * 1024 * 1024
     relay_autostart: bool = True
     database_url: Secret = field(default_factory=lambda: Secret(""))
+    # -- the consumer (``provider-events consume``; each has a flag that overrides it) --------
+    consumer_group: str = DEFAULT_CONSUMER_GROUP
+    #: ``group.instance.id`` (static membership); ``None``: dynamic membership.
+    consumer_instance_id: str | None = None
+    #: Most messages per PostgreSQL transaction.
+    consumer_batch_size: int = 5000
+    #: Longest wait, in seconds, to fill a batch.
+    consumer_batch_timeout: float = 1.0
+    #: Dead-letter topic; ``None``: ``<topic>.dlq``.
+    dlq_topic: str | None = None
+    #: Port of the consumer's ``/metrics``; 0 picks a free one, ``None`` serves none.
+    metrics_port: int | None = DEFAULT_METRICS_PORT
+    metrics_addr: str = "127.0.0.1"
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -150,6 +166,30 @@ def _parse_int_pos(name: str, raw: str) -> int:
         raise ConfigError(name, f"expected a whole number, got {raw!r}") from None
     if value <= 0:
         raise ConfigError(name, f"must be positive, got {raw!r}")
+    return value
+
+
+def _parse_batch_timeout(name: str, raw: str) -> float:
+    try:
+        value = float(raw.replace("_", ""))
+    except ValueError:
+        raise ConfigError(name, f"expected a number of seconds, got {raw!r}") from None
+    if not (0.01 <= value < float("inf")):
+        raise ConfigError(name, f"must be >= 0.01 seconds, got {raw!r}")
+    return value
+
+
+def _parse_metrics_port(name: str, raw: str) -> int | None:
+    """A port, ``0`` for any free port, or ``off`` (also ``none``, ``-1``, empty) for none."""
+    text = raw.strip().lower()
+    if text in ("off", "none", "-1", ""):
+        return None
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        raise ConfigError(name, f"expected a port number, 0 or off, got {raw!r}") from None
+    if not (0 <= value <= 65535):
+        raise ConfigError(name, f"must be 0..65535 or off, got {raw!r}")
     return value
 
 
@@ -211,10 +251,42 @@ _ENV: dict[str, tuple[str, Any]] = {
     "outbox_max_bytes": ("PROVIDER_EVENTS_OUTBOX_MAX_BYTES", _parse_int_pos),
     "relay_autostart": ("PROVIDER_EVENTS_RELAY_AUTOSTART", _parse_bool),
     "database_url": ("DATABASE_URL", lambda n, r: Secret(r.strip())),
+    "consumer_group": ("PROVIDER_EVENTS_CONSUMER_GROUP", _text),
+    "consumer_instance_id": ("PROVIDER_EVENTS_CONSUMER_INSTANCE_ID", _text),
+    "consumer_batch_size": ("PROVIDER_EVENTS_BATCH_SIZE", _parse_int_pos),
+    "consumer_batch_timeout": ("PROVIDER_EVENTS_BATCH_TIMEOUT", _parse_batch_timeout),
+    "dlq_topic": ("PROVIDER_EVENTS_DLQ_TOPIC", _text),
+    "metrics_port": ("PROVIDER_EVENTS_METRICS_PORT", _parse_metrics_port),
+    "metrics_addr": ("PROVIDER_EVENTS_METRICS_ADDR", _text),
 }
+
+#: Settings whose variable, when set but blank, counts as not set (the next source, then the
+#: default, applies): DATABASE_URL, and the consumer's, which always read blank that way.
+_BLANK_IS_UNSET = frozenset(
+    {
+        "database_url",
+        "consumer_group",
+        "consumer_instance_id",
+        "consumer_batch_size",
+        "consumer_batch_timeout",
+        "dlq_topic",
+        "metrics_port",
+        "metrics_addr",
+    }
+)
 
 #: Environment variable of each setting, for ``--help`` texts and ``doctor``.
 ENV_VARS: dict[str, str] = {name: env for name, (env, _) in _ENV.items()}
+
+
+def parse_setting(name: str, raw: str, label: str | None = None) -> Any:
+    """Parse ``raw`` as the setting ``name`` would be from the environment (a flag's value).
+
+    A malformed value raises :class:`ConfigError` naming ``label`` (e.g. ``--batch-size``), or
+    the setting's environment variable.
+    """
+    var, parse = _ENV[name]
+    return parse(label or var, raw)
 
 
 def load_settings(
@@ -232,9 +304,10 @@ def load_settings(
     values: dict[str, Any] = {"state_dir": _default_state_dir(env)}
     sources: dict[str, str] = {}
     for name, (var, parse) in _ENV.items():
-        if var in env and (name != "database_url" or env[var].strip()):
+        blank_is_unset = name in _BLANK_IS_UNSET
+        if var in env and (not blank_is_unset or env[var].strip()):
             raw, origin = env[var], f"environment ({var})"
-        elif var in file_values:
+        elif var in file_values and (not blank_is_unset or file_values[var].strip()):
             raw, origin = file_values[var], f".env ({dotenv_path})"
         else:
             sources[name] = "default"

@@ -13,6 +13,9 @@ A crash anywhere before step 4 re-reads the batch on restart: rows already store
 skipped by ``ON CONFLICT (event_id) DO NOTHING``, so the table ends with each event exactly
 once. While PostgreSQL (or the dead-letter topic) is unavailable the partitions are paused,
 the batch is kept in memory and retried with exponential backoff; nothing is committed.
+PostgreSQL refusing the login or the database (wrong password, unknown role or database:
+:class:`~provider_events.store.DatabaseLoginError`) is no outage: :meth:`IngestConsumer.run`
+raises at once, at start or mid-stream, with nothing committed for the batch in hand.
 A stop request (SIGTERM/SIGINT) finishes the batch in hand, commits, and returns.
 """
 
@@ -32,7 +35,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from . import _metrics as metrics
 from ._catalog import PROVIDER_SELECTED_V1
-from ._config import Settings
+from ._config import DEFAULT_CONSUMER_GROUP, Settings
 from ._errors import DatabaseError, InvalidEventError
 from ._producer import describe_kafka_error, kafka_config
 from ._validation import decode_envelope
@@ -48,7 +51,7 @@ __all__ = [
     "dlq_headers",
 ]
 
-DEFAULT_GROUP_ID = "provider-events-consumer"
+DEFAULT_GROUP_ID = DEFAULT_CONSUMER_GROUP
 #: Receives lifecycle and progress events: (kind, fields). Kinds: started, assigned, revoked,
 #: progress, db_unavailable, db_recovered, dlq_unavailable, kafka_error, commit_failed,
 #: rejected, stopping, gave_up, stopped.
@@ -81,6 +84,21 @@ class ConsumerOptions:
     retry_max: float = 15.0
     #: After a stop request, how long to keep retrying an unwritten batch before giving up.
     stop_grace: float = 10.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **changes: Any) -> ConsumerOptions:
+        """The options :class:`Settings` configure (topic, dead-letter topic, group, batches,
+        instance id); ``changes`` sets the rest (``max_messages``, ``until_idle``, ...)."""
+        topic = settings.topic or PROVIDER_SELECTED_V1.topic
+        configured: dict[str, Any] = {
+            "topic": topic,
+            "dlq_topic": settings.dlq_topic or f"{topic}.dlq",
+            "group_id": settings.consumer_group,
+            "batch_size": settings.consumer_batch_size,
+            "batch_timeout": settings.consumer_batch_timeout,
+            "instance_id": settings.consumer_instance_id,
+        }
+        return cls(**{**configured, **changes})
 
 
 @dataclass(slots=True)
@@ -332,8 +350,9 @@ class IngestConsumer:
         """Consume until stopped, ``max_messages`` or ``until_idle``; return the totals.
 
         Raises :class:`DatabaseError` for a permanent database problem (missing table, no
-        permission) and ``KafkaException`` for a fatal Kafka error; nothing is committed for
-        the batch in hand, so a restart re-reads it.
+        permission, a refused login: :class:`~provider_events.store.DatabaseLoginError`) and
+        ``KafkaException`` for a fatal Kafka error; nothing is committed for the batch in hand,
+        so a restart re-reads it.
         """
         started = time.monotonic()
         try:
@@ -485,7 +504,10 @@ class IngestConsumer:
         return True
 
     def _write(self, batch: _Batch) -> WriteResult | None:
-        """Write the batch's rows, retrying while PostgreSQL is down; None when giving up."""
+        """Write the batch's rows, retrying while PostgreSQL is down; None when giving up.
+
+        Any other :class:`DatabaseError` (a refused login included) propagates uncommitted.
+        """
         decoding = self._rows(batch)
         attempt = 0
         while True:
@@ -656,6 +678,7 @@ class IngestConsumer:
         self._writer.close()
 
     def _wait_for_database(self) -> bool:
+        """Wait until PostgreSQL answers (False: stopped meanwhile); raise if it refuses us."""
         attempt = 0
         while True:
             try:

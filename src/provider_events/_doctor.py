@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from ._catalog import PROVIDER_SELECTED_V1
-from ._config import ConfigError, Settings, load_settings, redact_dsn
+from ._config import ENV_VARS, ConfigError, Secret, Settings, load_settings, redact_dsn
 
 __all__ = ["Check", "run_checks"]
 
@@ -36,6 +36,48 @@ def _config_checks(settings: Settings) -> Iterator[Check]:
         password = "set" if settings.kafka_sasl_password else "NOT set"
         security += f", {settings.kafka_sasl_mechanism} as {settings.kafka_sasl_username} (password {password})"
     yield Check("security", True, security)
+
+
+#: The consumer's settings ``doctor`` shows, in order, with the label of each.
+_CONSUMER_SETTINGS = (
+    ("consumer_group", "group"),
+    ("consumer_instance_id", "instance id"),
+    ("consumer_batch_size", "batch size"),
+    ("consumer_batch_timeout", "batch timeout"),
+    ("dlq_topic", "dead-letter topic"),
+    ("metrics_port", "metrics port"),
+    ("metrics_addr", "metrics address"),
+)
+
+
+def _shown(value: object) -> str:
+    """A setting's value for display: secrets as set / not set, DSNs redacted."""
+    if isinstance(value, Secret):
+        return "set" if value else "not set"
+    return redact_dsn(str(value))
+
+
+def _consumer_checks(settings: Settings) -> Iterator[Check]:
+    """What ``provider-events consume`` would use (its flags override these)."""
+    topic = settings.topic or PROVIDER_SELECTED_V1.topic
+    shown = {
+        "consumer_instance_id": settings.consumer_instance_id or "none (dynamic membership)",
+        "consumer_batch_timeout": f"{settings.consumer_batch_timeout:g} s",
+        "dlq_topic": settings.dlq_topic or f"{topic}.dlq",
+        "metrics_port": "off" if settings.metrics_port is None else settings.metrics_port,
+    }
+    parts = []
+    for name, label in _CONSUMER_SETTINGS:
+        value = _shown(shown.get(name, getattr(settings, name)))
+        src = settings.sources.get(name, "default")
+        origin = "" if src == "default" else f" (from {src})"
+        parts.append(f"{label} {value}{origin}")
+    yield Check(
+        "consumer settings",
+        True,
+        ", ".join(parts),
+        "set " + ", ".join(ENV_VARS[n] for n, _ in _CONSUMER_SETTINGS) + " or pass consume's flags",
+    )
 
 
 def _kafka_checks(settings: Settings) -> Iterator[Check]:
@@ -83,7 +125,7 @@ def _kafka_checks(settings: Settings) -> Iterator[Check]:
         "kafka metadata", True, f"{len(meta.brokers)} broker(s) [{brokers}] in {took:.0f} ms"
     )
     topic = settings.topic or PROVIDER_SELECTED_V1.topic
-    for name, needed in ((topic, True), (f"{topic}.dlq", False)):
+    for name, needed in ((topic, True), (settings.dlq_topic or f"{topic}.dlq", False)):
         info = meta.topics.get(name)
         if info is None or info.error is not None:
             yield Check(
@@ -176,7 +218,8 @@ def run_checks(on_check: Callable[[Check], None] | None = None) -> list[Check]:
         add(Check("configuration", False, str(exc), f"fix {exc.setting}"))
         return checks
     add(Check("configuration", True, "loaded"))
-    for group in (_config_checks, _kafka_checks, _outbox_checks, _database_checks):
+    groups = (_config_checks, _consumer_checks, _kafka_checks, _outbox_checks, _database_checks)
+    for group in groups:
         for check in group(settings):
             add(check)
     return checks

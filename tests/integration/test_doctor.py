@@ -42,3 +42,29 @@ def test_failures_have_hints_and_no_secrets(state_dir, monkeypatch, tmp_path) ->
     assert "(from .env" in out
     assert "FAIL  database" in out and "********" in out
     assert "Zebra-Pass-81" not in out and "Kafka-Secret-77" not in out
+
+
+def test_consumer_settings_are_shown_with_their_source(state_dir, tmp_path) -> None:
+    """doctor shows what `consume` would use, where each came from, and no secret."""
+    (tmp_path / ".env").write_text("PROVIDER_EVENTS_CONSUMER_GROUP=group-from-dotenv\n")
+    env = {
+        **dict(__import__("os").environ),
+        "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+        "PROVIDER_EVENTS_DELIVERY_TIMEOUT": "1",
+        "PROVIDER_EVENTS_TOPIC": "doctor.topic",
+        "PROVIDER_EVENTS_BATCH_SIZE": "1234",
+        "PROVIDER_EVENTS_METRICS_PORT": "off",
+        "DATABASE_URL": "postgresql://someone:Zebra-Pass-81@127.0.0.1:1/nothing",
+    }
+    env.pop("PROVIDER_EVENTS_CONSUMER_GROUP", None)
+    proc = subprocess.run(
+        [*CLI, "--json"], capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path
+    )
+    checks = {c["name"]: c for c in json.loads(proc.stdout)}
+    detail = checks["consumer settings"]["detail"]
+    assert checks["consumer settings"]["ok"]
+    assert "group group-from-dotenv (from .env" in detail
+    assert "batch size 1234 (from environment (PROVIDER_EVENTS_BATCH_SIZE))" in detail
+    assert "batch timeout 1 s," in detail and "metrics port off (from environment" in detail
+    assert "dead-letter topic doctor.topic.dlq," in detail and "metrics address 127.0.0.1" in detail
+    assert "Zebra-Pass-81" not in proc.stdout + proc.stderr

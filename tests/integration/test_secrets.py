@@ -386,8 +386,12 @@ def run_failing_commands(world: World) -> None:
             (f"{name} report", env, ["report", "--html", html], 1, None, None),
             (f"{name} doctor", env, ["doctor"], 1, None, None),
         ])  # fmt: skip
-        # PostgreSQL refusing the login is retried like an outage: SIGTERM after a few tries.
-        chains.append([(f"{name} consume", env, consume, None, None, 4.0)])
+        # PostgreSQL refusing the login ends consume at once (exit 1); an unreachable one is
+        # retried like an outage: SIGTERM after a few tries.
+        if name == "pg-wrong":
+            chains.append([(f"{name} consume", env, consume, 1, None, None)])
+        else:
+            chains.append([(f"{name} consume", env, consume, None, None, 4.0)])
     for label, url in malformed_urls.items():
         env = world.env("malformed", DATABASE_URL=url)
         chains.append([
@@ -476,3 +480,5 @@ def test_no_secret_in_any_output_log_or_file(world: World) -> None:
     assert "Kafka authentication failed" in wrong.stderr
     doctor = next(r for r in world.runs if r.label == "pg-wrong doctor")
     assert "********" in doctor.stdout and "password authentication failed" in doctor.stdout
+    consume = next(r for r in world.runs if r.label == "pg-wrong consume")
+    assert "password authentication failed" in consume.stderr and consume.stderr.count("\n") == 1

@@ -79,3 +79,53 @@ def test_secrets_never_show(tmp_path: Path) -> None:
     assert redact_dsn("postgresql://u:hunter2-db@h:5432/d") == "postgresql://u:********@h:5432/d"
     assert "hunter2" not in redact_dsn("host=h password=hunter2 user=u")
     assert repr(Secret("x")) == "Secret('********')"
+
+
+def test_consumer_settings_defaults_environment_and_dotenv(tmp_path: Path) -> None:
+    """The consumer's settings: the same variables and defaults `consume` always had, .env too."""
+    s = load_settings(environ={}, dotenv=tmp_path / "none")
+    assert (s.consumer_group, s.consumer_instance_id) == ("provider-events-consumer", None)
+    assert (s.consumer_batch_size, s.consumer_batch_timeout) == (5000, 1.0)
+    assert (s.metrics_port, s.metrics_addr, s.dlq_topic) == (9464, "127.0.0.1", None)
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        "PROVIDER_EVENTS_CONSUMER_GROUP=from-dotenv\nPROVIDER_EVENTS_BATCH_SIZE=20_000\n"
+        "PROVIDER_EVENTS_METRICS_PORT=off\nPROVIDER_EVENTS_DLQ_TOPIC=dead.letters\n"
+    )
+    environ = {
+        "PROVIDER_EVENTS_CONSUMER_GROUP": "from-env",
+        "PROVIDER_EVENTS_BATCH_TIMEOUT": "0.25",
+        "PROVIDER_EVENTS_METRICS_ADDR": "0.0.0.0",
+        "PROVIDER_EVENTS_CONSUMER_INSTANCE_ID": "pod-1",
+        "PROVIDER_EVENTS_METRICS_PORT": " ",  # blank: not set, as `consume` always read it
+    }
+    s = load_settings(environ=environ, dotenv=env_file)
+    assert s.consumer_group == "from-env"
+    assert s.sources["consumer_group"] == "environment (PROVIDER_EVENTS_CONSUMER_GROUP)"
+    assert (s.consumer_batch_size, s.consumer_batch_timeout) == (20_000, 0.25)
+    assert s.sources["consumer_batch_size"].startswith(".env")
+    assert (s.metrics_port, s.metrics_addr) == (None, "0.0.0.0")
+    assert (s.dlq_topic, s.consumer_instance_id) == ("dead.letters", "pod-1")
+    any_port = load_settings(environ={"PROVIDER_EVENTS_METRICS_PORT": "0"}, dotenv=tmp_path / "x")
+    assert any_port.metrics_port == 0
+
+
+@pytest.mark.parametrize(
+    ("var", "raw"),
+    [
+        ("PROVIDER_EVENTS_BATCH_SIZE", "many"),
+        ("PROVIDER_EVENTS_BATCH_SIZE", "0"),
+        ("PROVIDER_EVENTS_BATCH_TIMEOUT", "soon"),
+        ("PROVIDER_EVENTS_BATCH_TIMEOUT", "0.001"),
+        ("PROVIDER_EVENTS_BATCH_TIMEOUT", "inf"),
+        ("PROVIDER_EVENTS_METRICS_PORT", "http"),
+        ("PROVIDER_EVENTS_METRICS_PORT", "70000"),
+    ],
+)
+def test_malformed_consumer_settings_name_their_variable(
+    tmp_path: Path, var: str, raw: str
+) -> None:
+    """A malformed consumer setting is a one-line ConfigError naming its variable."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={var: raw}, dotenv=tmp_path / "none")
+    assert info.value.setting == var and "\n" not in str(info.value)

@@ -1,5 +1,6 @@
-"""Consumer pieces that need no services: decoding into rows, dead-letter headers, metrics,
-the command line's configuration errors, and the guide example's verbatim copy."""
+"""Consumer pieces that need no services: decoding into rows, dead-letter headers, which
+database errors are outages and which refusals, metrics, the command line's configuration
+errors, and the guide example's verbatim copy."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 import msgspec
+import psycopg
 import pytest
 from confluent_kafka import Message
 
@@ -24,7 +26,12 @@ from provider_events._consumer import ConsumerOptions, IngestConsumer, _Batch, d
 from provider_events._envelope import build_provider_selection
 from provider_events._errors import DatabaseError
 from provider_events.store import COLUMNS
-from provider_events.store._pg import DatabaseUnavailableError, describe_dsn, translate_error
+from provider_events.store._pg import (
+    DatabaseLoginError,
+    DatabaseUnavailableError,
+    describe_dsn,
+    translate_error,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT.parent / "shared" / "seed" / "provider-selection-event-guide.md"
@@ -143,6 +150,72 @@ def test_database_errors_never_show_the_password() -> None:
     assert isinstance(error, DatabaseUnavailableError) and "s3cret" not in str(error)
     permanent = translate_error(psycopg.errors.UndefinedTable("relation does not exist"), "writing")
     assert type(permanent) is DatabaseError and "provider-events migrate" in str(permanent)
+
+
+_AT = 'connection failed: connection to server at "127.0.0.1", port 5432 failed: '
+
+
+@pytest.mark.parametrize(
+    ("message", "sqlstate"),
+    [
+        (_AT + 'FATAL:  password authentication failed for user "alice"', "28P01"),
+        (_AT + 'FATAL:  database "nope" does not exist', "3D000"),
+        (_AT + 'FATAL:  role "nobody" does not exist', "28000"),
+        (_AT + 'FATAL:  role "alice" is not permitted to log in', "28000"),
+        (
+            _AT + 'FATAL:  no pg_hba.conf entry for host "10.0.0.1", user "alice", database "x"',
+            "28000",
+        ),
+        (
+            _AT + 'FATAL:  pg_hba.conf rejects connection for host "10.0.0.1", no encryption',
+            "28000",
+        ),
+        (_AT + 'FATAL:  Peer authentication failed for user "alice"', "28000"),
+        (_AT + 'FATAL:  permission denied for database "x" DETAIL: no CONNECT privilege.', "42501"),
+        (_AT + "fe_sendauth: no password supplied", None),
+    ],
+)
+def test_a_refused_login_while_connecting_is_no_outage(message: str, sqlstate: str | None) -> None:
+    """psycopg gives no SQLSTATE for a refused connection: the server's message decides."""
+    error = translate_error(psycopg.OperationalError(message), "connecting", connecting=True)
+    assert isinstance(error, DatabaseLoginError) and not isinstance(error, DatabaseUnavailableError)
+    assert error.sqlstate == sqlstate and error.retriable is False
+    assert "DATABASE_URL" in str(error) and "\n" not in str(error)
+    if sqlstate:
+        assert f"(SQLSTATE {sqlstate})" in str(error)
+    # The same text outside a connection attempt is left to its SQLSTATE (here: none, retried).
+    assert isinstance(
+        translate_error(psycopg.OperationalError(message), "writing"), DatabaseUnavailableError
+    )
+
+
+def test_refusals_with_a_sqlstate_use_psycopg_classes_and_outages_stay_retriable() -> None:
+    """28P01, 28000 and 3D000 are refusals; a shutdown, a restart, a full server are outages."""
+    from psycopg import errors as pg_errors
+
+    for cls in (
+        pg_errors.InvalidPassword,
+        pg_errors.InvalidAuthorizationSpecification,
+        pg_errors.InvalidCatalogName,
+    ):
+        error = translate_error(cls("refused"), "checking the events table")
+        assert isinstance(error, DatabaseLoginError) and error.sqlstate == cls.sqlstate
+    for cls in (
+        pg_errors.AdminShutdown,  # 57P01: the server is stopping (fast shutdown, restart)
+        pg_errors.CannotConnectNow,  # 57P03: starting up / shutting down
+        pg_errors.CrashShutdown,
+        pg_errors.TooManyConnections,
+    ):
+        error = translate_error(cls("down"), "writing events", connecting=True)
+        assert isinstance(error, DatabaseUnavailableError), cls
+    refused_tcp = _AT + "Connection refused Is the server running on that host?"
+    for text in (
+        refused_tcp,
+        _AT + "FATAL:  the database system is starting up",
+        "timeout expired",
+    ):
+        error = translate_error(psycopg.OperationalError(text), "connecting", connecting=True)
+        assert isinstance(error, DatabaseUnavailableError), text
 
 
 # -- metrics -----------------------------------------------------------------------------------

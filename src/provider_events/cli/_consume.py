@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import signal
 import sys
 import time
@@ -24,57 +23,58 @@ from typing import Any
 from ._common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, configure_logging, fail, settings_or_exit
 from ._migrate import NO_DATABASE
 
-DEFAULT_METRICS_PORT = 9464
-
-
-def _env(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(name, "").strip()
-    return value or default
+#: flag destination -> the setting it overrides (parsed and checked like its variable).
+_FLAG_SETTINGS = {
+    "group_id": ("consumer_group", "--group-id"),
+    "topic": ("topic", "--topic"),
+    "dlq_topic": ("dlq_topic", "--dlq-topic"),
+    "batch_size": ("consumer_batch_size", "--batch-size"),
+    "batch_timeout": ("consumer_batch_timeout", "--batch-timeout"),
+    "metrics_port": ("metrics_port", "--metrics-port"),
+    "metrics_addr": ("metrics_addr", "--metrics-addr"),
+    "instance_id": ("consumer_instance_id", "--instance-id"),
+}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = (
         "Consume provider-selection events from Kafka into PostgreSQL (run `migrate` first). "
-        "A new consumer group starts from the earliest offset."
+        "A new consumer group starts from the earliest offset. A flag that names an env "
+        "variable overrides it (and .env); `provider-events doctor` shows the settings."
     )
     p.add_argument(
         "--group-id",
-        default=_env("PROVIDER_EVENTS_CONSUMER_GROUP", "provider-events-consumer"),
-        help="consumer group (env PROVIDER_EVENTS_CONSUMER_GROUP, default %(default)s)",
+        help="consumer group (env PROVIDER_EVENTS_CONSUMER_GROUP, default provider-events-consumer)",
     )
     p.add_argument(
-        "--topic",
-        default=None,
-        help="topic to consume (env PROVIDER_EVENTS_TOPIC, default the catalog's topic)",
+        "--topic", help="topic to consume (env PROVIDER_EVENTS_TOPIC, default the catalog's topic)"
     )
-    p.add_argument("--dlq-topic", default=None, help="dead-letter topic (default <topic>.dlq)")
+    p.add_argument(
+        "--dlq-topic", help="dead-letter topic (env PROVIDER_EVENTS_DLQ_TOPIC, default <topic>.dlq)"
+    )
     p.add_argument(
         "--batch-size",
-        default=_env("PROVIDER_EVENTS_BATCH_SIZE", "5000"),
-        help="most messages per transaction (env PROVIDER_EVENTS_BATCH_SIZE, default %(default)s)",
+        metavar="N",
+        help="most messages per transaction (env PROVIDER_EVENTS_BATCH_SIZE, default 5000)",
     )
     p.add_argument(
         "--batch-timeout",
-        default=_env("PROVIDER_EVENTS_BATCH_TIMEOUT", "1.0"),
         metavar="SECONDS",
-        help="longest wait to fill a batch "
-        "(env PROVIDER_EVENTS_BATCH_TIMEOUT, default %(default)s)",
+        help="longest wait to fill a batch (env PROVIDER_EVENTS_BATCH_TIMEOUT, default 1.0)",
     )
     p.add_argument(
         "--metrics-port",
-        default=_env("PROVIDER_EVENTS_METRICS_PORT", str(DEFAULT_METRICS_PORT)),
         metavar="PORT",
         help="serve /metrics here; 0 picks a free port, 'off' disables "
-        "(env PROVIDER_EVENTS_METRICS_PORT, default %(default)s)",
+        "(env PROVIDER_EVENTS_METRICS_PORT, default 9464)",
     )
     p.add_argument(
         "--metrics-addr",
-        default=_env("PROVIDER_EVENTS_METRICS_ADDR", "127.0.0.1"),
-        help="address for /metrics (env PROVIDER_EVENTS_METRICS_ADDR, default %(default)s)",
+        metavar="ADDR",
+        help="address for /metrics (env PROVIDER_EVENTS_METRICS_ADDR, default 127.0.0.1)",
     )
     p.add_argument(
         "--instance-id",
-        default=_env("PROVIDER_EVENTS_CONSUMER_INSTANCE_ID"),
         help="static group membership id: a restart with the same id takes its partitions "
         "back without a rebalance (env PROVIDER_EVENTS_CONSUMER_INSTANCE_ID)",
     )
@@ -92,57 +92,56 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verbose", "-v", action="store_true", help="every batch, and client logs")
 
 
-def _number(flag: str, raw: str, kind: type, minimum: float) -> Any:
-    try:
-        value = kind(str(raw).replace("_", ""))
-    except ValueError:
-        raise SystemExit(fail(f"{flag}: expected a number, got {raw!r}", EXIT_BAD_INPUT)) from None
-    if value < minimum:
-        raise SystemExit(fail(f"{flag}: must be >= {minimum:g}, got {raw!r}", EXIT_BAD_INPUT))
-    return value
+def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the given flags override, parsed like their variables (exit 2 if bad)."""
+    from provider_events._config import parse_setting
+    from provider_events._errors import ConfigError
+
+    overrides: dict[str, Any] = {}
+    for dest, (setting, flag) in _FLAG_SETTINGS.items():
+        raw = getattr(args, dest)
+        if raw is not None:
+            try:
+                overrides[setting] = parse_setting(setting, raw, flag)
+            except ConfigError as exc:
+                raise SystemExit(fail(str(exc), EXIT_BAD_INPUT)) from None
+    return overrides
 
 
 def run(args: argparse.Namespace) -> int:
     configure_logging(args.verbose)
+    overrides = _flag_overrides(args)
     settings = settings_or_exit()
+    if overrides:  # a flag wins over the environment and .env (and may turn /metrics off)
+        sources = {**settings.sources, **dict.fromkeys(overrides, "argument")}
+        settings = settings.with_overrides(**overrides, sources=sources)
     dsn = settings.database_url.reveal()
     if not dsn:
         return fail(NO_DATABASE, EXIT_BAD_INPUT)
-    batch_size = _number("--batch-size", args.batch_size, int, 1)
-    batch_timeout = _number("--batch-timeout", args.batch_timeout, float, 0.01)
-    metrics_port = None
-    if str(args.metrics_port).lower() not in ("off", "none", "-1", ""):
-        metrics_port = _number("--metrics-port", args.metrics_port, int, 0)
     if args.max_messages is not None and args.max_messages < 1:
         return fail("--max-messages must be >= 1", EXIT_BAD_INPUT)
     if args.until_idle is not None and args.until_idle <= 0:
         return fail("--until-idle must be > 0", EXIT_BAD_INPUT)
 
-    from provider_events._catalog import PROVIDER_SELECTED_V1
     from provider_events._consumer import ConsumerOptions, IngestConsumer
     from provider_events._errors import DatabaseError
 
-    topic = args.topic or settings.topic or PROVIDER_SELECTED_V1.topic
     interactive = sys.stdout.isatty() and not args.json
-    options = ConsumerOptions(
-        topic=topic,
-        dlq_topic=args.dlq_topic or f"{topic}.dlq",
-        group_id=args.group_id,
-        batch_size=batch_size,
-        batch_timeout=batch_timeout,
+    options = ConsumerOptions.from_settings(
+        settings,
         max_messages=args.max_messages,
         until_idle=args.until_idle,
-        instance_id=args.instance_id,
         progress_interval=0.5 if interactive else 10.0,
     )
     bound = None
+    metrics_port, metrics_addr = settings.metrics_port, settings.metrics_addr
     if metrics_port is not None:
         from provider_events._metrics import start_metrics_server
 
         try:
-            bound = start_metrics_server(metrics_port, args.metrics_addr)
+            bound = start_metrics_server(metrics_port, metrics_addr)
         except OSError as exc:
-            where = f"{args.metrics_addr}:{metrics_port}"
+            where = f"{metrics_addr}:{metrics_port}"
             return fail(
                 f"cannot serve metrics on {where}: {exc.strerror or exc}; "
                 "pass --metrics-port N (0 = any free port, off = disabled)",
@@ -150,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
             )
     reporter: _Reporter = _LiveReporter() if interactive else _JsonReporter(args.verbose)
     if bound is not None:
-        reporter("metrics", {"url": f"http://{args.metrics_addr}:{bound}/metrics", "port": bound})
+        reporter("metrics", {"url": f"http://{metrics_addr}:{bound}/metrics", "port": bound})
     consumer = IngestConsumer(settings, options, dsn, on_event=reporter)
     previous = {
         sig: signal.signal(sig, lambda *_: consumer.request_stop())

@@ -3,7 +3,7 @@
 ``migrate(dsn)`` brings a database (the first schema of its ``search_path``) up to date;
 ``BatchWriter(dsn).write(rows)`` inserts events once each, keyed on ``event_id``.
 Errors are :class:`~provider_events.DatabaseError`; :class:`DatabaseUnavailableError` means
-retrying later may succeed.
+retrying later may succeed, :class:`DatabaseLoginError` that DATABASE_URL must change.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from ._pg import (
     COLUMNS,
     TABLE,
     BatchWriter,
+    DatabaseLoginError,
     DatabaseUnavailableError,
     Row,
     WriteResult,
@@ -31,6 +32,7 @@ __all__ = [
     "COLUMNS",
     "TABLE",
     "BatchWriter",
+    "DatabaseLoginError",
     "DatabaseUnavailableError",
     "Migration",
     "MigrationError",

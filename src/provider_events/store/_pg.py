@@ -13,11 +13,17 @@ Measured on the dev box (200k rows, 20k per batch): direct binary COPY 58k rows/
 INSERT 31k rows/s, ``executemany`` 19k rows/s (see docs/database.md).
 A batch PostgreSQL refuses for its data (it should not happen: the models validate first) is
 written row by row under savepoints and the refused rows are returned, never dropped silently.
+
+Failures come in three kinds: :class:`DatabaseUnavailableError` (PostgreSQL down, restarting,
+shutting down, unreachable: retrying later may succeed), :class:`DatabaseLoginError` (the
+server refused the login or the database: wrong password, unknown role or database; retrying
+with the same DATABASE_URL cannot succeed) and any other :class:`DatabaseError` (permanent).
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +43,7 @@ __all__ = [
     "COLUMNS",
     "TABLE",
     "BatchWriter",
+    "DatabaseLoginError",
     "DatabaseUnavailableError",
     "Row",
     "WriteResult",
@@ -124,6 +131,61 @@ class DatabaseUnavailableError(DatabaseError):
     retriable = True
 
 
+class DatabaseLoginError(DatabaseError):
+    """PostgreSQL refused the login or the database: retrying cannot fix it, DATABASE_URL must.
+
+    ``sqlstate`` is the server's code: 28P01 (invalid_password), 28000
+    (invalid_authorization_specification: unknown role, no ``pg_hba.conf`` entry, ...), 3D000
+    (invalid_catalog_name: no such database), 42501 (no CONNECT privilege); ``None`` when libpq
+    itself gave up (no password to send).
+    """
+
+    retriable = False
+
+    def __init__(self, message: str, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+#: Errors with a SQLSTATE that refuse the login or the database (class 28 and 3D000).
+_LOGIN_REFUSED = (
+    pg_errors.InvalidAuthorizationSpecification,
+    pg_errors.InvalidPassword,
+    pg_errors.InvalidCatalogName,
+)
+#: While connecting, psycopg has no SQLSTATE for the server's refusal: libpq passes on only the
+#: text of the server's error (psycopg/psycopg#1188). So a connection error without one is
+#: matched against the messages PostgreSQL sends with these codes (untranslated: a server with
+#: a translated ``lc_messages`` goes unrecognised and is retried like an outage, as before).
+_LOGIN_MESSAGES: tuple[tuple[re.Pattern[str], str | None], ...] = (
+    (re.compile(r'password authentication failed for user "'), "28P01"),
+    (re.compile(r'authentication failed for user "'), "28000"),  # peer, ident, cert, LDAP, ...
+    (re.compile(r'role "[^"]*" does not exist'), "28000"),
+    (re.compile(r'role "[^"]*" is not permitted to log in'), "28000"),
+    (re.compile(r"no pg_hba\.conf entry for "), "28000"),
+    (re.compile(r"pg_hba\.conf rejects connection "), "28000"),
+    (re.compile(r"connection requires a valid client certificate"), "28000"),
+    (re.compile(r'database "[^"]*" does not exist'), "3D000"),
+    (re.compile(r'permission denied for database "'), "42501"),
+    (re.compile(r"fe_sendauth: no password supplied"), None),  # libpq's own: nothing to send
+)
+_LOGIN_HINT = (
+    "; PostgreSQL refused the login or the database, which retrying cannot fix: "
+    "check the user, password and database name in DATABASE_URL"
+)
+
+
+def _refused_login(exc: BaseException, text: str, connecting: bool) -> tuple[bool, str | None]:
+    """(refused, SQLSTATE): whether ``exc`` refuses the login or the database."""
+    if isinstance(exc, _LOGIN_REFUSED):
+        return True, getattr(exc, "sqlstate", None)
+    if connecting and isinstance(exc, psycopg.OperationalError) and not exc.sqlstate:
+        for pattern, code in _LOGIN_MESSAGES:
+            if pattern.search(text):
+                return True, code
+    return False, None
+
+
 _JSONB_OID = 3802
 
 
@@ -137,11 +199,18 @@ class _JsonbBytesDumper(Dumper):
         return b"\x01" + bytes(obj)
 
 
-def translate_error(exc: BaseException, doing: str) -> DatabaseError:
-    """The :class:`DatabaseError` for a psycopg exception, with a secret-free message."""
+def translate_error(exc: BaseException, doing: str, *, connecting: bool = False) -> DatabaseError:
+    """The :class:`DatabaseError` for a psycopg exception, with a secret-free message.
+
+    ``connecting``: ``exc`` comes from opening the connection (its refusals carry no SQLSTATE).
+    """
     text = " ".join(redact_dsn(str(exc)).split()) or type(exc).__name__
     sqlstate = getattr(exc, "sqlstate", None)
+    refused, login_state = _refused_login(exc, text, connecting)
+    sqlstate = sqlstate or login_state
     detail = f"{doing}: {text}" + (f" (SQLSTATE {sqlstate})" if sqlstate else "")
+    if refused:
+        return DatabaseLoginError(detail + _LOGIN_HINT, sqlstate)
     if isinstance(exc, pg_errors.UndefinedTable):
         detail += "; run `provider-events migrate` first"
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | psycopg.InternalError):
@@ -171,7 +240,8 @@ def connect(
     connect_timeout: float = 5.0,
     autocommit: bool = True,
 ) -> psycopg.Connection[Any]:
-    """Open a connection; failures raise :class:`DatabaseUnavailableError` or ``DatabaseError``."""
+    """Open a connection; failures raise :class:`DatabaseUnavailableError` (retry later),
+    :class:`DatabaseLoginError` (fix DATABASE_URL) or ``DatabaseError``."""
     if not dsn:
         raise DatabaseError("DATABASE_URL is not set")
     try:
@@ -186,7 +256,7 @@ def connect(
             keepalives_count=3,
         )
     except psycopg.Error as exc:
-        raise translate_error(exc, "connecting to PostgreSQL") from None
+        raise translate_error(exc, "connecting to PostgreSQL", connecting=True) from None
 
 
 def row_from_envelope(
