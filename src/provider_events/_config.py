@@ -139,13 +139,25 @@ class Settings:
     metrics_port: int | None = DEFAULT_METRICS_PORT
     metrics_addr: str = "127.0.0.1"
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+    #: Malformed consumer-only settings (their default stands in), raised by :meth:`require`
+    #: where they are used: a bad ``PROVIDER_EVENTS_BATCH_SIZE`` must not stop a publish.
+    problems: Mapping[str, ConfigError] = field(default_factory=dict, compare=False)
 
     @property
     def resolved_outbox_path(self) -> Path:
         return self.outbox_path or (self.state_dir / "outbox.sqlite3")
 
     def with_overrides(self, **changes: Any) -> Settings:
+        if self.problems and set(changes) & set(self.problems):  # a flag replaces a bad value
+            problems = {k: v for k, v in self.problems.items() if k not in changes}
+            changes.setdefault("problems", problems)
         return replace(self, **changes)
+
+    def require(self, *names: str) -> None:
+        """Raise the :class:`ConfigError` of the first of ``names`` that was malformed."""
+        for name in names or tuple(self.problems):
+            if name in self.problems:
+                raise self.problems[name]
 
 
 # setting name -> (environment variable, parser)
@@ -260,20 +272,21 @@ _ENV: dict[str, tuple[str, Any]] = {
     "metrics_addr": ("PROVIDER_EVENTS_METRICS_ADDR", _text),
 }
 
+#: Settings only ``provider-events consume`` uses: malformed, they are reported where they are
+#: used (consume, doctor) instead of failing every command.
+CONSUMER_SETTINGS = (
+    "consumer_group",
+    "consumer_instance_id",
+    "consumer_batch_size",
+    "consumer_batch_timeout",
+    "dlq_topic",
+    "metrics_port",
+    "metrics_addr",
+)
+
 #: Settings whose variable, when set but blank, counts as not set (the next source, then the
 #: default, applies): DATABASE_URL, and the consumer's, which always read blank that way.
-_BLANK_IS_UNSET = frozenset(
-    {
-        "database_url",
-        "consumer_group",
-        "consumer_instance_id",
-        "consumer_batch_size",
-        "consumer_batch_timeout",
-        "dlq_topic",
-        "metrics_port",
-        "metrics_addr",
-    }
-)
+_BLANK_IS_UNSET = frozenset({"database_url", *CONSUMER_SETTINGS})
 
 #: Environment variable of each setting, for ``--help`` texts and ``doctor``.
 ENV_VARS: dict[str, str] = {name: env for name, (env, _) in _ENV.items()}
@@ -303,6 +316,7 @@ def load_settings(
     file_values = read_dotenv(dotenv_path) if dotenv_path.is_file() else {}
     values: dict[str, Any] = {"state_dir": _default_state_dir(env)}
     sources: dict[str, str] = {}
+    problems: dict[str, ConfigError] = {}
     for name, (var, parse) in _ENV.items():
         blank_is_unset = name in _BLANK_IS_UNSET
         if var in env and (not blank_is_unset or env[var].strip()):
@@ -312,15 +326,25 @@ def load_settings(
         else:
             sources[name] = "default"
             continue
-        values[name] = parse(var, raw)
+        try:
+            values[name] = parse(var, raw)
+        except ConfigError as exc:
+            if name not in CONSUMER_SETTINGS:
+                raise
+            problems[name] = exc
+            sources[name] = f"default: {origin} is malformed"
+            continue
         sources[name] = origin
     for name, value in overrides.items():
         if value is not None:
             values[name] = value
             sources[name] = "argument"
+            problems.pop(name, None)
     _check_security(values)
     valid = {f.name for f in fields(Settings)}
-    return Settings(**{k: v for k, v in values.items() if k in valid}, sources=sources)
+    return Settings(
+        **{k: v for k, v in values.items() if k in valid}, sources=sources, problems=problems
+    )
 
 
 def _check_security(values: Mapping[str, Any]) -> None:

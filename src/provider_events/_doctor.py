@@ -72,10 +72,11 @@ def _consumer_checks(settings: Settings) -> Iterator[Check]:
         src = settings.sources.get(name, "default")
         origin = "" if src == "default" else f" (from {src})"
         parts.append(f"{label} {value}{origin}")
+    bad = [str(settings.problems[n]) for n, _ in _CONSUMER_SETTINGS if n in settings.problems]
     yield Check(
         "consumer settings",
-        True,
-        ", ".join(parts),
+        not bad,
+        "; ".join(bad) if bad else ", ".join(parts),
         "set " + ", ".join(ENV_VARS[n] for n, _ in _CONSUMER_SETTINGS) + " or pass consume's flags",
     )
 

@@ -108,3 +108,39 @@ def test_help_lists_the_guide_flags(env) -> None:
         "--background",
     ):
         assert flag in out
+
+
+def test_a_malformed_consumer_setting_stops_consume_not_publish(env) -> None:
+    """PROVIDER_EVENTS_BATCH_SIZE is the consumer's: consume exits 2 naming it, publish works."""
+    env = {**env, "PROVIDER_EVENTS_BATCH_SIZE": "many", "PROVIDER_EVENTS_SINK": "local"}
+    published = run(env, *BASE, "--json")
+    assert published.returncode == 0, published.stderr
+    assert json.loads(published.stdout)["event_id"]
+    consume = subprocess.run(
+        [sys.executable, "-m", "provider_events.cli", "consume"],
+        capture_output=True,
+        text=True,
+        env={**env, "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"},
+        timeout=60,
+    )
+    assert consume.returncode == 2
+    lines = consume.stderr.strip().splitlines()
+    assert len(lines) == 1 and "PROVIDER_EVENTS_BATCH_SIZE" in lines[0], consume.stderr
+    flagged = subprocess.run(  # a flag replaces the bad value: on to the next check
+        [
+            sys.executable,
+            "-m",
+            "provider_events.cli",
+            "consume",
+            "--batch-size",
+            "10",
+            "--max-messages",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        env={**env, "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"},
+        timeout=60,
+    )
+    assert flagged.returncode == 2 and "PROVIDER_EVENTS_BATCH_SIZE" not in flagged.stderr
+    assert "--max-messages" in flagged.stderr

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from provider_events import ConfigError, load_settings
-from provider_events._config import Secret, redact_dsn
+from provider_events._config import CONSUMER_SETTINGS, ENV_VARS, Secret, Settings, redact_dsn
 
 
 def test_defaults_follow_the_guide(tmp_path: Path) -> None:
@@ -125,7 +125,18 @@ def test_consumer_settings_defaults_environment_and_dotenv(tmp_path: Path) -> No
 def test_malformed_consumer_settings_name_their_variable(
     tmp_path: Path, var: str, raw: str
 ) -> None:
-    """A malformed consumer setting is a one-line ConfigError naming its variable."""
+    """A malformed consumer setting is a one-line ConfigError naming its variable, raised where
+    the consumer's settings are required, not when every other command loads its settings."""
+    settings = load_settings(environ={var: raw}, dotenv=tmp_path / "none")
+    name = next(n for n in CONSUMER_SETTINGS if ENV_VARS[n] == var)
+    assert getattr(settings, name) == getattr(Settings(), name)  # the default stands in
+    assert "malformed" in settings.sources[name]
+    settings.require("kafka_bootstrap_servers")  # nothing wrong with the others
     with pytest.raises(ConfigError) as info:
-        load_settings(environ={var: raw}, dotenv=tmp_path / "none")
+        settings.require(*CONSUMER_SETTINGS)
     assert info.value.setting == var and "\n" not in str(info.value)
+    flag_value = getattr(Settings(), name)
+    replaced = settings.with_overrides(**{name: flag_value})  # a flag replaces the bad value
+    replaced.require(*CONSUMER_SETTINGS)
+    again = load_settings(environ={var: raw}, dotenv=tmp_path / "none", **{name: flag_value})
+    again.require(*CONSUMER_SETTINGS)

@@ -115,6 +115,13 @@ def run(args: argparse.Namespace) -> int:
     if overrides:  # a flag wins over the environment and .env (and may turn /metrics off)
         sources = {**settings.sources, **dict.fromkeys(overrides, "argument")}
         settings = settings.with_overrides(**overrides, sources=sources)
+    from provider_events._config import CONSUMER_SETTINGS
+    from provider_events._errors import ConfigError
+
+    try:
+        settings.require(*CONSUMER_SETTINGS)  # a malformed variable no flag replaced
+    except ConfigError as exc:
+        return fail(f"configuration: {exc}", EXIT_BAD_INPUT)
     dsn = settings.database_url.reveal()
     if not dsn:
         return fail(NO_DATABASE, EXIT_BAD_INPUT)
