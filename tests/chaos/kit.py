@@ -124,6 +124,11 @@ def child_env(base: dict[str, str] | None = None, **overrides: str) -> dict[str,
     return env
 
 
+def cli(env: dict[str, str], *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """``provider-events ARGS`` in ``env``, its output captured as text."""
+    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
 def wait_until(
     predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
 ) -> float:
@@ -183,6 +188,10 @@ class ConsumerProcess:
         """Whether the table has ``n`` rows; raises if the consumer died meanwhile."""
         self.assert_alive()
         return table_count(self.dsn) >= n
+
+    def wait_rows(self, n: int, what: str, timeout: float = 300.0, interval: float = 0.2) -> float:
+        """Wait until the table has ``n`` rows, failing if the consumer dies; the seconds waited."""
+        return wait_until(lambda: self.rows_at_least(n), timeout, what, interval)
 
     def kill(self) -> None:
         assert self.proc is not None
