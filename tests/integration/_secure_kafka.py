@@ -27,6 +27,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -44,6 +45,19 @@ LOG4J_TOOLS = ROOT / "dev" / "kafka" / "log4j2-tools.properties"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 MECHANISM = "SCRAM-SHA-512"
 READY_TIMEOUT = 90.0
+CLI = [sys.executable, "-m", "provider_events.cli"]
+#: Settings of the test process that must not leak into a child of the security tests: each
+#: child gets exactly the broker security, outbox, sink and database its test gives it.
+OUTER_SETTINGS = (
+    "KAFKA_SECURITY_PROTOCOL",
+    "KAFKA_SASL_MECHANISM",
+    "KAFKA_SASL_USERNAME",
+    "KAFKA_SASL_PASSWORD",
+    "KAFKA_SSL_CA_LOCATION",
+    "PROVIDER_EVENTS_OUTBOX",
+    "PROVIDER_EVENTS_SINK",
+    "DATABASE_URL",
+)
 
 
 class SecureKafkaError(RuntimeError):
@@ -123,6 +137,21 @@ class SecureKafka:
                 proc.kill()
                 proc.wait(10)
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def child_env(**settings: str) -> dict[str, str]:
+    """This process's environment less :data:`OUTER_SETTINGS`, running this tree's ``src``,
+    with ``settings``."""
+    env = {k: v for k, v in os.environ.items() if k not in OUTER_SETTINGS}
+    env.update(PYTHONPATH=str(ROOT / "src"), **settings)
+    return env
+
+
+def cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``provider-events ARGS`` in ``env`` from the repository root, output captured as text."""
+    return subprocess.run(
+        [*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
 
 
 def free_port() -> int:
