@@ -31,6 +31,7 @@ from _property_strategies import (
     MUST_REFUSE,
     NAME_CHARS,
     SQL,
+    SQL_TEXT_FIELDS,
     assert_envelope_matches,
     examples,
     mutated,
@@ -96,12 +97,7 @@ HEADERS = st.lists(
 )
 SQL_FIELDS = st.fixed_dictionaries(
     {
-        "provider_name": st.sampled_from(SQL),
-        "model_name": st.sampled_from(SQL),
-        "selection_reason": st.sampled_from(SQL),
-        "correlation_id": st.sampled_from([s for s in SQL if s.strip()]),
-        "causation_id": st.sampled_from(SQL),
-        "tenant_id": st.sampled_from(SQL),
+        **SQL_TEXT_FIELDS,
         "selection_criteria": st.dictionaries(st.sampled_from(SQL), st.sampled_from(SQL)),
     }
 )
