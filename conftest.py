@@ -7,7 +7,6 @@ reachable the test is skipped locally, and fails under ``CI=true``: CI never ski
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import uuid
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.support import IN_CI, Kcat, create_topic
+from tests.support import IN_CI, Kcat, create_topic, installed
 from tests.support import reachable as _reachable
 from tests.support import unavailable as _unavailable
 
@@ -83,10 +82,7 @@ def database_url() -> str:
 
 @pytest.fixture(scope="session")
 def kcat_bin() -> str:
-    path = shutil.which("kcat")
-    if path is None:
-        _unavailable("kcat (apt-get install kcat)")
-    return path  # type: ignore[return-value]
+    return installed("kcat", "apt-get install kcat")
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -38,12 +40,14 @@ __all__ = [
     "KcatMessage",
     "cli_env",
     "create_topic",
+    "installed",
     "json_lines",
     "migrated_schema",
     "produce_waiting",
     "reachable",
     "read_topic",
     "settings_for",
+    "terminate",
     "unavailable",
 ]
 
@@ -62,6 +66,30 @@ def unavailable(what: str) -> None:
     if IN_CI:
         pytest.fail(f"CI=true: {message}", pytrace=False)
     pytest.skip(message)
+
+
+def installed(tool: str, how: str) -> str:
+    """Where ``tool`` is on PATH; without it the test is skipped (fails under ``CI=true``),
+    saying ``how`` to install it."""
+    path = shutil.which(tool)
+    if path is None:
+        message = f"{tool} is not installed; {how}"
+        if IN_CI:
+            pytest.fail(f"CI=true: {message}", pytrace=False)
+        pytest.skip(message)
+    return path
+
+
+def terminate(proc: subprocess.Popen[Any] | None, timeout: float = 20.0) -> None:
+    """SIGTERM a child we started (by its own pid), then SIGKILL if it does not exit."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
 
 
 @dataclass

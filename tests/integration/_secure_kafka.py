@@ -24,7 +24,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -36,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support import terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ROOT / "dev" / "services.sh"
@@ -129,13 +130,7 @@ class SecureKafka:
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM (controlled shutdown), SIGKILL after ``timeout``; then remove the workdir."""
         proc, self.process = self.process, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        terminate(proc, timeout)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
