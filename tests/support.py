@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -33,8 +34,11 @@ if TYPE_CHECKING:
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 ROOT = Path(__file__).resolve().parents[1]
+#: ``provider-events`` as a child process.
+CLI = [sys.executable, "-m", "provider_events.cli"]
 
 __all__ = [
+    "CLI",
     "IN_CI",
     "Kcat",
     "KcatMessage",
@@ -46,6 +50,7 @@ __all__ = [
     "produce_waiting",
     "reachable",
     "read_topic",
+    "run_cli",
     "settings_for",
     "terminate",
     "unavailable",
@@ -242,6 +247,15 @@ def cli_env(dsn: str, bootstrap: str, topic: str) -> dict[str, str]:
         KAFKA_BOOTSTRAP_SERVERS=bootstrap,
         PROVIDER_EVENTS_TOPIC=topic,
         PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+    )
+
+
+def run_cli(
+    *args: str, env: dict[str, str], cwd: Path | None = None, timeout: float = 120.0
+) -> subprocess.CompletedProcess[str]:
+    """``provider-events ARGS`` as a child with ``env``, its output captured as text."""
+    return subprocess.run(
+        [*CLI, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
     )
 
 

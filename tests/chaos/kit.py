@@ -15,7 +15,6 @@ import selectors
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -31,9 +30,10 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 
+from tests.support import CLI, run_cli
+
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
-CLI = [sys.executable, "-m", "provider_events.cli"]
 DRIVER = Path(__file__).resolve().parent / "publisher_driver.py"
 ARTIFACTS = ROOT / "artifacts"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -126,7 +126,7 @@ def child_env(base: dict[str, str] | None = None, **overrides: str) -> dict[str,
 
 def cli(env: dict[str, str], *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
     """``provider-events ARGS`` in ``env``, its output captured as text."""
-    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout)
+    return run_cli(*args, env=env, timeout=timeout)
 
 
 def wait_until(

@@ -26,7 +26,6 @@ import secrets
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -36,7 +35,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import terminate
+from tests.support import run_cli, terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ROOT / "dev" / "services.sh"
@@ -46,7 +45,6 @@ LOG4J_TOOLS = ROOT / "dev" / "kafka" / "log4j2-tools.properties"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 MECHANISM = "SCRAM-SHA-512"
 READY_TIMEOUT = 90.0
-CLI = [sys.executable, "-m", "provider_events.cli"]
 #: Settings of the test process that must not leak into a child of the security tests: each
 #: child gets exactly the broker security, outbox, sink and database its test gives it.
 OUTER_SETTINGS = (
@@ -144,9 +142,7 @@ def child_env(**settings: str) -> dict[str, str]:
 
 def cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """``provider-events ARGS`` in ``env`` from the repository root, output captured as text."""
-    return subprocess.run(
-        [*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT
-    )
+    return run_cli(*args, env=env, cwd=ROOT, timeout=timeout)
 
 
 def free_port() -> int:

@@ -43,6 +43,7 @@ from tests.support import (
     migrated_schema,
     produce_waiting,
     read_topic,
+    run_cli,
     settings_for,
 )
 
@@ -367,19 +368,6 @@ def table_count(schema: ScratchSchema) -> int:
     with psycopg.connect(schema.dsn) as conn:
         row = conn.execute("SELECT count(*) FROM provider_selection_events").fetchone()
     return int(row[0]) if row else 0
-
-
-def run_cli(
-    *args: str, env: dict[str, str], cwd: Path, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "provider_events.cli", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def test_consume_cli_ingests_and_reports_json_lines(

@@ -25,11 +25,13 @@ from urllib.parse import quote, urlencode
 
 import psycopg
 import pytest
-from _secure_kafka import CLI, IN_CI, free_port, make_certificates
+from _secure_kafka import IN_CI, free_port, make_certificates
 from _secure_kafka import child_env as secure_child_env
 from _secure_kafka import cli as run_cli
 from psycopg import errors as pg_errors
 from psycopg import sql
+
+from tests.support import CLI
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
