@@ -25,7 +25,6 @@ from provider_events._envelope import build_provider_selection
 from provider_events._errors import DatabaseError
 from provider_events.store import COLUMNS
 from provider_events.store._pg import DatabaseUnavailableError, describe_dsn, translate_error
-from tests.support import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT.parent / "shared" / "seed" / "provider-selection-event-guide.md"
@@ -194,7 +193,14 @@ def test_publish_path_never_imports_prometheus_client() -> None:
 # -- the command line --------------------------------------------------------------------------
 def _cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     full = dict(env, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]))
-    return run_cli(*args, env=full, cwd=cwd, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "provider_events.cli", *args],
+        env=full,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.mark.parametrize("command", ["consume", "migrate"])
