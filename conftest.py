@@ -7,18 +7,22 @@ reachable the test is skipped locally, and fails under ``CI=true``: CI never ski
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.support import IN_CI, Kcat, create_topic
+from tests.support import IN_CI, Kcat, create_topic, installed
 from tests.support import reachable as _reachable
 from tests.support import unavailable as _unavailable
+
+if TYPE_CHECKING:
+    from tests.chaos.harness import Services
+    from tests.chaos.kit import PostgresControl
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "src"))
@@ -78,10 +82,7 @@ def database_url() -> str:
 
 @pytest.fixture(scope="session")
 def kcat_bin() -> str:
-    path = shutil.which("kcat")
-    if path is None:
-        _unavailable("kcat (apt-get install kcat)")
-    return path  # type: ignore[return-value]
+    return installed("kcat", "apt-get install kcat")
 
 
 @pytest.fixture(scope="session")
@@ -139,6 +140,35 @@ def broker(kafka_bootstrap: str) -> Iterator[BrokerControl]:
     finally:
         if not _reachable(kafka_bootstrap):
             control.start()
+
+
+@pytest.fixture
+def postgres(database_url: str) -> Iterator[PostgresControl]:
+    """Stops and starts PostgreSQL with the services script (``PROVIDER_EVENTS_DEV_SERVICES``,
+    as ``broker``); it is always running again after the test."""
+    from tests.chaos.kit import PostgresControl
+
+    control = PostgresControl(database_url)
+    try:
+        yield control
+    finally:
+        control.ensure_running()
+
+
+@pytest.fixture
+def services(kafka_bootstrap: str, database_url: str, tmp_path: Path) -> Iterator[Services]:
+    """What a fault scenario (``tests/chaos``) runs against: the broker and PostgreSQL, checked
+    to be the ones the services script controls, and a scratch directory; the test's topics
+    are deleted afterwards."""
+    from tests.chaos import kit
+    from tests.chaos.harness import Services
+
+    kit.check_services_target(kafka_bootstrap, database_url)
+    services = Services(kafka_bootstrap, database_url, tmp_path)
+    try:
+        yield services
+    finally:
+        services.close()
 
 
 @pytest.fixture(autouse=True)

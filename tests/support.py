@@ -2,23 +2,59 @@
 
 Kept out of ``conftest.py`` so tests never import a module named ``conftest``: with more than
 one conftest in the tree that name is ambiguous.
+
+``provider_events`` is imported inside the helpers that need it, never at the top: conftest.py
+imports this module before it puts this tree's ``src`` first on ``sys.path``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+if TYPE_CHECKING:
+    from confluent_kafka import Message, Producer
 
-__all__ = ["IN_CI", "Kcat", "KcatMessage", "create_topic", "reachable", "unavailable"]
+    from provider_events._config import Settings
+    from provider_events.store._scratch import ScratchSchema
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+ROOT = Path(__file__).resolve().parents[1]
+#: ``provider-events`` as a child process.
+CLI = [sys.executable, "-m", "provider_events.cli"]
+
+__all__ = [
+    "CLI",
+    "IN_CI",
+    "Kcat",
+    "KcatMessage",
+    "cli_env",
+    "create_topic",
+    "installed",
+    "json_lines",
+    "migrated_schema",
+    "produce_waiting",
+    "reachable",
+    "read_topic",
+    "run_cli",
+    "settings_for",
+    "terminate",
+    "unavailable",
+]
 
 
 def reachable(host_port: str, timeout: float = 2.0) -> bool:
@@ -35,6 +71,30 @@ def unavailable(what: str) -> None:
     if IN_CI:
         pytest.fail(f"CI=true: {message}", pytrace=False)
     pytest.skip(message)
+
+
+def installed(tool: str, how: str) -> str:
+    """Where ``tool`` is on PATH; without it the test is skipped (fails under ``CI=true``),
+    saying ``how`` to install it."""
+    path = shutil.which(tool)
+    if path is None:
+        message = f"{tool} is not installed; {how}"
+        if IN_CI:
+            pytest.fail(f"CI=true: {message}", pytrace=False)
+        pytest.skip(message)
+    return path
+
+
+def terminate(proc: subprocess.Popen[Any] | None, timeout: float = 20.0) -> None:
+    """SIGTERM a child we started (by its own pid), then SIGKILL if it does not exit."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
 
 
 @dataclass
@@ -155,3 +215,100 @@ def create_topic(bootstrap: str, name: str, partitions: int = 6) -> str:
             return name
         time.sleep(0.1)
     raise TimeoutError(f"topic {name} has no leader for every partition after 60 s")
+
+
+# -- the consumer's surroundings: settings, a migrated schema, a topic's messages -------------
+def settings_for(bootstrap: str, topic: str) -> Settings:
+    """Settings for ``bootstrap`` and ``topic`` alone: no process environment, no ``.env``."""
+    from provider_events._config import load_settings
+
+    env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PROVIDER_EVENTS_TOPIC": topic}
+    return load_settings(environ=env, dotenv=Path("/nonexistent/.env"))
+
+
+@contextmanager
+def migrated_schema(database_url: str, prefix: str) -> Iterator[ScratchSchema]:
+    """A throwaway schema with every migration applied, dropped afterwards; its DSN puts it
+    first on ``search_path``."""
+    from provider_events.store import migrate
+    from provider_events.store._scratch import scratch_schema
+
+    with scratch_schema(database_url, prefix) as schema:
+        migrate(schema.dsn)
+        yield schema
+
+
+def cli_env(dsn: str, bootstrap: str, topic: str) -> dict[str, str]:
+    """The environment of a ``provider-events`` child (this tree's ``src``) aimed at ``topic``
+    and the database ``dsn``."""
+    return dict(
+        os.environ,
+        DATABASE_URL=dsn,
+        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+        PROVIDER_EVENTS_TOPIC=topic,
+        PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+    )
+
+
+def run_cli(
+    *args: str, env: dict[str, str], cwd: Path | None = None, timeout: float = 120.0
+) -> subprocess.CompletedProcess[str]:
+    """``provider-events ARGS`` as a child with ``env``, its output captured as text."""
+    return subprocess.run(
+        [*CLI, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """The JSON objects a ``--json`` command printed, one a line, in order."""
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def produce_waiting(
+    producer: Producer, topic: str, value: bytes | None, key: bytes | None, **kw: Any
+) -> None:
+    """``producer.produce``, waiting while librdkafka's local queue is full."""
+    while True:
+        try:
+            producer.produce(topic, value, key, **kw)
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
+def read_topic(
+    bootstrap: str, topic: str, *, timeout: float = 30.0, config: dict[str, Any] | None = None
+) -> list[Message]:
+    """Every message of ``topic`` (all partitions, start to end) with a throwaway reader;
+    ``config`` adds to the reader's configuration."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+    reader = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            **(config or {}),
+        }
+    )
+    try:
+        partitions = reader.list_topics(topic, timeout=30).topics[topic].partitions
+        reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        out: list[Message] = []
+        at_end: set[int] = set()
+        deadline = time.monotonic() + timeout
+        while len(at_end) < len(partitions):
+            assert time.monotonic() < deadline, f"reading {topic} took over {timeout:g}s"
+            msg = reader.poll(0.5)
+            if msg is None:
+                continue
+            err = msg.error()
+            if err is not None:
+                assert err.code() == KafkaError._PARTITION_EOF, err
+                at_end.add(msg.partition())  # type: ignore[arg-type]
+                continue
+            out.append(msg)
+        return out
+    finally:
+        reader.close()

@@ -45,6 +45,19 @@ def _envelope(publisher: Publisher, **overrides) -> dict:
     return json.loads(publisher.build(**fields).value)
 
 
+def _minimal(**overrides) -> dict:
+    """The fewest fields an event needs (provider p, model m, reason r, no criteria)."""
+    fields = {
+        "provider_name": "p",
+        "model_name": "m",
+        "correlation_id": "c",
+        "selection_reason": "r",
+        "selection_criteria": {},
+    }
+    fields.update(overrides)
+    return fields
+
+
 @pytest.fixture
 def offline(state_dir, monkeypatch) -> Publisher:
     """A publisher needing no broker (only ``build`` is used)."""
@@ -125,16 +138,7 @@ class TestPartitionKeyPolicy:
         assert get_event_family(EVENT_TYPE) is EventFamily.AGENT_PROVIDER
         env = _envelope(offline, correlation_id="req-42")
         assert get_partition_key(env) == "req-42"
-        assert (
-            offline.build(
-                provider_name="p",
-                model_name="m",
-                correlation_id="req-42",
-                selection_reason="r",
-                selection_criteria={},
-            ).key
-            == b"req-42"
-        )
+        assert offline.build(**_minimal(correlation_id="req-42")).key == b"req-42"
 
     def test_key_falls_back_to_payload(self):
         """A key missing from the envelope is taken from the payload."""
@@ -148,13 +152,7 @@ class TestPartitionKeyPolicy:
         with pytest.raises(PartitionKeyError, match="correlation_id"):
             get_partition_key({"event_type": EVENT_TYPE, "payload": {}})
         with pytest.raises(PartitionKeyError, match="must not be empty"):
-            offline.build(
-                provider_name="p",
-                model_name="m",
-                correlation_id="  ",
-                selection_reason="r",
-                selection_criteria={},
-            )
+            offline.build(**_minimal(correlation_id="  "))
         assert publish_provider_selection_sync("p", "m", "", "r") is False
 
 
@@ -210,11 +208,7 @@ class TestKafkaPublishing:
         for n in range(5):
             for cid in cids:
                 assert publisher.publish_sync(
-                    provider_name="p",
-                    model_name=f"m{n}",
-                    correlation_id=cid,
-                    selection_reason="r",
-                    selection_criteria={},
+                    **_minimal(model_name=f"m{n}", correlation_id=cid)
                 ).delivered
         by_key: dict[str, list] = {}
         for msg in kcat.consume(topic):
@@ -235,13 +229,7 @@ class TestKafkaPublishing:
         parts = list(range(6))
         for i in range(12):
             key = f"corr-{i}"
-            result = publisher.publish_sync(
-                provider_name="p",
-                model_name="m",
-                correlation_id=key,
-                selection_reason="r",
-                selection_criteria={},
-            )
+            result = publisher.publish_sync(**_minimal(correlation_id=key))
             assert result.partition == DefaultPartitioner()(key.encode(), parts, parts)
 
     def test_error_case_unknown_broker_returns_false_within_bound(self, state_dir, monkeypatch):
@@ -249,13 +237,7 @@ class TestKafkaPublishing:
         monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
         monkeypatch.setenv("PROVIDER_EVENTS_DELIVERY_TIMEOUT", "2")
         started = time.monotonic()
-        result = Publisher().publish_sync(
-            provider_name="p",
-            model_name="m",
-            correlation_id="c",
-            selection_reason="r",
-            selection_criteria={},
-        )
+        result = Publisher().publish_sync(**_minimal())
         assert time.monotonic() - started < 2.5
         assert result.status is DeliveryStatus.SPOOLED and not result
 
@@ -301,13 +283,7 @@ class TestGracefulDegradation:
         monkeypatch.setenv("PROVIDER_EVENTS_RELAY_AUTOSTART", "false")
         try:
             started = time.monotonic()
-            result = Publisher().publish_sync(
-                provider_name="p",
-                model_name="m",
-                correlation_id="c",
-                selection_reason="r",
-                selection_criteria={},
-            )
+            result = Publisher().publish_sync(**_minimal())
             assert time.monotonic() - started < 1.5 + 0.5
             assert result.status is DeliveryStatus.SPOOLED
         finally:
@@ -331,13 +307,7 @@ class TestPayloadValidation:
         from provider_events import InvalidEventError
 
         with pytest.raises(InvalidEventError, match=message):
-            offline.build(
-                provider_name="p",
-                model_name="m",
-                correlation_id="c",
-                selection_reason="r",
-                selection_criteria=criteria,
-            )
+            offline.build(**_minimal(selection_criteria=criteria))
 
     def test_extra_criteria_keys_are_kept(self, offline):
         """Criteria keys beyond the known three are kept as given."""

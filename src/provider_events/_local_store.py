@@ -28,6 +28,7 @@ import msgspec
 
 from ._analytics_model import bin_of, derive
 from ._analytics_sql import SQLITE_NEW_ROWS, SQLITE_NEW_ROWS_INSERT, SQLITE_SCHEMA, SQLITE_UPSERTS
+from ._columns import EVENT_COLUMNS, TABLE
 from ._config import Settings
 from ._errors import InvalidEventError, OutboxCorruptError, OutboxError
 
@@ -48,23 +49,9 @@ CREATE TABLE IF NOT EXISTS events (
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HOUR = timedelta(hours=1)
 _DAY = timedelta(days=1)
-_ROW_COLUMNS = (
-    "event_id",
-    "correlation_id",
-    "provider_name",
-    "model_name",
-    "selection_reason",
-    "selection_criteria",
-    "selected_at",
-    "tenant_id",
-    "namespace",
-    "source",
-    "causation_id",
-    "event_timestamp",
-)
 _INSERT_ROW = (
-    f"INSERT INTO provider_selection_events ({', '.join(_ROW_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(_ROW_COLUMNS))})"
+    f"INSERT INTO {TABLE} ({', '.join(EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
 )
 _encode = msgspec.json.Encoder().encode
 

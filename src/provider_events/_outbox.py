@@ -14,12 +14,13 @@ untouched for inspection.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
@@ -174,6 +175,32 @@ class Outbox:
             return OutboxError(f"outbox {self.path}: disk full or not writable ({text})")
         return OutboxError(f"outbox {self.path}: {text}")
 
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` ... ``COMMIT`` transaction (a caller may commit early and
+        raise); rolled back on any error, SQLite's errors translated."""
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from None
+
+    @staticmethod
+    def _count(conn: sqlite3.Connection, name: str, n: int) -> None:
+        """Add ``n`` to the counter ``name`` of ``outbox_meta``."""
+        conn.execute(
+            "INSERT INTO outbox_meta VALUES (?, ?) ON CONFLICT(name)"
+            " DO UPDATE SET value = CAST(value AS INTEGER) + ?",
+            (name, str(n), n),
+        )
+
     @_serialised
     def close(self) -> None:
         if self._conn is not None and self._pid == os.getpid():
@@ -205,50 +232,36 @@ class Outbox:
         if not rows:
             return 0
         new_bytes = sum(len(r[3]) + len(r[2]) + len(r[4]) for r in rows)
-        conn = self._connect()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                count = conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
-                # The events' bytes never exceed the database's pages, so the exact sum (a scan
-                # of every row under the write lock: 70 ms at 80k events, which queued concurrent
-                # publishers for seconds during an outage) is needed only near a bound.
-                (page_count,) = conn.execute("PRAGMA page_count").fetchone()
-                (page_size,) = conn.execute("PRAGMA page_size").fetchone()
-                full = count + len(rows) > self.max_events
-                used = None
-                if full or page_count * page_size + new_bytes > self.max_bytes:
-                    used = conn.execute(
-                        "SELECT coalesce(sum(length(value) + length(key) + length(headers)), 0)"
-                        " FROM outbox"
-                    ).fetchone()[0]
-                    full = full or used + new_bytes > self.max_bytes
-                if full:
-                    conn.execute(
-                        "INSERT INTO outbox_meta VALUES ('refused_full', ?) ON CONFLICT(name)"
-                        " DO UPDATE SET value = CAST(value AS INTEGER) + ?",
-                        (str(len(rows)), len(rows)),
-                    )
-                    conn.execute("COMMIT")
-                    raise OutboxFullError(
-                        f"outbox {self.path} is full ({count} events, {used} bytes; limits "
-                        f"{self.max_events} events, {self.max_bytes} bytes): event refused — "
-                        "start the broker or run `provider-events relay`"
-                    )
-                conn.executemany(
-                    "INSERT OR IGNORE INTO outbox (event_id, topic, key, value, headers, enqueued_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    rows,
+        with self._write() as conn:
+            count = conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
+            # The events' bytes never exceed the database's pages, so the exact sum (a scan
+            # of every row under the write lock: 70 ms at 80k events, which queued concurrent
+            # publishers for seconds during an outage) is needed only near a bound.
+            (page_count,) = conn.execute("PRAGMA page_count").fetchone()
+            (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+            full = count + len(rows) > self.max_events
+            used = None
+            if full or page_count * page_size + new_bytes > self.max_bytes:
+                used = conn.execute(
+                    "SELECT coalesce(sum(length(value) + length(key) + length(headers)), 0)"
+                    " FROM outbox"
+                ).fetchone()[0]
+                full = full or used + new_bytes > self.max_bytes
+            if full:
+                self._count(conn, "refused_full", len(rows))
+                conn.execute("COMMIT")  # the refusal is counted; nothing else is written
+                raise OutboxFullError(
+                    f"outbox {self.path} is full ({count} events, {used} bytes; limits "
+                    f"{self.max_events} events, {self.max_bytes} bytes): event refused — "
+                    "start the broker or run `provider-events relay`"
                 )
-                if error:
-                    self._set_error(conn, error)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise self._translate(exc) from None
+            conn.executemany(
+                "INSERT OR IGNORE INTO outbox (event_id, topic, key, value, headers, enqueued_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            if error:
+                self._set_error(conn, error)
         return len(rows)
 
     @staticmethod
@@ -270,38 +283,20 @@ class Outbox:
         """Remove acknowledged events (by ``seq``) and count them as delivered."""
         if not seqs:
             return
-        conn = self._connect()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+        with self._write() as conn:
             conn.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
-            conn.execute(
-                "INSERT INTO outbox_meta VALUES ('delivered_total', ?) ON CONFLICT(name)"
-                " DO UPDATE SET value = CAST(value AS INTEGER) + ?",
-                (str(len(seqs)), len(seqs)),
-            )
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise self._translate(exc) from None
+            self._count(conn, "delivered_total", len(seqs))
 
     @_serialised
     def mark_attempt(self, seqs: Sequence[int]) -> None:
         if not seqs:
             return
-        conn = self._connect()
-        try:
-            # One transaction: in autocommit mode each UPDATE would be its own fsync'd commit
-            # (a 1,000-row batch took the write lock 1,000 times and stalled publishers).
-            conn.execute("BEGIN IMMEDIATE")
+        # One transaction: in autocommit mode each UPDATE would be its own fsync'd commit
+        # (a 1,000-row batch took the write lock 1,000 times and stalled publishers).
+        with self._write() as conn:
             conn.executemany(
                 "UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?", [(s,) for s in seqs]
             )
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise self._translate(exc) from None
 
     # -- reading ----------------------------------------------------------------------------
     @_serialised

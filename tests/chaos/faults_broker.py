@@ -6,11 +6,9 @@ from __future__ import annotations
 import itertools
 import json
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from provider_events._outbox import Outbox
 from tests.chaos import kit
 from tests.chaos.harness import (
     Broker,
@@ -20,10 +18,10 @@ from tests.chaos.harness import (
     check_exact,
     drain_outbox,
     finish_drivers,
-    migrated_schema,
     start_drivers,
     wait_relay_exit,
 )
+from tests.support import migrated_schema
 
 
 # -- 1. broker SIGKILL while 8 processes publish ------------------------------------------------------
@@ -43,20 +41,14 @@ def broker_kill_while_publishing(
     ``event_id`` must end in PostgreSQL exactly once."""
     work = services.workdir
     topic = services.new_topic(6)
-    state = work / "state"
-    env = kit.child_env(
-        KAFKA_BOOTSTRAP_SERVERS=services.bootstrap,
-        PROVIDER_EVENTS_TOPIC=topic,
-        PROVIDER_EVENTS_STATE_DIR=str(state),
+    env = services.publisher_env(
+        topic,
         PROVIDER_EVENTS_DELIVERY_TIMEOUT=str(delivery_timeout),
         PROVIDER_EVENTS_OUTBOX_MAX_EVENTS=str(max(100_000, events * 2)),
     )
-    env.pop("PROVIDER_EVENTS_OUTBOX", None)
-    outbox = Outbox(state / "outbox.sqlite3", max_events=10**9, max_bytes=1 << 40)
+    outbox = services.outbox()
     with migrated_schema(services.database_url, "chaos_kill") as schema:
-        consumer = kit.ConsumerProcess(
-            schema.dsn, services.bootstrap, topic, f"chaos-{uuid.uuid4().hex}", work
-        )
+        consumer = services.consumer(schema.dsn, topic)
         consumer.start()
         try:
             with Sampler(outbox.path, schema.dsn) as sampler:
@@ -85,11 +77,8 @@ def broker_kill_while_publishing(
                 published_at = time.monotonic()
                 manual_relay = drain_outbox(env, outbox, timeout=180)
                 drained_at = time.monotonic()
-                kit.wait_until(
-                    lambda: consumer.rows_at_least(len(set(run.accepted))),
-                    300,
-                    "the consumer to store every accepted event",
-                    0.2,
+                consumer.wait_rows(
+                    len(set(run.accepted)), "the consumer to store every accepted event"
                 )
                 caught_up = time.monotonic()
             totals = consumer.stop()
@@ -184,19 +173,11 @@ def partitions_added_mid_stream(
     publishing order; nothing is lost."""
     work = services.workdir
     topic = services.new_topic(before)
-    env = kit.child_env(
-        KAFKA_BOOTSTRAP_SERVERS=services.bootstrap,
-        PROVIDER_EVENTS_TOPIC=topic,
-        PROVIDER_EVENTS_STATE_DIR=str(work / "state"),
-        PROVIDER_EVENTS_DELIVERY_TIMEOUT="3",
-    )
-    env.pop("PROVIDER_EVENTS_OUTBOX", None)
-    outbox = Outbox(work / "state" / "outbox.sqlite3", max_events=10**9, max_bytes=1 << 40)
+    env = services.publisher_env(topic, PROVIDER_EVENTS_DELIVERY_TIMEOUT="3")
+    outbox = services.outbox()
     half, per = duration / 2, events // 2 // publishers
     with migrated_schema(services.database_url, "chaos_partitions") as schema:
-        consumer = kit.ConsumerProcess(
-            schema.dsn, services.bootstrap, topic, f"chaos-{uuid.uuid4().hex}", work
-        )
+        consumer = services.consumer(schema.dsn, topic)
         consumer.start()
         try:
             began = time.monotonic()
@@ -236,11 +217,9 @@ def partitions_added_mid_stream(
             published_at = time.monotonic()
             manual_relay = drain_outbox(env, outbox, timeout=180)
             drained_at = time.monotonic()
-            kit.wait_until(
-                lambda: consumer.rows_at_least(len(set(run.accepted))),
-                300,
+            consumer.wait_rows(
+                len(set(run.accepted)),
                 "the consumer to store every accepted event (new partitions included)",
-                0.2,
             )
             caught_up = time.monotonic()
             consumer.stop()

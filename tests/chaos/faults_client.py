@@ -7,7 +7,6 @@ import asyncio
 import json
 import socket
 import sqlite3
-import subprocess
 import threading
 import time
 import uuid
@@ -23,24 +22,10 @@ from tests.chaos.harness import ACCEPTED, Services
 # -- 2. a black-hole broker ------------------------------------------------------------------------------
 def _publish_cli(env: dict[str, str], *extra: str) -> tuple[float, int, dict[str, Any]]:
     started = time.monotonic()
-    proc = subprocess.run(
-        [
-            *kit.CLI,
-            "publish",
-            "--provider",
-            "p",
-            "--model",
-            "m",
-            "--reason",
-            "black hole",
-            "--correlation-id",
-            f"cli-{uuid.uuid4().hex[:8]}",
-            "--json",
-            *extra,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
+    proc = kit.cli(
+        env,
+        *("publish", "--provider", "p", "--model", "m", "--reason", "black hole"),
+        *("--correlation-id", f"cli-{uuid.uuid4().hex[:8]}", "--json", *extra),
         timeout=120,
     )
     wall = time.monotonic() - started
@@ -62,16 +47,13 @@ def black_hole(
     within ``bound`` (spooled), background calls return at once (queued); afterwards a relay
     to the real broker delivers every one of them."""
     topic = services.new_topic(6)
-    state = services.workdir / "state"
     with kit.BlackHole() as hole:
-        env = kit.child_env(
+        env = services.publisher_env(
+            topic,
             KAFKA_BOOTSTRAP_SERVERS=hole.address,
-            PROVIDER_EVENTS_TOPIC=topic,
-            PROVIDER_EVENTS_STATE_DIR=str(state),
             PROVIDER_EVENTS_DELIVERY_TIMEOUT=str(bound),
             PROVIDER_EVENTS_RELAY_AUTOSTART="false",
         )
-        env.pop("PROVIDER_EVENTS_OUTBOX", None)
         settings = load_settings(environ=env, dotenv=Path("/nonexistent/.env"))
         publisher = Publisher(settings)
         latencies: list[float] = []
@@ -166,9 +148,7 @@ def black_hole(
     # the spooled events are not lost: a relay to the real broker delivers every one
     real = dict(env, KAFKA_BOOTSTRAP_SERVERS=services.bootstrap)
     t0 = time.monotonic()
-    relay = subprocess.run(
-        [*kit.CLI, "relay"], env=real, capture_output=True, text=True, timeout=300
-    )
+    relay = kit.cli(real, "relay", timeout=300)
     relay_s = time.monotonic() - t0
     assert relay.returncode == 0, relay.stderr
     on_topic = kit.read_topic(services.bootstrap, topic)
@@ -219,11 +199,9 @@ def outbox_disk_full(
         ballast = mount / "ballast"
         with ballast.open("wb") as f:
             f.write(b"\0" * max(0, kit.free_bytes(mount) - free_kib * 1024))
-        env = kit.child_env(
-            KAFKA_BOOTSTRAP_SERVERS=services.bootstrap,
-            PROVIDER_EVENTS_TOPIC=topic,
+        env = services.publisher_env(
+            topic,
             PROVIDER_EVENTS_OUTBOX=str(mount / "outbox.sqlite3"),
-            PROVIDER_EVENTS_STATE_DIR=str(work / "state"),
             PROVIDER_EVENTS_RELAY_AUTOSTART="false",
         )
         settings = load_settings(environ=env, dotenv=Path("/nonexistent/.env"))
@@ -250,35 +228,14 @@ def outbox_disk_full(
         outbox_files = sum(f.stat().st_size for f in mount.glob("outbox.sqlite3*"))
         assert all("disk full" in e for e in failures), failures[:3]
         # the CLI says so in one line, background and synchronous (broker unreachable)
-        cli_bg = subprocess.run(
-            [
-                *kit.CLI,
-                "publish",
-                "--provider",
-                "p",
-                "--model",
-                "m",
-                "--reason",
-                "r",
-                "--background",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        publish = ("publish", "--provider", "p", "--model", "m", "--reason", "r")
+        cli_bg = kit.cli(env, *publish, "--background")
         unreachable = dict(
             env,
             KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{_closed_port()}",
             PROVIDER_EVENTS_DELIVERY_TIMEOUT="1",
         )
-        cli_sync = subprocess.run(
-            [*kit.CLI, "publish", "--provider", "p", "--model", "m", "--reason", "r"],
-            env=unreachable,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        cli_sync = kit.cli(unreachable, *publish)
         sync_api = Publisher(load_settings(environ=unreachable, dotenv=Path("/nonexistent/.env")))
         sync_result = sync_api.publish_sync(
             provider_name="p", model_name="m", correlation_id="sync-1", selection_reason="r"
@@ -292,19 +249,11 @@ def outbox_disk_full(
         assert sync_result.status is DeliveryStatus.FAILED and "disk full" in str(
             sync_result.error
         ), sync_result
-        status = subprocess.run(
-            [*kit.CLI, "outbox", "status", "--json"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        status = kit.cli(env, "outbox", "status", "--json")
         assert status.returncode == 0, status.stderr
         assert json.loads(status.stdout)["pending"] == len(accepted)
         # a relay while the disk is still full: it may fail to record progress, never lose
-        relay_full = subprocess.run(
-            [*kit.CLI, "relay"], env=env, capture_output=True, text=True, timeout=300
-        )
+        relay_full = kit.cli(env, "relay", timeout=300)
         # space returns
         ballast.unlink()
         freed_at = time.monotonic()
@@ -320,9 +269,7 @@ def outbox_disk_full(
             )
             assert r.status is DeliveryStatus.QUEUED, r
             accepted.append(str(r.event_id))
-        relay = subprocess.run(
-            [*kit.CLI, "relay"], env=env, capture_output=True, text=True, timeout=300
-        )
+        relay = kit.cli(env, "relay", timeout=300)
         recovered_s = time.monotonic() - freed_at
         assert relay.returncode == 0, relay.stderr
         outbox = Outbox(settings.resolved_outbox_path)

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 import random
 import time
 import uuid
 from typing import Any
 
 from tests.chaos import kit
-from tests.chaos.harness import (
-    Services,
-    check_exact,
-    finish_drivers,
-    migrated_schema,
-    start_drivers,
-)
+from tests.chaos.harness import Services, check_exact, finish_drivers, start_drivers
+from tests.support import migrated_schema
 
 
 # -- 3. consumer SIGKILLs and PostgreSQL restarts ---------------------------------------------------
@@ -37,23 +31,15 @@ def consumer_kills_and_pg_restarts(
     published set."""
     work = services.workdir
     topic = services.new_topic(6)
-    env = kit.child_env(
-        KAFKA_BOOTSTRAP_SERVERS=services.bootstrap,
-        PROVIDER_EVENTS_TOPIC=topic,
-        PROVIDER_EVENTS_STATE_DIR=str(work / "state"),
-    )
-    env.pop("PROVIDER_EVENTS_OUTBOX", None)
+    env = services.publisher_env(topic)
     rng = random.Random(seed)
     faults = ["kill"] * kills
     for i, kind in enumerate(pg_restarts):  # spread the restarts among the kills
         faults.insert((i + 1) * kills // (len(pg_restarts) + 1) + i, kind)
     with migrated_schema(services.database_url, "chaos_consumer") as schema:
-        consumer = kit.ConsumerProcess(
+        consumer = services.consumer(
             schema.dsn,
-            services.bootstrap,
             topic,
-            f"chaos-{uuid.uuid4().hex}",
-            work,
             # static membership: a restarted consumer takes its partitions back at once
             extra=(
                 "--instance-id",
@@ -72,11 +58,8 @@ def consumer_kills_and_pg_restarts(
         try:
             for i, fault in enumerate(faults):
                 threshold = events * (i + 1) // (len(faults) + 2)
-                kit.wait_until(
-                    functools.partial(consumer.rows_at_least, threshold),
-                    240,
-                    f"{threshold} rows before fault {i + 1} ({fault})",
-                    0.002,
+                consumer.wait_rows(
+                    threshold, f"{threshold} rows before fault {i + 1} ({fault})", 240, 0.002
                 )
                 before = kit.table_count(schema.dsn)
                 at = time.monotonic()
@@ -93,21 +76,15 @@ def consumer_kills_and_pg_restarts(
                     postgres.start()
                     pg_outages.append(time.monotonic() - at)
                 # time until the consumer stores new rows again
-                waited = kit.wait_until(
-                    functools.partial(consumer.rows_at_least, before + 1),
-                    240,
-                    f"rows to grow after fault {i + 1} ({fault})",
-                    0.02,
+                waited = consumer.wait_rows(
+                    before + 1, f"rows to grow after fault {i + 1} ({fault})", 240, 0.02
                 )
                 resumes.append((fault, round(time.monotonic() - at, 2), round(waited, 2)))
                 done.append(fault)
             run = finish_drivers(procs, timeout=duration + 300)
             last_fault_at = time.monotonic()
-            kit.wait_until(
-                lambda: consumer.rows_at_least(len(set(run.accepted))),
-                300,
-                "the consumer to store every published event",
-                0.1,
+            consumer.wait_rows(
+                len(set(run.accepted)), "the consumer to store every published event", 300, 0.1
             )
             caught_up = time.monotonic()
             totals = consumer.stop()

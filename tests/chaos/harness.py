@@ -8,8 +8,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+import uuid
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,8 +17,6 @@ from typing import Any, Protocol
 from provider_events import load_settings
 from provider_events._outbox import Outbox
 from provider_events._relay import relay_running
-from provider_events.store import migrate
-from provider_events.store._scratch import ScratchSchema, scratch_schema
 from tests.chaos import kit
 
 ACCEPTED = {"delivered", "spooled", "queued"}
@@ -52,12 +50,32 @@ class Services:
         kit.delete_topics(self.bootstrap, [*self.topics, *(f"{t}.dlq" for t in self.topics)])
         self.topics.clear()
 
+    @property
+    def state_dir(self) -> Path:
+        """The publishers' state directory (their outbox)."""
+        return self.workdir / "state"
 
-@contextmanager
-def migrated_schema(database_url: str, prefix: str) -> Iterator[ScratchSchema]:
-    with scratch_schema(database_url, prefix) as schema:
-        migrate(schema.dsn)
-        yield schema
+    def publisher_env(self, topic: str, **overrides: str) -> dict[str, str]:
+        """The environment of a publishing child: this broker, ``topic``, the outbox in
+        :attr:`state_dir`; ``overrides`` win."""
+        env = kit.child_env(
+            KAFKA_BOOTSTRAP_SERVERS=self.bootstrap,
+            PROVIDER_EVENTS_TOPIC=topic,
+            PROVIDER_EVENTS_STATE_DIR=str(self.state_dir),
+        )
+        env.pop("PROVIDER_EVENTS_OUTBOX", None)
+        env.update(overrides)
+        return env
+
+    def outbox(self) -> Outbox:
+        """The publishers' outbox, opened without bounds (to watch and drain it)."""
+        return Outbox(self.state_dir / "outbox.sqlite3", max_events=10**9, max_bytes=1 << 40)
+
+    def consumer(self, dsn: str, topic: str, extra: tuple[str, ...] = ()) -> kit.ConsumerProcess:
+        """A ``provider-events consume`` child (not started) of a fresh group, into ``dsn``."""
+        return kit.ConsumerProcess(
+            dsn, self.bootstrap, topic, f"chaos-{uuid.uuid4().hex}", self.workdir, extra=extra
+        )
 
 
 @dataclass
@@ -185,9 +203,7 @@ def drain_outbox(env: dict[str, str], outbox: Outbox, timeout: float) -> bool:
         kit.wait_until(lambda: outbox.pending() == 0, timeout, "the relay to drain the outbox", 0.2)
         return False
     except AssertionError:
-        proc = subprocess.run(
-            [*kit.CLI, "relay"], env=env, capture_output=True, text=True, timeout=600
-        )
+        proc = kit.cli(env, "relay", timeout=600)
         assert outbox.pending() == 0, f"relay left events: {proc.stdout} {proc.stderr}"
         return True
 

@@ -15,7 +15,6 @@ import selectors
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -31,9 +30,10 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 
+from tests.support import CLI, run_cli
+
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
-CLI = [sys.executable, "-m", "provider_events.cli"]
 DRIVER = Path(__file__).resolve().parent / "publisher_driver.py"
 ARTIFACTS = ROOT / "artifacts"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -124,6 +124,11 @@ def child_env(base: dict[str, str] | None = None, **overrides: str) -> dict[str,
     return env
 
 
+def cli(env: dict[str, str], *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """``provider-events ARGS`` in ``env``, its output captured as text."""
+    return run_cli(*args, env=env, timeout=timeout)
+
+
 def wait_until(
     predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
 ) -> float:
@@ -183,6 +188,10 @@ class ConsumerProcess:
         """Whether the table has ``n`` rows; raises if the consumer died meanwhile."""
         self.assert_alive()
         return table_count(self.dsn) >= n
+
+    def wait_rows(self, n: int, what: str, timeout: float = 300.0, interval: float = 0.2) -> float:
+        """Wait until the table has ``n`` rows, failing if the consumer dies; the seconds waited."""
+        return wait_until(lambda: self.rows_at_least(n), timeout, what, interval)
 
     def kill(self) -> None:
         assert self.proc is not None

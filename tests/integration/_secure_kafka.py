@@ -24,7 +24,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -36,6 +35,8 @@ from typing import Any
 
 import pytest
 
+from tests.support import run_cli, terminate
+
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ROOT / "dev" / "services.sh"
 KAFKA_LIBS = ROOT / ".dev" / "kafka" / "libs"
@@ -44,6 +45,18 @@ LOG4J_TOOLS = ROOT / "dev" / "kafka" / "log4j2-tools.properties"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 MECHANISM = "SCRAM-SHA-512"
 READY_TIMEOUT = 90.0
+#: Settings of the test process that must not leak into a child of the security tests: each
+#: child gets exactly the broker security, outbox, sink and database its test gives it.
+OUTER_SETTINGS = (
+    "KAFKA_SECURITY_PROTOCOL",
+    "KAFKA_SASL_MECHANISM",
+    "KAFKA_SASL_USERNAME",
+    "KAFKA_SASL_PASSWORD",
+    "KAFKA_SSL_CA_LOCATION",
+    "PROVIDER_EVENTS_OUTBOX",
+    "PROVIDER_EVENTS_SINK",
+    "DATABASE_URL",
+)
 
 
 class SecureKafkaError(RuntimeError):
@@ -115,14 +128,21 @@ class SecureKafka:
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM (controlled shutdown), SIGKILL after ``timeout``; then remove the workdir."""
         proc, self.process = self.process, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        terminate(proc, timeout)
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def child_env(**settings: str) -> dict[str, str]:
+    """This process's environment less :data:`OUTER_SETTINGS`, running this tree's ``src``,
+    with ``settings``."""
+    env = {k: v for k, v in os.environ.items() if k not in OUTER_SETTINGS}
+    env.update(PYTHONPATH=str(ROOT / "src"), **settings)
+    return env
+
+
+def cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``provider-events ARGS`` in ``env`` from the repository root, output captured as text."""
+    return run_cli(*args, env=env, cwd=ROOT, timeout=timeout)
 
 
 def free_port() -> int:

@@ -22,7 +22,6 @@ from typing import Any
 import psycopg
 import pytest
 from confluent_kafka import (
-    OFFSET_BEGINNING,
     Consumer,
     KafkaError,
     Message,
@@ -37,8 +36,16 @@ from provider_events._consumer import ConsumerOptions, IngestConsumer, Totals
 from provider_events._envelope import OutgoingEvent, build_provider_selection
 from provider_events._metrics import REGISTRY, start_metrics_server
 from provider_events._producer import kafka_config
-from provider_events.store import migrate
 from provider_events.store._scratch import ScratchSchema, scratch_schema
+from tests.support import (
+    cli_env,
+    json_lines,
+    migrated_schema,
+    produce_waiting,
+    read_topic,
+    run_cli,
+    settings_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -50,14 +57,8 @@ EVENT_TYPE = "omninode.agent.provider.selected.v1"
 @pytest.fixture
 def pg(database_url: str) -> Iterator[ScratchSchema]:
     """A throwaway, migrated schema; its DSN puts it first on search_path."""
-    with scratch_schema(database_url, "test_consumer") as schema:
-        migrate(schema.dsn)
+    with migrated_schema(database_url, "test_consumer") as schema:
         yield schema
-
-
-def settings_for(bootstrap: str, topic: str) -> Settings:
-    env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PROVIDER_EVENTS_TOPIC": topic}
-    return load_settings(environ=env, dotenv=Path("/nonexistent/.env"))
 
 
 def build(settings: Settings, n: int, **fields: Any) -> list[OutgoingEvent]:
@@ -86,12 +87,7 @@ def produce(
         (failed.append(str(err)) if err else delivered.append(msg))
 
     for key, value in items:
-        while True:
-            try:
-                producer.produce(topic, value, key, on_delivery=report, **kw)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce_waiting(producer, topic, value, key, on_delivery=report, **kw)
     assert producer.flush(60) == 0
     assert not failed, failed
     return delivered
@@ -99,38 +95,6 @@ def produce(
 
 def produce_events(bootstrap: str, topic: str, events: list[OutgoingEvent]) -> list[Message]:
     return produce(bootstrap, topic, [(e.key, e.value) for e in events])
-
-
-def read_topic(bootstrap: str, topic: str) -> list[Message]:
-    """Every message of ``topic`` (all partitions, start to end) with a throwaway reader."""
-    reader = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"reader-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
-    )
-    try:
-        partitions = reader.list_topics(topic, timeout=10).topics[topic].partitions
-        reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        out: list[Message] = []
-        at_end: set[int] = set()
-        deadline = time.monotonic() + 30
-        while len(at_end) < len(partitions):
-            assert time.monotonic() < deadline, "reading the topic timed out"
-            msg = reader.poll(0.5)
-            if msg is None:
-                continue
-            err = msg.error()
-            if err is not None:
-                assert err.code() == KafkaError._PARTITION_EOF, err
-                at_end.add(msg.partition())  # type: ignore[arg-type]
-                continue
-            out.append(msg)
-        return out
-    finally:
-        reader.close()
 
 
 def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
@@ -159,20 +123,6 @@ def table(schema: ScratchSchema) -> list[dict[str, Any]]:
 
 def headers_of(msg: Message) -> dict[str, bytes]:
     return {k: v for k, v in msg.headers() or [] if v is not None}  # type: ignore[misc]
-
-
-def cli_env(schema: ScratchSchema, bootstrap: str, topic: str) -> dict[str, str]:
-    return dict(
-        os.environ,
-        DATABASE_URL=schema.dsn,
-        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
-        PROVIDER_EVENTS_TOPIC=topic,
-        PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
-    )
-
-
-def json_lines(text: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
 def sample(name: str, **labels: str) -> float:
@@ -384,7 +334,7 @@ def test_sigterm_finishes_the_batch_commits_and_exits_0(
     ]
     proc = subprocess.Popen(
         cmd,
-        env=cli_env(pg, kafka_bootstrap, topic),
+        env=cli_env(pg.dsn, kafka_bootstrap, topic),
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -420,26 +370,13 @@ def table_count(schema: ScratchSchema) -> int:
     return int(row[0]) if row else 0
 
 
-def run_cli(
-    *args: str, env: dict[str, str], cwd: Path, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "provider_events.cli", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def test_consume_cli_ingests_and_reports_json_lines(
     kafka_bootstrap: str, topic: str, pg: ScratchSchema, tmp_path: Path
 ) -> None:
     """`provider-events consume --until-idle` stores everything and ends with a `stopped` line."""
     settings = settings_for(kafka_bootstrap, topic)
     produce_events(kafka_bootstrap, topic, build(settings, 500))
-    env = cli_env(pg, kafka_bootstrap, topic)
+    env = cli_env(pg.dsn, kafka_bootstrap, topic)
     result = run_cli(
         "consume",
         "--group-id",
@@ -472,7 +409,7 @@ def test_consume_without_the_table_says_run_migrate(
             "1",
             "--metrics-port",
             "off",
-            env=cli_env(bare, kafka_bootstrap, topic),
+            env=cli_env(bare.dsn, kafka_bootstrap, topic),
             cwd=tmp_path,
         )
     assert result.returncode == 1

@@ -23,12 +23,11 @@ import psycopg
 import pytest
 from confluent_kafka import KafkaError, Message, Producer
 
-from provider_events import load_settings
 from provider_events._config import Settings
 from provider_events._envelope import OutgoingEvent, build_provider_selection
 from provider_events._producer import kafka_config
-from provider_events.store import migrate
-from provider_events.store._scratch import ScratchSchema, scratch_schema
+from provider_events.store._scratch import ScratchSchema
+from tests.support import migrated_schema, produce_waiting, settings_for
 
 pytestmark = pytest.mark.integration
 
@@ -39,14 +38,8 @@ SERVICES = ROOT / "dev" / "services.sh"
 @pytest.fixture
 def pg(database_url: str) -> Iterator[ScratchSchema]:
     """A throwaway, migrated schema; its DSN puts it first on search_path."""
-    with scratch_schema(database_url, "test_faults") as schema:
-        migrate(schema.dsn)
+    with migrated_schema(database_url, "test_faults") as schema:
         yield schema
-
-
-def settings_for(bootstrap: str, topic: str) -> Settings:
-    env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PROVIDER_EVENTS_TOPIC": topic}
-    return load_settings(environ=env, dotenv=Path("/nonexistent/.env"))
 
 
 def build(settings: Settings, n: int) -> list[OutgoingEvent]:
@@ -77,12 +70,7 @@ def produce(bootstrap: str, topic: str, events: list[OutgoingEvent], *, pace: fl
             failed.append(str(err))
 
     for i, event in enumerate(events):
-        while True:
-            try:
-                producer.produce(topic, event.value, event.key, on_delivery=report)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce_waiting(producer, topic, event.value, event.key, on_delivery=report)
         if pace and i % 1000 == 999:
             producer.poll(0)
             time.sleep(pace)

@@ -10,9 +10,6 @@ run talks to. Figures go to ``artifacts/faults-short/<test>.json``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from tests.chaos import faults_broker, faults_client, faults_consumer, kit
@@ -20,29 +17,6 @@ from tests.chaos.harness import Broker, Services
 
 pytestmark = pytest.mark.integration
 SUITE = "faults-short"
-
-
-@pytest.fixture
-def services(kafka_bootstrap: str, database_url: str, tmp_path: Path) -> Iterator[Services]:
-    """The broker and PostgreSQL under test, checked to be the ones ``services.sh`` controls;
-    the test's topics are deleted afterwards."""
-    kit.check_services_target(kafka_bootstrap, database_url)
-    services = Services(kafka_bootstrap, database_url, tmp_path)
-    try:
-        yield services
-    finally:
-        services.close()
-
-
-@pytest.fixture
-def postgres(database_url: str) -> Iterator[kit.PostgresControl]:
-    """Stops and starts PostgreSQL with ``$PROVIDER_EVENTS_DEV_SERVICES pg-*``; always running
-    again after the test."""
-    control = kit.PostgresControl(database_url)
-    try:
-        yield control
-    finally:
-        control.ensure_running()
 
 
 @pytest.mark.timeout(240)

@@ -14,8 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -33,8 +31,7 @@ import psycopg
 import pytest
 import yaml
 
-from tests.support import create_topic
-from tests.support import unavailable as _unavailable
+from tests.support import create_topic, installed, terminate
 
 pytestmark = pytest.mark.integration
 
@@ -153,18 +150,6 @@ def http_text(url: str, timeout: float = 10.0) -> str:
         return response.read().decode("utf-8")
 
 
-def stop(proc: subprocess.Popen[Any] | None, timeout: float = 20.0) -> None:
-    """SIGTERM a child we started (by its own pid), then SIGKILL if it does not exit."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
-
-
 PUBLISHER_SCRIPT = r"""
 import json, os, signal, sys, time
 
@@ -262,19 +247,13 @@ class Stack:
 @pytest.fixture(scope="module")
 def prometheus_bin() -> str:
     """Debian's Prometheus server (``dev/install-prometheus.sh``)."""
-    path = shutil.which("prometheus")
-    if path is None:
-        _unavailable("prometheus (run dev/install-prometheus.sh)")
-    return path  # type: ignore[return-value]
+    return installed("prometheus", "run dev/install-prometheus.sh")
 
 
 @pytest.fixture(scope="module")
 def promtool_bin() -> str:
     """promtool, from the same package."""
-    path = shutil.which("promtool")
-    if path is None:
-        _unavailable("promtool (run dev/install-prometheus.sh)")
-    return path  # type: ignore[return-value]
+    return installed("promtool", "run dev/install-prometheus.sh")
 
 
 def _prometheus_config(consumer: int, publisher: int, own: int) -> dict[str, Any]:
@@ -389,7 +368,7 @@ def stack(
             )
         finally:
             for name in ("prometheus", "publisher", "consumer"):
-                stop(procs.get(name))
+                terminate(procs.get(name))
             for handle in logs.values():
                 handle.close()
 

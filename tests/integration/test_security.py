@@ -7,36 +7,19 @@ formatted with the SCRAM users, its own ports. The shared PLAINTEXT broker is no
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _secure_kafka import SecureKafka, shared_secure_kafka
+from _secure_kafka import SecureKafka, child_env, cli, shared_secure_kafka
 
 from provider_events import DeliveryStatus, Publisher, load_settings
 from provider_events._outbox import Outbox
 from provider_events.store._scratch import scratch_schema
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "provider_events.cli"]
-#: Variables of the test process that must not leak into the children's configuration.
-_OUTER = (
-    "KAFKA_BOOTSTRAP_SERVERS",
-    "KAFKA_SECURITY_PROTOCOL",
-    "KAFKA_SASL_MECHANISM",
-    "KAFKA_SASL_USERNAME",
-    "KAFKA_SASL_PASSWORD",
-    "KAFKA_SSL_CA_LOCATION",
-    "PROVIDER_EVENTS_OUTBOX",
-    "PROVIDER_EVENTS_SINK",
-    "DATABASE_URL",
-)
 
 
 @pytest.fixture(scope="session")
@@ -54,21 +37,12 @@ def sasl_topic(sasl: SecureKafka) -> str:
 @pytest.fixture
 def env(sasl: SecureKafka, sasl_topic: str, tmp_path: Path) -> dict[str, str]:
     """A child environment aimed at the SASL_SSL broker, with its own state directory."""
-    child = {k: v for k, v in os.environ.items() if k not in _OUTER}
-    child.update(sasl.env())
-    child.update(
-        PYTHONPATH=str(ROOT / "src"),
+    return child_env(
+        **sasl.env(),  # KAFKA_BOOTSTRAP_SERVERS included: never the shared broker's
         PROVIDER_EVENTS_STATE_DIR=str(tmp_path / "state"),
         PROVIDER_EVENTS_TOPIC=sasl_topic,
         PROVIDER_EVENTS_DELIVERY_TIMEOUT="10",
         PROVIDER_EVENTS_RELAY_AUTOSTART="false",
-    )
-    return child
-
-
-def cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT
     )
 
 

@@ -15,7 +15,6 @@ import os
 import secrets
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -27,26 +26,19 @@ from urllib.parse import quote, urlencode
 import psycopg
 import pytest
 from _secure_kafka import IN_CI, free_port, make_certificates
+from _secure_kafka import child_env as secure_child_env
+from _secure_kafka import cli as run_cli
 from psycopg import errors as pg_errors
 from psycopg import sql
+
+from tests.support import CLI
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 ROLES_SQL = ROOT / "deploy" / "postgres" / "roles.sql"
-CLI = [sys.executable, "-m", "provider_events.cli"]
 IS_ROOT = os.geteuid() == 0
 DB, SCHEMA = "pe_secure", "provider_events"
 OWNER, CONSUMER, READER = "pe_owner", "pe_consumer", "pe_reader"
-_OUTER = (
-    "KAFKA_SECURITY_PROTOCOL",
-    "KAFKA_SASL_MECHANISM",
-    "KAFKA_SASL_USERNAME",
-    "KAFKA_SASL_PASSWORD",
-    "KAFKA_SSL_CA_LOCATION",
-    "PROVIDER_EVENTS_OUTBOX",
-    "PROVIDER_EVENTS_SINK",
-    "DATABASE_URL",
-)
 
 
 def _unavailable(message: str) -> None:
@@ -281,15 +273,12 @@ def roles(private_pg: PrivatePostgres) -> Roles:
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _OUTER}
-    env.update(PYTHONPATH=str(ROOT / "src"), PROVIDER_EVENTS_RELAY_AUTOSTART="false", **extra)
-    return env
+    """A child on the shared broker and the database ``extra`` names, relay not autostarted."""
+    return secure_child_env(PROVIDER_EVENTS_RELAY_AUTOSTART="false", **extra)
 
 
 def cli(env: dict[str, str], *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT
-    )
+    return run_cli(env, *args, timeout=timeout)
 
 
 def publish(env: dict[str, str], count: int) -> list[str]:

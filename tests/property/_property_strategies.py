@@ -288,6 +288,15 @@ SQL = (
     "\\",
     '"',
 )
+#: SQL-looking text for each text field of an event (a correlation id is never blank).
+SQL_TEXT_FIELDS = {
+    "provider_name": st.sampled_from(SQL),
+    "model_name": st.sampled_from(SQL),
+    "selection_reason": st.sampled_from(SQL),
+    "correlation_id": st.sampled_from([s for s in SQL if s.strip()]),
+    "causation_id": st.sampled_from(SQL),
+    "tenant_id": st.sampled_from(SQL),
+}
 SURROGATES: tuple[Literal["Cs"]] = ("Cs",)
 #: Characters a name or id may hold: anything but control characters and lone surrogates.
 NAME_CHARS = st.characters(exclude_categories=SURROGATES, exclude_characters=CONTROL)

@@ -14,10 +14,8 @@ nothing is lost and the consumer exits 0.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -33,6 +31,7 @@ from _property_strategies import (
     MUST_REFUSE,
     NAME_CHARS,
     SQL,
+    SQL_TEXT_FIELDS,
     assert_envelope_matches,
     examples,
     mutated,
@@ -40,28 +39,31 @@ from _property_strategies import (
     valid_fields,
 )
 from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
     KafkaError,
     Message,
     Producer,
-    TopicPartition,
 )
 from hypothesis import given
 from hypothesis import strategies as st
 
-from provider_events._config import load_settings
 from provider_events._envelope import build_provider_selection
 from provider_events._errors import InvalidEventError
 from provider_events._models import LIMITS
 from provider_events._producer import kafka_config
 from provider_events._validation import decode_envelope
-from provider_events.store import BatchWriter, Row, migrate, row_from_envelope
-from provider_events.store._scratch import ScratchSchema, scratch_schema
+from provider_events.store import BatchWriter, Row, row_from_envelope
+from provider_events.store._scratch import ScratchSchema
+from tests.support import (
+    cli_env,
+    json_lines,
+    migrated_schema,
+    produce_waiting,
+    read_topic,
+    settings_for,
+)
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = offline_settings()
 #: librdkafka refuses a produce() above its message.max.bytes (1,000,000 by default).
 BROKER_LIMIT_VALUE = 990_000
@@ -95,12 +97,7 @@ HEADERS = st.lists(
 )
 SQL_FIELDS = st.fixed_dictionaries(
     {
-        "provider_name": st.sampled_from(SQL),
-        "model_name": st.sampled_from(SQL),
-        "selection_reason": st.sampled_from(SQL),
-        "correlation_id": st.sampled_from([s for s in SQL if s.strip()]),
-        "causation_id": st.sampled_from(SQL),
-        "tenant_id": st.sampled_from(SQL),
+        **SQL_TEXT_FIELDS,
         "selection_criteria": st.dictionaries(st.sampled_from(SQL), st.sampled_from(SQL)),
     }
 )
@@ -179,10 +176,8 @@ def gather_messages() -> list[Planned]:
 
 
 def produce_all(bootstrap: str, topic: str, planned: list[Planned], kcat: Any) -> None:
-    settings = load_settings(
-        environ={"KAFKA_BOOTSTRAP_SERVERS": bootstrap}, dotenv=Path("/nonexistent/.env")
-    )
-    conf = kafka_config(settings) | {"message.timeout.ms": 60_000, "request.timeout.ms": 30_000}
+    conf = kafka_config(settings_for(bootstrap, topic))
+    conf |= {"message.timeout.ms": 60_000, "request.timeout.ms": 30_000}
     producer = Producer(conf)
     failed: list[str] = []
 
@@ -195,53 +190,21 @@ def produce_all(bootstrap: str, topic: str, planned: list[Planned], kcat: Any) -
             assert item.key is not None and item.value is not None
             kcat.produce(topic, item.key.decode(), item.value)
             continue
-        while True:
-            try:
-                producer.produce(
-                    topic,
-                    item.value,
-                    item.key,
-                    headers=item.headers,
-                    on_delivery=partial(report, index),
-                )
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce_waiting(
+            producer,
+            topic,
+            item.value,
+            item.key,
+            headers=item.headers,
+            on_delivery=partial(report, index),
+        )
     assert producer.flush(120) == 0
     assert not failed, failed[:5]
 
 
 def read_all(bootstrap: str, topic: str) -> list[Message]:
-    """Every message of ``topic``, start to end, with a throwaway reader."""
-    reader = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"reader-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "fetch.max.bytes": 8 * 1024 * 1024,
-        }
-    )
-    try:
-        partitions = reader.list_topics(topic, timeout=30).topics[topic].partitions
-        reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        out: list[Message] = []
-        at_end: set[int] = set()
-        deadline = time.monotonic() + 120
-        while len(at_end) < len(partitions):
-            assert time.monotonic() < deadline, f"reading {topic} timed out"
-            msg = reader.poll(0.5)
-            if msg is None:
-                continue
-            err = msg.error()
-            if err is not None:
-                assert err.code() == KafkaError._PARTITION_EOF, err
-                at_end.add(msg.partition())  # type: ignore[arg-type]
-                continue
-            out.append(msg)
-        return out
-    finally:
-        reader.close()
+    """Every message of ``topic``, start to end (messages up to the broker's size limit)."""
+    return read_topic(bootstrap, topic, timeout=120, config={"fetch.max.bytes": 8 * 1024 * 1024})
 
 
 def expectation(value: bytes | None) -> tuple[str, Any]:
@@ -257,8 +220,7 @@ def expectation(value: bytes | None) -> tuple[str, Any]:
 @pytest.fixture
 def pg(database_url: str) -> Iterator[ScratchSchema]:
     """A throwaway, migrated schema on the shared server."""
-    with scratch_schema(database_url, "test_property") as schema:
-        migrate(schema.dsn)
+    with migrated_schema(database_url, "test_property") as schema:
         yield schema
 
 
@@ -276,12 +238,7 @@ def test_consumer_stores_every_valid_message_and_dead_letters_the_rest(
     assert Counter(m.value() for m in on_topic) == Counter(p.value for p in planned)
 
     group = f"property-{uuid.uuid4().hex}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": pg.dsn,
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
-    }
+    env = cli_env(pg.dsn, kafka_bootstrap, topic)
     consume = ["consume", "--topic", topic, "--group-id", group, "--until-idle", "4"]
     flags = ["--metrics-port", "off", "--json", "--batch-size", "500", "--batch-timeout", "0.5"]
     proc = subprocess.run(
@@ -294,7 +251,7 @@ def test_consumer_stores_every_valid_message_and_dead_letters_the_rest(
     )
     assert proc.returncode == 0, proc.stderr[:3000]
     assert "Traceback" not in proc.stdout + proc.stderr
-    stopped = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")][-1]
+    stopped = json_lines(proc.stdout)[-1]
     assert stopped["event"] == "stopped"
 
     # The expected fate of every message on the topic.

@@ -28,6 +28,7 @@ from _property_strategies import (
     REASON_CHARS,
     REASONS,
     SQL,
+    SQL_TEXT_FIELDS,
     TRICKY,
     assert_round_trip,
     criteria_problem,
@@ -196,12 +197,7 @@ def test_criteria_depth_limit_is_exact(kinds: list[bool], leaf: Any) -> None:
 @given(
     st.fixed_dictionaries(
         {
-            "provider_name": st.sampled_from(SQL),
-            "model_name": st.sampled_from(SQL),
-            "selection_reason": st.sampled_from(SQL),
-            "correlation_id": st.sampled_from([s for s in SQL if s.strip()]),
-            "causation_id": st.sampled_from(SQL),
-            "tenant_id": st.sampled_from(SQL),
+            **SQL_TEXT_FIELDS,
             "namespace": st.sampled_from(SQL),
             "source": st.sampled_from(SQL),
             "selection_criteria": st.dictionaries(

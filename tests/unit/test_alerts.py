@@ -6,14 +6,14 @@ the tests are skipped locally and fail under ``CI=true``, like every missing ser
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tests.support import installed
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
@@ -30,13 +30,7 @@ REQUIRED_ALERTS = {
 @pytest.fixture(scope="module")
 def promtool() -> str:
     """The promtool binary (``dev/install-prometheus.sh``)."""
-    path = shutil.which("promtool")
-    if path is None:
-        message = "promtool is not installed; run dev/install-prometheus.sh"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"CI=true: {message}", pytrace=False)
-        pytest.skip(message)
-    return path
+    return installed("promtool", "run dev/install-prometheus.sh")
 
 
 def run_promtool(promtool: str, *args: str) -> subprocess.CompletedProcess[str]:

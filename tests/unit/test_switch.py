@@ -115,6 +115,13 @@ def settings_file(home: Path) -> Path:
     return path
 
 
+@pytest.fixture
+def keys_set(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In ``home``, every provider's API key variable holds TOKEN."""
+    for var in KEY_VARS:
+        monkeypatch.setenv(var, TOKEN)
+
+
 def _queued(tmp_path: Path) -> list[dict[str, Any]]:
     path = tmp_path / "state" / "outbox.sqlite3"
     if not path.exists():
@@ -133,15 +140,11 @@ def _switch(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
 
 
 @pytest.mark.parametrize("name", PROVIDERS)
+@pytest.mark.usefixtures("keys_set")
 def test_switch_writes_exactly_the_expected_keys(
-    name: str,
-    settings_file: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    name: str, settings_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A switch changes only the five env keys; every other setting, key order and style stays."""
-    for var in KEY_VARS:
-        monkeypatch.setenv(var, TOKEN)
     code, out, err = _switch(capsys, name)
     assert (code, err) == (0, "")
     assert "Restart Claude Code for changes to take effect" in out
@@ -151,15 +154,11 @@ def test_switch_writes_exactly_the_expected_keys(
 
 
 @pytest.mark.parametrize("name", PROVIDERS)
+@pytest.mark.usefixtures("keys_set")
 def test_status_after_each_switch(
-    name: str,
-    settings_file: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    name: str, settings_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``status`` names the provider just switched to, and never shows the token."""
-    for var in KEY_VARS:
-        monkeypatch.setenv(var, TOKEN)
     assert _switch(capsys, name)[0] == 0
     code, out, err = _switch(capsys, "status")
     assert (code, err) == (0, "")
@@ -172,12 +171,11 @@ def test_status_after_each_switch(
     assert st.token_set is (not BUILTIN_PROVIDERS[name].native)
 
 
+@pytest.mark.usefixtures("keys_set")
 def test_every_switch_in_sequence_then_back_to_claude(
-    settings_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    settings_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Switching through every provider in turn leaves, after each, exactly that provider's keys."""
-    for var in KEY_VARS:
-        monkeypatch.setenv(var, TOKEN)
     for name in [*PROVIDERS[1:], *reversed(PROVIDERS)]:
         assert _switch(capsys, name)[0] == 0
         assert _pairs(json.loads(settings_file.read_text())) == _pairs(_expected(name))

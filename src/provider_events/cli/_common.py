@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
@@ -26,6 +27,18 @@ def fail(message: str, code: int = EXIT_FAILED) -> int:
     """Print ``message`` as one line on stderr and return ``code``."""
     print(f"error: {' '.join(message.split())}", file=sys.stderr)
     return code
+
+
+def add_claude_settings_argument(p: argparse.ArgumentParser) -> None:
+    """``--settings PATH``: the Claude Code settings file (``switch`` and ``hook`` edit it)."""
+    p.add_argument(
+        "--settings",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="Claude Code settings file (default: $CLAUDE_CONFIG_DIR/settings.json, "
+        "else ~/.claude/settings.json)",
+    )
 
 
 def settings_or_exit(**overrides: Any) -> Settings:

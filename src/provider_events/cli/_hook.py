@@ -11,7 +11,7 @@ import argparse
 import os
 from pathlib import Path
 
-from ._common import EXIT_OK
+from ._common import EXIT_OK, add_claude_settings_argument
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,14 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="claude: run as the hook (reads stdin); install/uninstall: edit settings.json; "
         "status: show what is installed",
     )
-    p.add_argument(
-        "--settings",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help="Claude Code settings file (default: $CLAUDE_CONFIG_DIR/settings.json, "
-        "else ~/.claude/settings.json)",
-    )
+    add_claude_settings_argument(p)
     p.add_argument(
         "--command",
         default=None,

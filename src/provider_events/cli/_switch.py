@@ -13,7 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._common import EXIT_BAD_INPUT, EXIT_OK, configure_logging, fail
+from ._common import (
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    add_claude_settings_argument,
+    configure_logging,
+    fail,
+)
 
 RESTART = "Restart Claude Code for changes to take effect."
 
@@ -27,14 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="claude, zai, together, openrouter, gemini-pro, gemini-flash, gemini-2.5-flash "
         "(or one from your providers file); 'list' shows them, 'status' (default) the active one",
     )
-    p.add_argument(
-        "--settings",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help="Claude Code settings file (default: $CLAUDE_CONFIG_DIR/settings.json, "
-        "else ~/.claude/settings.json)",
-    )
+    add_claude_settings_argument(p)
     p.add_argument(
         "--no-event", action="store_true", help="switch without publishing the selection event"
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -66,6 +66,24 @@ def _periods(window: Window, step: timedelta) -> list[datetime]:
 
 def _bucket(moment: datetime, window: Window, step: timedelta) -> datetime:
     return window.since + ((moment - window.since) // step) * step
+
+
+def _provider_layers(
+    hourly: dict[tuple[Any, ...], Measures],
+    window: Window,
+    step: timedelta,
+    periods: list[datetime],
+    providers: list[str],
+    value: Callable[[Measures], float],
+) -> dict[str, list[float]]:
+    """Per provider, the sum of ``value`` over its hourly measures in each period."""
+    index = {p: i for i, p in enumerate(periods)}
+    layers = {p: [0.0] * len(periods) for p in providers}
+    for (hour, provider), m in hourly.items():
+        i = index.get(_bucket(hour, window, step))
+        if i is not None and provider in layers:
+            layers[provider][i] += value(m)
+    return layers
 
 
 def _trend_step(window: Window) -> timedelta:
@@ -174,12 +192,7 @@ def _usage_sections(
     window = stats.window
     step = HOUR if window.hours <= 24 * 21 else timedelta(days=1)
     periods = _periods(window, step)
-    index = {p: i for i, p in enumerate(periods)}
-    layers = {p: [0.0] * len(periods) for p in providers}
-    for (hour, provider), m in hourly.items():
-        i = index.get(_bucket(hour, window, step))
-        if i is not None and provider in layers:
-            layers[provider][i] += m.selections
+    layers = _provider_layers(hourly, window, step, periods, providers, lambda m: m.selections)
     area = _svg.stacked_area(
         "selections-over-time",
         "Selections over time, stacked by provider",
@@ -226,13 +239,15 @@ def _cost_sections(
     else:
         step = timedelta(hours=6 if window.hours > 72 else (2 if window.hours > 24 else 1))
     periods = _periods(window, step)
-    index = {p: i for i, p in enumerate(periods)}
     has_cost = stats.total_cost_usd is not None
-    layers = {p: [0.0] * len(periods) for p in providers}
-    for (hour, provider), m in hourly.items():
-        i = index.get(_bucket(hour, window, step))
-        if i is not None and provider in layers:
-            layers[provider][i] += m.cost_usd if has_cost else m.selections
+    layers = _provider_layers(
+        hourly,
+        window,
+        step,
+        periods,
+        providers,
+        (lambda m: m.cost_usd) if has_cost else (lambda m: m.selections),
+    )
     unit = "day" if step == day else f"{step // HOUR} h"
     if has_cost:
         columns = _svg.stacked_columns(

@@ -166,6 +166,23 @@ class _TimeAxes:
         return out
 
 
+def _stack_axes(
+    width: int,
+    height: int,
+    periods: Sequence[datetime],
+    step: timedelta,
+    layers: Sequence[tuple[str, str, Sequence[float]]],
+    fmt: Callable[[float], str],
+    left: int = 64,
+) -> _TimeAxes | None:
+    """Axes from the first period to the end of the last, up to the tallest stack of
+    ``layers``; None when there is nothing to draw (no period, or every value zero)."""
+    if not periods or not any(any(v for v in vs) for _, _, vs in layers):
+        return None
+    totals = [sum(vs[i] for _, _, vs in layers) for i in range(len(periods))]
+    return _TimeAxes(width, height, periods[0], periods[-1] + step, max(totals), fmt, left=left)
+
+
 def stacked_area(
     name: str,
     label: str,
@@ -177,10 +194,9 @@ def stacked_area(
     height: int = 300,
 ) -> str:
     """Layers (name, colour, value per period) stacked over time, the first at the bottom."""
-    if not periods or not layers or not any(any(v for v in vs) for _, _, vs in layers):
+    axes = _stack_axes(width, height, periods, step, layers, fmt)
+    if axes is None:
         return _empty(name, width, height, label)
-    totals = [sum(vs[i] for _, _, vs in layers) for i in range(len(periods))]
-    axes = _TimeAxes(width, height, periods[0], periods[-1] + step, max(totals), fmt)
     body = axes.draw()
     below = [0.0] * len(periods)
     centers = [p + step / 2 for p in periods]
@@ -213,10 +229,9 @@ def stacked_columns(
     height: int = 300,
 ) -> str:
     """One column per period, split into coloured layers."""
-    if not periods or not any(any(v for v in vs) for _, _, vs in layers):
+    axes = _stack_axes(width, height, periods, step, layers, fmt, left=70)
+    if axes is None:
         return _empty(name, width, height, label)
-    totals = [sum(vs[i] for _, _, vs in layers) for i in range(len(periods))]
-    axes = _TimeAxes(width, height, periods[0], periods[-1] + step, max(totals), fmt, left=70)
     body = axes.draw()
     slot = (axes.x(periods[0] + step) - axes.x(periods[0])) * 0.72
     for i, period in enumerate(periods):

@@ -36,6 +36,7 @@ from psycopg.adapt import Dumper
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import Format
 
+from .._columns import EVENT_COLUMNS, KAFKA_COLUMNS, TABLE
 from .._config import redact_dsn
 from .._errors import DatabaseError
 
@@ -53,25 +54,9 @@ __all__ = [
     "translate_error",
 ]
 
-TABLE = "provider_selection_events"
 EVENT_ID_CONSTRAINT = "provider_selection_events_event_id_key"
 #: The columns the writer fills, in order; ``id`` and ``created_at`` take their defaults.
-COLUMNS: tuple[str, ...] = (
-    "event_id",
-    "correlation_id",
-    "provider_name",
-    "model_name",
-    "selection_reason",
-    "selection_criteria",
-    "selected_at",
-    "tenant_id",
-    "namespace",
-    "source",
-    "causation_id",
-    "event_timestamp",
-    "kafka_partition",
-    "kafka_offset",
-)
+COLUMNS: tuple[str, ...] = (*EVENT_COLUMNS, *KAFKA_COLUMNS)
 _TYPES = (
     "uuid",
     "text",
