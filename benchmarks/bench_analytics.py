@@ -406,6 +406,7 @@ _SIZED = (
     "provider_selection_hist_daily_all",
     "provider_selection_hist_hourly_provider",
     "provider_selection_hist_daily_provider",
+    "provider_selection_hist_hourly_tenant",
 )
 
 
