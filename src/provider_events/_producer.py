@@ -287,6 +287,36 @@ class SharedProducer:
             self._closed.set()
             self._fail_all("producer closed")
 
+    def destroy(self, timeout: float = 0.0) -> None:
+        """Close, stop the poll thread and destroy the librdkafka client now.
+
+        At exit this must happen before the interpreter and the C runtime tear down: a client
+        still alive then keeps its broker threads running (reconnecting, mid TLS handshake)
+        while OpenSSL's exit handlers free their state, which crashed a SASL_SSL publish with
+        SIGSEGV after it had already reported and spooled its event.
+        """
+        self.close(timeout)
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(1.0)
+        producer, self._producer = self._producer, _DestroyedProducer()
+        del producer  # the last reference: rd_kafka_destroy runs here, not at finalization
+
+
+class _DestroyedProducer:
+    """What a destroyed SharedProducer holds: refuses new messages, has nothing to serve."""
+
+    def produce(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the Kafka producer was shut down (the process is exiting)")
+
+    def poll(self, timeout: float = 0.0) -> int:
+        return 0
+
+    def flush(self, timeout: float = 0.0) -> int:
+        return 0
+
+    def purge(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
 
 _producers: dict[tuple[Any, ...], SharedProducer] = {}
 _registry_lock = threading.Lock()
@@ -317,7 +347,7 @@ def get_producer(settings: Settings) -> SharedProducer:
 
 
 def shutdown_producers(timeout: float | None = None) -> None:
-    """Flush and close every producer of this process (registered with ``atexit``)."""
+    """Flush, close and destroy every producer of this process (registered with ``atexit``)."""
     with _registry_lock:
         producers = [p for p in _producers.values() if p.pid == os.getpid()]
         _producers.clear()
@@ -330,7 +360,7 @@ def shutdown_producers(timeout: float | None = None) -> None:
             # Every message was waited for and already reported (delivered, or spooled by its
             # caller): what is left in librdkafka's queue is a copy, so exit now.
             bound = 0.0
-        producer.close(bound)
+        producer.destroy(bound)
 
 
 atexit.register(shutdown_producers)
