@@ -20,16 +20,42 @@ def uuid7(unix_ms: int | None = None) -> uuid.UUID:
     return uuid.UUID(int=value)
 
 
+#: Event ids are cut from one ``os.urandom`` call per this many (one syscall and one ``hex``
+#: instead of one each per event). The pool is emptied in a forked child, so parent and child
+#: never hand out the same id; ``list.pop`` hands each id to exactly one caller across threads.
+_POOL_SIZE = 256
+_pool: list[str] = []
+#: The hex digit that starts the variant field (RFC 9562 variant ``10xx``): 8, 9, a or b.
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
+def _fill_pool() -> None:
+    h = os.urandom(16 * _POOL_SIZE).hex()
+    v = _VARIANT
+    _pool.extend(
+        [
+            f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-4{h[i + 13 : i + 16]}-"
+            f"{v[h[i + 16]]}{h[i + 17 : i + 20]}-{h[i + 20 : i + 32]}"
+            for i in range(0, 32 * _POOL_SIZE, 32)
+        ]
+    )
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch - POSIX
+    os.register_at_fork(after_in_child=_pool.clear)
+
+
 def new_event_id() -> str:
     """A random UUID version 4 string: the event's identity and idempotency key end to end.
 
-    Formatted directly from 16 random bytes (twice as fast as ``str(uuid.uuid4())``).
+    122 random bits from ``os.urandom``, like :func:`uuid.uuid4`, formatted directly (about
+    four times as fast as ``str(uuid.uuid4())`` thanks to the pool).
     """
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    while True:
+        try:
+            return _pool.pop()
+        except IndexError:
+            _fill_pool()
 
 
 def new_correlation_id() -> str:
