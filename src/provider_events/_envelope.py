@@ -12,8 +12,14 @@ import msgspec
 from ._catalog import PROVIDER_SELECTED_V1, EventSpec
 from ._config import Settings
 from ._errors import InvalidEventError, PartitionKeyError
-from ._ids import format_timestamp, new_correlation_id, new_event_id, utc_now
-from ._models import OnexEnvelopeV1, ProviderSelectedPayloadV1, reject_non_finite
+from ._ids import new_correlation_id, new_event_id, utc_now
+from ._models import (
+    LIMITS,
+    OnexEnvelopeV1,
+    ProviderSelectedPayloadV1,
+    plainly_valid_criteria,
+    reject_non_finite,
+)
 
 __all__ = ["OutgoingEvent", "build_provider_selection"]
 
@@ -36,33 +42,110 @@ class OutgoingEvent:
     model_name: str = ""
 
 
-_CONSTANT_HEADERS: dict[str, tuple[bytes, bytes]] = {}
+_CONTENT_TYPE = ("content-type", CONTENT_TYPE)
+_SPECVERSION = ("ce_specversion", b"1.0")
+#: Per event type: its (event_type, schema_ref, ce_type) header tuples.
+_TYPE_HEADERS: dict[str, tuple[tuple[str, bytes], tuple[str, bytes], tuple[str, bytes]]] = {}
+#: Per (tenant, namespace, source): the (tenant_id, ce_source) header tuples; bounded.
+_ORIGIN_HEADERS: dict[tuple[str, str, str], tuple[tuple[str, bytes], tuple[str, bytes]]] = {}
 
 
 def _headers(
-    event_id: str, timestamp: str, tenant_id: str, ce_source: str, spec: EventSpec
+    event_id: str, timestamp_json: bytes, tenant: str, namespace: str, source: str, spec: EventSpec
 ) -> list[tuple[str, bytes]]:
-    constant = _CONSTANT_HEADERS.get(spec.event_type)
-    if constant is None:
-        constant = _CONSTANT_HEADERS[spec.event_type] = (
-            spec.event_type.encode(),
-            spec.schema_ref.encode(),
+    """The event's Kafka headers; ``timestamp_json`` is msgspec's encoding of its timestamp."""
+    typed = _TYPE_HEADERS.get(spec.event_type)
+    if typed is None:
+        event_type = spec.event_type.encode()
+        typed = _TYPE_HEADERS[spec.event_type] = (
+            ("event_type", event_type),
+            ("schema_ref", spec.schema_ref.encode()),
+            ("ce_type", event_type),
         )
-    event_type, schema_ref = constant
+    origin = _ORIGIN_HEADERS.get((tenant, namespace, source))
+    if origin is None:
+        if len(_ORIGIN_HEADERS) >= 256:
+            _ORIGIN_HEADERS.clear()
+        origin = _ORIGIN_HEADERS[tenant, namespace, source] = (
+            ("tenant_id", tenant.encode()),
+            ("ce_source", f"{namespace}/{source}".encode()),
+        )
     eid = event_id.encode()
+    # msgspec writes '"<RFC 3339>Z"', leaving out a zero fraction; the header always has six
+    # digits (as format_timestamp writes them).
+    if len(timestamp_json) == 29:
+        ce_time = timestamp_json[1:-1]
+    else:
+        ce_time = timestamp_json[1:-2] + b".000000Z"
     return [
-        ("content-type", CONTENT_TYPE),
-        ("event_type", event_type),
+        _CONTENT_TYPE,
+        typed[0],
         ("event_id", eid),
-        ("schema_ref", schema_ref),
-        ("tenant_id", tenant_id.encode()),
+        typed[1],
+        origin[0],
         # CloudEvents Kafka protocol binding (binary mode) for consumers that speak it.
-        ("ce_specversion", b"1.0"),
-        ("ce_type", event_type),
+        _SPECVERSION,
+        typed[2],
         ("ce_id", eid),
-        ("ce_source", ce_source.encode()),
-        ("ce_time", timestamp.encode()),
+        origin[1],
+        ("ce_time", ce_time),
     ]
+
+
+_PROVIDER_MAX = LIMITS["provider_name"]
+_MODEL_MAX = LIMITS["model_name"]
+_ID_MAX = LIMITS["correlation_id"]
+_REASON_MAX = LIMITS["selection_reason"]
+_TEXT_MAX = LIMITS["envelope_text"]
+
+
+def _plainly_valid(
+    provider: Any,
+    model: Any,
+    cid: Any,
+    causation: Any,
+    reason: Any,
+    tenant: Any,
+    namespace: Any,
+    source: Any,
+) -> bool:
+    """True when the text fields certainly pass the models' rules, before and after JSON.
+
+    A sufficient condition on the caller's values (the rules themselves live in _models.py):
+    plain ``str`` within the length limits, names and ids printable (so no control character
+    and no lone surrogate), the reason without NUL. JSON returns such strings unchanged, so the
+    validating decoder would accept them. ``False`` only means "not sure": the builder then runs
+    the full validation, which decides and words the error.
+    """
+    return (
+        type(provider) is str
+        and 0 < len(provider) <= _PROVIDER_MAX
+        and provider.isprintable()
+        and type(model) is str
+        and 0 < len(model) <= _MODEL_MAX
+        and model.isprintable()
+        and type(cid) is str
+        and 0 < len(cid) <= _ID_MAX
+        and cid.isprintable()
+        and (
+            causation is None
+            or (
+                type(causation) is str and 0 < len(causation) <= _ID_MAX and causation.isprintable()
+            )
+        )
+        and type(reason) is str
+        and len(reason) <= _REASON_MAX
+        and "\x00" not in reason
+        and type(tenant) is str
+        and 0 < len(tenant) <= _TEXT_MAX
+        and tenant.isprintable()
+        and type(namespace) is str
+        and 0 < len(namespace) <= _TEXT_MAX
+        and namespace.isprintable()
+        and type(source) is str
+        and 0 < len(source) <= _TEXT_MAX
+        and source.isprintable()
+    )
 
 
 def _text_arg(name: str, value: Any, *, required: bool = True) -> str | None:
@@ -107,45 +190,53 @@ def build_provider_selection(
     Raises :class:`InvalidEventError` (or its :class:`PartitionKeyError`) with the reason.
     """
     spec = PROVIDER_SELECTED_V1
-    cid = _text_arg("correlation_id", correlation_id, required=False)
-    if cid is None:
+    if correlation_id is None:
         cid = new_correlation_id()
-    elif not cid.strip():
-        raise PartitionKeyError(
-            "correlation_id is the partition key of provider-selection events and must not be "
-            "empty; pass None to have one generated"
-        )
+    else:
+        cid = _text_arg("correlation_id", correlation_id)  # type: ignore[assignment]
+        if not cid.strip():
+            raise PartitionKeyError(
+                "correlation_id is the partition key of provider-selection events and must "
+                "not be empty; pass None to have one generated"
+            )
     if selection_criteria is None:
         selection_criteria = {}
-    if not isinstance(selection_criteria, dict):
+    elif not isinstance(selection_criteria, dict):
         raise InvalidEventError(
             f"selection_criteria must be an object (dict), got {type(selection_criteria).__name__}"
         )
     # msgspec would quietly turn bytes, datetimes, UUIDs or Decimals into text: refuse them.
-    for name, text in (
-        ("provider_name", provider_name),
-        ("model_name", model_name),
-        ("selection_reason", selection_reason),
+    if not (
+        type(provider_name) is str and type(model_name) is str and type(selection_reason) is str
     ):
-        if not isinstance(text, str):
-            raise InvalidEventError(f"{name} must be a string, got {type(text).__name__}")
-    for name, optional in (("tenant_id", tenant_id), ("namespace", namespace), ("source", source)):
-        if optional is not None and not isinstance(optional, str):
-            raise InvalidEventError(f"{name} must be a string, got {type(optional).__name__}")
+        for name, text in (
+            ("provider_name", provider_name),
+            ("model_name", model_name),
+            ("selection_reason", selection_reason),
+        ):
+            if not isinstance(text, str):
+                raise InvalidEventError(f"{name} must be a string, got {type(text).__name__}")
+    if not (tenant_id is None and namespace is None and source is None):
+        for name, optional in (
+            ("tenant_id", tenant_id),
+            ("namespace", namespace),
+            ("source", source),
+        ):
+            if optional is not None and not isinstance(optional, str):
+                raise InvalidEventError(f"{name} must be a string, got {type(optional).__name__}")
     now = utc_now()
     selected_at = now if selected_at is None else _as_utc(selected_at)
     event_id = new_event_id()
     tenant = tenant_id or settings.tenant_id
     namespace = namespace or settings.namespace
     source = source or settings.source
-    # Encode a plain document, then decode it with the validating decoder: what is checked
-    # is exactly the bytes that go on the wire, and each rule runs once.
+    causation = None if causation_id is None else _text_arg("causation_id", causation_id)
     document = {
         "event_type": spec.event_type,
         "event_id": event_id,
         "timestamp": now,
         "correlation_id": cid,
-        "causation_id": _text_arg("causation_id", causation_id, required=False),
+        "causation_id": causation,
         "namespace": namespace,
         "source": source,
         "tenant_id": tenant,
@@ -160,22 +251,32 @@ def build_provider_selection(
         },
     }
     try:
-        # JSON has no NaN or Infinity (msgspec would write null): refuse them before encoding.
-        reject_non_finite(selection_criteria)
-        value = _encoder.encode(document)
-        envelope = _validating_decoder.decode(value)
+        if _plainly_valid(
+            provider_name, model_name, cid, causation, selection_reason, tenant, namespace, source
+        ) and plainly_valid_criteria(selection_criteria):
+            # Every value is of a kind the rules certainly accept, unchanged by JSON (see
+            # _plainly_valid): decoding the bytes again could only say yes.
+            value = _encoder.encode(document)
+        else:
+            # Anything else is decided by the full validation of exactly the bytes that go on
+            # the wire: encode, then decode with the validating decoder (each rule runs once).
+            # JSON has no NaN or Infinity (msgspec would write null): refuse them first.
+            reject_non_finite(selection_criteria)
+            value = _encoder.encode(document)
+            envelope = _validating_decoder.decode(value)
+            provider_name = envelope.payload.provider_name
+            model_name = envelope.payload.model_name
     except (TypeError, ValueError, msgspec.EncodeError) as exc:
         raise InvalidEventError(str(exc)) from None
     except msgspec.ValidationError as exc:  # pragma: no cover - ValidationError is a ValueError
         raise InvalidEventError(str(exc)) from None
-    payload = envelope.payload
     return OutgoingEvent(
-        event_id=event_id,
-        event_type=spec.event_type,
-        topic=settings.topic or spec.topic,
-        key=cid.encode("utf-8"),
-        value=value,
-        headers=_headers(event_id, format_timestamp(now), tenant, f"{namespace}/{source}", spec),
-        provider_name=payload.provider_name,
-        model_name=payload.model_name,
+        event_id,
+        spec.event_type,
+        settings.topic or spec.topic,
+        cid.encode("utf-8"),
+        value,
+        _headers(event_id, _encoder.encode(now), tenant, namespace, source, spec),
+        provider_name,
+        model_name,
     )
