@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from ._catalog import PROVIDER_SELECTED_V1, EventSpec
+from ._catalog import CATALOG, PROVIDER_SELECTED_V1
 from ._config import Settings
 from ._errors import InvalidEventError, PartitionKeyError
 from ._ids import new_correlation_id, new_event_id, utc_now
@@ -21,7 +21,14 @@ from ._models import (
     reject_non_finite,
 )
 
-__all__ = ["OutgoingEvent", "build_provider_selection"]
+__all__ = [
+    "EventParts",
+    "OutgoingEvent",
+    "build_provider_selection",
+    "event_from_parts",
+    "header_list",
+    "provider_selection_parts",
+]
 
 CONTENT_TYPE = b"application/json"
 _encoder = msgspec.json.Encoder()
@@ -45,38 +52,38 @@ class OutgoingEvent:
 _CONTENT_TYPE = ("content-type", CONTENT_TYPE)
 _SPECVERSION = ("ce_specversion", b"1.0")
 #: Per event type: its (event_type, schema_ref, ce_type) header tuples.
-_TYPE_HEADERS: dict[str, tuple[tuple[str, bytes], tuple[str, bytes], tuple[str, bytes]]] = {}
+_TYPE_HEADERS: dict[str, tuple[tuple[str, bytes], tuple[str, bytes], tuple[str, bytes]]] = {
+    spec.event_type: (
+        ("event_type", spec.event_type.encode()),
+        ("schema_ref", spec.schema_ref.encode()),
+        ("ce_type", spec.event_type.encode()),
+    )
+    for spec in CATALOG.values()
+}
 #: Per (tenant, namespace, source): the (tenant_id, ce_source) header tuples; bounded.
-_ORIGIN_HEADERS: dict[tuple[str, str, str], tuple[tuple[str, bytes], tuple[str, bytes]]] = {}
+_ORIGINS: dict[tuple[str, str, str], tuple[tuple[str, bytes], tuple[str, bytes]]] = {}
+
+Origin = tuple[tuple[str, bytes], tuple[str, bytes]]
 
 
-def _headers(
-    event_id: str, timestamp_json: bytes, tenant: str, namespace: str, source: str, spec: EventSpec
-) -> list[tuple[str, bytes]]:
-    """The event's Kafka headers; ``timestamp_json`` is msgspec's encoding of its timestamp."""
-    typed = _TYPE_HEADERS.get(spec.event_type)
-    if typed is None:
-        event_type = spec.event_type.encode()
-        typed = _TYPE_HEADERS[spec.event_type] = (
-            ("event_type", event_type),
-            ("schema_ref", spec.schema_ref.encode()),
-            ("ce_type", event_type),
-        )
-    origin = _ORIGIN_HEADERS.get((tenant, namespace, source))
+def _origin(tenant: str, namespace: str, source: str) -> Origin:
+    """The ``tenant_id`` and ``ce_source`` headers, shared by every event of one origin."""
+    origin = _ORIGINS.get((tenant, namespace, source))
     if origin is None:
-        if len(_ORIGIN_HEADERS) >= 256:
-            _ORIGIN_HEADERS.clear()
-        origin = _ORIGIN_HEADERS[tenant, namespace, source] = (
+        if len(_ORIGINS) >= 256:
+            _ORIGINS.clear()
+        origin = _ORIGINS[tenant, namespace, source] = (
             ("tenant_id", tenant.encode()),
             ("ce_source", f"{namespace}/{source}".encode()),
         )
+    return origin
+
+
+def _header_list(
+    event_id: str, event_type: str, ce_time: bytes, origin: Origin
+) -> list[tuple[str, bytes]]:
+    typed = _TYPE_HEADERS[event_type]
     eid = event_id.encode()
-    # msgspec writes '"<RFC 3339>Z"', leaving out a zero fraction; the header always has six
-    # digits (as format_timestamp writes them).
-    if len(timestamp_json) == 29:
-        ce_time = timestamp_json[1:-1]
-    else:
-        ce_time = timestamp_json[1:-2] + b".000000Z"
     return [
         _CONTENT_TYPE,
         typed[0],
@@ -90,6 +97,44 @@ def _headers(
         origin[1],
         ("ce_time", ce_time),
     ]
+
+
+def _ce_time(timestamp_json: bytes) -> bytes:
+    """The ``ce_time`` header from msgspec's encoding of the event's UTC timestamp.
+
+    msgspec writes '"<RFC 3339>Z"' and leaves a zero fraction out; the header always has six
+    digits (as :func:`format_timestamp` writes them).
+    """
+    if len(timestamp_json) == 29:
+        return timestamp_json[1:-1]
+    return timestamp_json[1:-2] + b".000000Z"
+
+
+#: A built event in compact form, for batches: (event_id, event_type, topic, key, value,
+#: ce_time, origin, provider_name, model_name). A plain tuple of str and bytes, which the
+#: cyclic GC stops tracking, where an ``OutgoingEvent`` and its header list are two tracked
+#: objects per event that every full collection walks while a large batch is in flight.
+EventParts = tuple[str, str, str, bytes, bytes, bytes, Origin, str, str]
+
+
+def header_list(parts: EventParts) -> list[tuple[str, bytes]]:
+    """The Kafka headers of a compact event (a new list each call)."""
+    return _header_list(parts[0], parts[1], parts[5], parts[6])
+
+
+def event_from_parts(parts: EventParts) -> OutgoingEvent:
+    """The ``OutgoingEvent`` of a compact event."""
+    event_id, event_type, topic, key, value, ce_time, origin, provider, model = parts
+    return OutgoingEvent(
+        event_id,
+        event_type,
+        topic,
+        key,
+        value,
+        _header_list(event_id, event_type, ce_time, origin),
+        provider,
+        model,
+    )
 
 
 _PROVIDER_MAX = LIMITS["provider_name"]
@@ -189,6 +234,38 @@ def build_provider_selection(
 
     Raises :class:`InvalidEventError` (or its :class:`PartitionKeyError`) with the reason.
     """
+    return event_from_parts(
+        provider_selection_parts(
+            settings=settings,
+            provider_name=provider_name,
+            model_name=model_name,
+            selection_reason=selection_reason,
+            correlation_id=correlation_id,
+            selection_criteria=selection_criteria,
+            causation_id=causation_id,
+            tenant_id=tenant_id,
+            namespace=namespace,
+            source=source,
+            selected_at=selected_at,
+        )
+    )
+
+
+def provider_selection_parts(
+    *,
+    provider_name: str,
+    model_name: str,
+    selection_reason: str,
+    correlation_id: str | uuid.UUID | None = None,
+    settings: Settings,
+    selection_criteria: dict[str, Any] | None = None,
+    causation_id: str | uuid.UUID | None = None,
+    tenant_id: str | None = None,
+    namespace: str | None = None,
+    source: str | None = None,
+    selected_at: datetime | None = None,
+) -> EventParts:
+    """:func:`build_provider_selection` returning the compact form (see :data:`EventParts`)."""
     spec = PROVIDER_SELECTED_V1
     if correlation_id is None:
         cid = new_correlation_id()
@@ -270,13 +347,14 @@ def build_provider_selection(
         raise InvalidEventError(str(exc)) from None
     except msgspec.ValidationError as exc:  # pragma: no cover - ValidationError is a ValueError
         raise InvalidEventError(str(exc)) from None
-    return OutgoingEvent(
+    return (
         event_id,
         spec.event_type,
         settings.topic or spec.topic,
         cid.encode("utf-8"),
         value,
-        _headers(event_id, _encoder.encode(now), tenant, namespace, source, spec),
+        _ce_time(_encoder.encode(now)),
+        _origin(tenant, namespace, source),
         provider_name,
         model_name,
     )

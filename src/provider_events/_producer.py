@@ -18,7 +18,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
 
@@ -119,11 +119,26 @@ class DeliveryGroup:
                 self._on_done()
 
     def delivered(self, index: int, err: Any, msg: Any) -> None:
-        """librdkafka's delivery report for message ``index`` (bound with ``functools.partial``)."""
-        if err is None:
-            self.report(index, None, msg.partition(), msg.offset(), False)
-        else:
+        """librdkafka's delivery report for message ``index`` (bound with ``functools.partial``).
+
+        The acknowledgement is :meth:`report` inlined: it runs once per message on the poll
+        thread, holding the GIL the caller needs to build the next events.
+        """
+        if err is not None:
             self.report(index, describe_kafka_error(err), None, None, bool(err.retriable()))
+            return
+        report = (None, msg.partition(), msg.offset(), False)
+        with self._lock:
+            reports = self.reports
+            if reports[index] is not None:
+                return
+            reports[index] = report
+            self.remaining -= 1
+            if self.remaining:
+                return
+        self.done.set()
+        if self._on_done is not None:
+            self._on_done()
 
     def fail_pending(self, reason: str, retriable: bool = True) -> None:
         for index, current in enumerate(self.reports):
@@ -221,12 +236,19 @@ class SharedProducer:
 
     def produce_group(
         self,
-        messages: Sequence[tuple[str, bytes, bytes, list[tuple[str, bytes]]]],
+        messages: Iterable[tuple[str, bytes, bytes, list[tuple[str, bytes]]]],
         deadline: float,
         on_done: Callable[[], None] | None = None,
+        *,
+        size: int | None = None,
     ) -> DeliveryGroup:
-        """Hand (topic, key, value, headers) messages to librdkafka; reports go to the group."""
-        group = DeliveryGroup(len(messages), on_done)
+        """Hand (topic, key, value, headers) messages to librdkafka; reports go to the group.
+
+        Report ``i`` is message ``i``'s. ``messages`` may be a generator when ``size`` says how
+        many it yields: a batch's tuples and header lists then live only while each is handed
+        over (every object kept alive per event costs the cyclic GC on large batches).
+        """
+        group = DeliveryGroup(len(messages) if size is None else size, on_done)  # type: ignore[arg-type]
         if self.fatal_error:
             group.fail_pending(self.fatal_error, retriable=False)
             return group
@@ -239,22 +261,41 @@ class SharedProducer:
             return group
         with self._lock:
             self._groups.add(group)
-        produce, poll, delivered = self._producer.produce, self._producer.poll, group.delivered
+        produce, delivered = self._producer.produce, group.delivered
         for index, (topic, key, value, headers) in enumerate(messages):
-            on_delivery = partial(delivered, index)
-            while True:
-                try:
-                    produce(topic, value, key, headers=headers, on_delivery=on_delivery)  # type: ignore[arg-type]
-                    break
-                except BufferError:
-                    if time.monotonic() >= deadline:
-                        group.report(index, "local producer queue is full", None, None, True)
-                        break
-                    poll(0.01)
-                except Exception as exc:  # KafkaException, TypeError: refused before sending
-                    group.report(index, f"{type(exc).__name__}: {exc}", None, None, False)
-                    break
+            try:
+                produce(topic, value, key, headers=headers, on_delivery=partial(delivered, index))
+            except BufferError:
+                self._produce_when_room(group, index, topic, key, value, headers, deadline)
+            except Exception as exc:  # KafkaException, TypeError: refused before sending
+                group.report(index, f"{type(exc).__name__}: {exc}", None, None, False)
         return group
+
+    def _produce_when_room(
+        self,
+        group: DeliveryGroup,
+        index: int,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        headers: list[tuple[str, bytes]],
+        deadline: float,
+    ) -> None:
+        """Retry one message while librdkafka's queue is full, until ``deadline``."""
+        on_delivery = partial(group.delivered, index)
+        while True:
+            if time.monotonic() >= deadline:
+                group.report(index, "local producer queue is full", None, None, True)
+                return
+            self._producer.poll(0.01)
+            try:
+                self._producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)  # type: ignore[arg-type]
+                return
+            except BufferError:
+                continue
+            except Exception as exc:  # KafkaException, TypeError: refused before sending
+                group.report(index, f"{type(exc).__name__}: {exc}", None, None, False)
+                return
 
     def release(self, group: DeliveryGroup, reason: str) -> None:
         """Stop waiting for ``group``: pending messages are failed now with ``reason``."""
