@@ -12,7 +12,8 @@ import msgspec
 from ._catalog import CATALOG, PROVIDER_SELECTED_V1
 from ._config import Settings
 from ._errors import InvalidEventError, PartitionKeyError
-from ._ids import new_correlation_id, new_event_id, utc_now
+from ._ids import _pool as _event_id_pool
+from ._ids import new_correlation_id, new_event_id
 from ._models import (
     LIMITS,
     OnexEnvelopeV1,
@@ -32,7 +33,41 @@ __all__ = [
 
 CONTENT_TYPE = b"application/json"
 _encoder = msgspec.json.Encoder()
+_encode = _encoder.encode
 _validating_decoder = msgspec.json.Decoder(OnexEnvelopeV1[ProviderSelectedPayloadV1])
+_now = datetime.now
+_pooled_event_id = _event_id_pool.pop  # IndexError when empty: new_event_id refills it
+
+
+class _Payload(msgspec.Struct, gc=False):
+    """Encoding only: the payload's fields in the wire order, values as the builder has them.
+
+    The same bytes as encoding a dict of these keys (msgspec writes a Struct as a JSON object
+    in field order), without hashing and writing the keys of two dicts per event; what the
+    bytes may hold is decided by the validation (``ProviderSelectedPayloadV1``), not here.
+    """
+
+    provider_name: Any
+    model_name: Any
+    correlation_id: Any
+    selection_reason: Any
+    selection_criteria: Any
+    selected_at: Any
+
+
+class _Envelope(msgspec.Struct, gc=False):
+    """Encoding only: ``OnexEnvelopeV1``'s fields in the wire order (see :class:`_Payload`)."""
+
+    event_type: Any
+    event_id: Any
+    timestamp: Any
+    correlation_id: Any
+    causation_id: Any
+    namespace: Any
+    source: Any
+    tenant_id: Any
+    schema_ref: Any
+    payload: Any
 
 
 @dataclass(slots=True)
@@ -79,26 +114,6 @@ def _origin(tenant: str, namespace: str, source: str) -> Origin:
     return origin
 
 
-def _header_list(
-    event_id: str, event_type: str, ce_time: bytes, origin: Origin
-) -> list[tuple[str, bytes]]:
-    typed = _TYPE_HEADERS[event_type]
-    eid = event_id.encode()
-    return [
-        _CONTENT_TYPE,
-        typed[0],
-        ("event_id", eid),
-        typed[1],
-        origin[0],
-        # CloudEvents Kafka protocol binding (binary mode) for consumers that speak it.
-        _SPECVERSION,
-        typed[2],
-        ("ce_id", eid),
-        origin[1],
-        ("ce_time", ce_time),
-    ]
-
-
 def _ce_time(timestamp_json: bytes) -> bytes:
     """The ``ce_time`` header from msgspec's encoding of the event's UTC timestamp.
 
@@ -119,21 +134,28 @@ EventParts = tuple[str, str, str, bytes, bytes, bytes, Origin, str, str]
 
 def header_list(parts: EventParts) -> list[tuple[str, bytes]]:
     """The Kafka headers of a compact event (a new list each call)."""
-    return _header_list(parts[0], parts[1], parts[5], parts[6])
+    typed = _TYPE_HEADERS[parts[1]]
+    origin = parts[6]
+    eid = parts[0].encode()
+    return [
+        _CONTENT_TYPE,
+        typed[0],
+        ("event_id", eid),
+        typed[1],
+        origin[0],
+        # CloudEvents Kafka protocol binding (binary mode) for consumers that speak it.
+        _SPECVERSION,
+        typed[2],
+        ("ce_id", eid),
+        origin[1],
+        ("ce_time", parts[5]),
+    ]
 
 
 def event_from_parts(parts: EventParts) -> OutgoingEvent:
     """The ``OutgoingEvent`` of a compact event."""
-    event_id, event_type, topic, key, value, ce_time, origin, provider, model = parts
     return OutgoingEvent(
-        event_id,
-        event_type,
-        topic,
-        key,
-        value,
-        _header_list(event_id, event_type, ce_time, origin),
-        provider,
-        model,
+        parts[0], parts[1], parts[2], parts[3], parts[4], header_list(parts), parts[7], parts[8]
     )
 
 
@@ -266,16 +288,17 @@ def provider_selection_parts(
     selected_at: datetime | None = None,
 ) -> EventParts:
     """:func:`build_provider_selection` returning the compact form (see :data:`EventParts`)."""
-    spec = PROVIDER_SELECTED_V1
-    if correlation_id is None:
+    if type(correlation_id) is str:
+        cid = correlation_id
+    elif correlation_id is None:
         cid = new_correlation_id()
     else:
         cid = _text_arg("correlation_id", correlation_id)  # type: ignore[assignment]
-        if not cid.strip():
-            raise PartitionKeyError(
-                "correlation_id is the partition key of provider-selection events and must "
-                "not be empty; pass None to have one generated"
-            )
+    if not cid.strip():
+        raise PartitionKeyError(
+            "correlation_id is the partition key of provider-selection events and must "
+            "not be empty; pass None to have one generated"
+        )
     if selection_criteria is None:
         selection_criteria = {}
     elif not isinstance(selection_criteria, dict):
@@ -301,45 +324,42 @@ def provider_selection_parts(
         ):
             if optional is not None and not isinstance(optional, str):
                 raise InvalidEventError(f"{name} must be a string, got {type(optional).__name__}")
-    now = utc_now()
+    now = _now(UTC)
     selected_at = now if selected_at is None else _as_utc(selected_at)
-    event_id = new_event_id()
+    try:
+        event_id = _pooled_event_id()
+    except IndexError:
+        event_id = new_event_id()
     tenant = tenant_id or settings.tenant_id
     namespace = namespace or settings.namespace
     source = source or settings.source
     causation = None if causation_id is None else _text_arg("causation_id", causation_id)
-    document = {
-        "event_type": spec.event_type,
-        "event_id": event_id,
-        "timestamp": now,
-        "correlation_id": cid,
-        "causation_id": causation,
-        "namespace": namespace,
-        "source": source,
-        "tenant_id": tenant,
-        "schema_ref": spec.schema_ref,
-        "payload": {
-            "provider_name": provider_name,
-            "model_name": model_name,
-            "correlation_id": cid,
-            "selection_reason": selection_reason,
-            "selection_criteria": selection_criteria,
-            "selected_at": selected_at,
-        },
-    }
+    spec = PROVIDER_SELECTED_V1
+    document = _Envelope(
+        spec.event_type,
+        event_id,
+        now,
+        cid,
+        causation,
+        namespace,
+        source,
+        tenant,
+        spec.schema_ref,
+        _Payload(provider_name, model_name, cid, selection_reason, selection_criteria, selected_at),
+    )
     try:
         if _plainly_valid(
             provider_name, model_name, cid, causation, selection_reason, tenant, namespace, source
         ) and plainly_valid_criteria(selection_criteria):
             # Every value is of a kind the rules certainly accept, unchanged by JSON (see
             # _plainly_valid): decoding the bytes again could only say yes.
-            value = _encoder.encode(document)
+            value = _encode(document)
         else:
             # Anything else is decided by the full validation of exactly the bytes that go on
             # the wire: encode, then decode with the validating decoder (each rule runs once).
             # JSON has no NaN or Infinity (msgspec would write null): refuse them first.
             reject_non_finite(selection_criteria)
-            value = _encoder.encode(document)
+            value = _encode(document)
             envelope = _validating_decoder.decode(value)
             provider_name = envelope.payload.provider_name
             model_name = envelope.payload.model_name
@@ -347,14 +367,15 @@ def provider_selection_parts(
         raise InvalidEventError(str(exc)) from None
     except msgspec.ValidationError as exc:  # pragma: no cover - ValidationError is a ValueError
         raise InvalidEventError(str(exc)) from None
+    origin = _ORIGINS.get((tenant, namespace, source)) or _origin(tenant, namespace, source)
     return (
         event_id,
         spec.event_type,
         settings.topic or spec.topic,
-        cid.encode("utf-8"),
+        cid.encode(),
         value,
-        _ce_time(_encoder.encode(now)),
-        _origin(tenant, namespace, source),
+        _ce_time(_encode(now)),
+        origin,
         provider_name,
         model_name,
     )

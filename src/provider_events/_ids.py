@@ -25,17 +25,20 @@ def uuid7(unix_ms: int | None = None) -> uuid.UUID:
 #: never hand out the same id; ``list.pop`` hands each id to exactly one caller across threads.
 _POOL_SIZE = 256
 _pool: list[str] = []
-#: The hex digit that starts the variant field (RFC 9562 variant ``10xx``): 8, 9, a or b.
-_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+#: byte 6 -> version 4 in its high nibble; byte 8 -> variant ``10`` in its two high bits.
+_VERSION_4 = bytes((b & 0x0F) | 0x40 for b in range(256))
+_VARIANT = bytes((b & 0x3F) | 0x80 for b in range(256))
 
 
 def _fill_pool() -> None:
-    h = os.urandom(16 * _POOL_SIZE).hex()
-    v = _VARIANT
+    raw = bytearray(os.urandom(16 * _POOL_SIZE))
+    raw[6::16] = raw[6::16].translate(_VERSION_4)
+    raw[8::16] = raw[8::16].translate(_VARIANT)
+    h = raw.hex()
     _pool.extend(
         [
-            f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-4{h[i + 13 : i + 16]}-"
-            f"{v[h[i + 16]]}{h[i + 17 : i + 20]}-{h[i + 20 : i + 32]}"
+            f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-{h[i + 12 : i + 16]}-{h[i + 16 : i + 20]}-"
+            f"{h[i + 20 : i + 32]}"
             for i in range(0, 32 * _POOL_SIZE, 32)
         ]
     )

@@ -194,26 +194,29 @@ def plainly_valid_criteria(criteria: Any) -> bool:
         return False
     rules = _NUMERIC_RULES
     for key, value in criteria.items():
+        kind = type(value)
+        rule = rules.get(key)
+        if rule is not None:  # an analytics number: its range implies finite (and 64-bit)
+            if (
+                (kind is float or (kind is int and value < _UINT64_END))
+                and rule[0] <= value <= rule[1]
+                and not 0 < value < ANALYTICS_TINY
+                and type(key) is str
+            ):
+                continue
+            return False
         if type(key) is not str or len(key) > 32 or "\x00" in key:
             return False
-        kind = type(value)
-        if kind is float:
+        if kind is str:
+            if len(value) > 32 or "\x00" in value:
+                return False
+        elif kind is float:
             if value - value != 0.0:  # NaN or +-Infinity
                 return False
         elif kind is int:
             if not _INT64_MIN <= value < _UINT64_END:
                 return False
-        elif kind is str:
-            if len(value) > 32 or "\x00" in value:
-                return False
         elif kind is not bool and value is not None:
-            return False
-        rule = rules.get(key)
-        if rule is not None and (
-            (kind is not int and kind is not float)
-            or not rule[0] <= value <= rule[1]
-            or 0 < value < ANALYTICS_TINY
-        ):
             return False
     return True
 

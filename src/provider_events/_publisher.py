@@ -26,7 +26,7 @@ from ._envelope import (
 )
 from ._errors import InvalidEventError, OutboxError
 from ._outbox import Outbox
-from ._result import DeliveryStatus, PublishResult
+from ._result import DeliveryStatus, PublishResult, delivered_result
 
 __all__ = [
     "Delivery",
@@ -221,19 +221,18 @@ class Publisher:
         """Map the group's reports to results; spool everything not acknowledged."""
         producer.release(group, f"not acknowledged within {self.settings.delivery_timeout:g}s")
         to_spool: list[tuple[int, str]] = []
-        delivered = DeliveryStatus.DELIVERED
         if compact:  # (event_id, event_type, topic, ...)
             for report, i in zip(group.reports, indexes, strict=True):
                 if report[0] is None:
                     p = items[i]
-                    results[i] = PublishResult(delivered, p[0], p[2], report[1], report[2])
+                    results[i] = delivered_result(p[0], p[2], report[1], report[2])
                 else:
                     to_spool.append((i, report[0]))
         else:
             for report, i in zip(group.reports, indexes, strict=True):
                 if report[0] is None:
                     e = items[i]
-                    results[i] = PublishResult(delivered, e.event_id, e.topic, report[1], report[2])
+                    results[i] = delivered_result(e.event_id, e.topic, report[1], report[2])
                 else:
                     to_spool.append((i, report[0]))
         if to_spool:

@@ -52,8 +52,8 @@ GENERATED_CID = "0193a6b2-7c3d-7e4f-8a5b-6c7d8e9f0a1b"
 @contextmanager
 def pinned(now: datetime = NOW) -> Iterator[None]:
     with (
-        mock.patch.object(_envelope, "new_event_id", lambda: EVENT_ID),
-        mock.patch.object(_envelope, "utc_now", lambda: now),
+        mock.patch.object(_envelope, "_pooled_event_id", lambda: EVENT_ID),
+        mock.patch.object(_envelope, "_now", lambda tz: now),
         mock.patch.object(_envelope, "new_correlation_id", lambda: GENERATED_CID),
     ):
         yield
