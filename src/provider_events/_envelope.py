@@ -27,6 +27,7 @@ __all__ = [
     "OutgoingEvent",
     "build_provider_selection",
     "event_from_parts",
+    "header_dict",
     "header_list",
     "provider_selection_parts",
 ]
@@ -84,32 +85,24 @@ class OutgoingEvent:
     model_name: str = ""
 
 
-_CONTENT_TYPE = ("content-type", CONTENT_TYPE)
-_SPECVERSION = ("ce_specversion", b"1.0")
-#: Per event type: its (event_type, schema_ref, ce_type) header tuples.
-_TYPE_HEADERS: dict[str, tuple[tuple[str, bytes], tuple[str, bytes], tuple[str, bytes]]] = {
-    spec.event_type: (
-        ("event_type", spec.event_type.encode()),
-        ("schema_ref", spec.schema_ref.encode()),
-        ("ce_type", spec.event_type.encode()),
-    )
+#: Per event type: its ``event_type`` (and ``ce_type``) and ``schema_ref`` header values.
+_TYPE_VALUES: dict[str, tuple[bytes, bytes]] = {
+    spec.event_type: (spec.event_type.encode(), spec.schema_ref.encode())
     for spec in CATALOG.values()
 }
-#: Per (tenant, namespace, source): the (tenant_id, ce_source) header tuples; bounded.
-_ORIGINS: dict[tuple[str, str, str], tuple[tuple[str, bytes], tuple[str, bytes]]] = {}
-
-Origin = tuple[tuple[str, bytes], tuple[str, bytes]]
+#: Per (tenant, namespace, source): the ``tenant_id`` and ``ce_source`` header values; bounded.
+_ORIGINS: dict[tuple[str, str, str], tuple[bytes, bytes]] = {}
 
 
-def _origin(tenant: str, namespace: str, source: str) -> Origin:
-    """The ``tenant_id`` and ``ce_source`` headers, shared by every event of one origin."""
+def _origin(tenant: str, namespace: str, source: str) -> tuple[bytes, bytes]:
+    """The ``tenant_id`` and ``ce_source`` header values, shared by every event of one origin."""
     origin = _ORIGINS.get((tenant, namespace, source))
     if origin is None:
         if len(_ORIGINS) >= 256:
             _ORIGINS.clear()
         origin = _ORIGINS[tenant, namespace, source] = (
-            ("tenant_id", tenant.encode()),
-            ("ce_source", f"{namespace}/{source}".encode()),
+            tenant.encode(),
+            f"{namespace}/{source}".encode(),
         )
     return origin
 
@@ -126,36 +119,45 @@ def _ce_time(timestamp_json: bytes) -> bytes:
 
 
 #: A built event in compact form, for batches: (event_id, event_type, topic, key, value,
-#: ce_time, origin, provider_name, model_name). A plain tuple of str and bytes, which the
-#: cyclic GC stops tracking, where an ``OutgoingEvent`` and its header list are two tracked
-#: objects per event that every full collection walks while a large batch is in flight.
-EventParts = tuple[str, str, str, bytes, bytes, bytes, Origin, str, str]
+#: ce_time, tenant_id, ce_source, provider_name, model_name), the last four header values as
+#: bytes. A flat tuple of str and bytes, which the cyclic GC stops tracking at its first
+#: collection, where an ``OutgoingEvent`` and its header list are two tracked objects per
+#: event that every full collection walks while a large batch is in flight.
+EventParts = tuple[str, str, str, bytes, bytes, bytes, bytes, bytes, str, str]
 
 
 def header_list(parts: EventParts) -> list[tuple[str, bytes]]:
     """The Kafka headers of a compact event (a new list each call)."""
-    typed = _TYPE_HEADERS[parts[1]]
-    origin = parts[6]
+    return list(header_dict(parts).items())
+
+
+def header_dict(parts: EventParts) -> dict[str, bytes]:
+    """The Kafka headers of a compact event as a dict, in the same order (names are unique).
+
+    What the producer hands to confluent-kafka: it converts a dict of headers in half the time
+    of a list of tuples (no tuple parsing per header), and writes them in this same order.
+    """
     eid = parts[0].encode()
-    return [
-        _CONTENT_TYPE,
-        typed[0],
-        ("event_id", eid),
-        typed[1],
-        origin[0],
+    event_type, schema_ref = _TYPE_VALUES[parts[1]]
+    return {
+        "content-type": CONTENT_TYPE,
+        "event_type": event_type,
+        "event_id": eid,
+        "schema_ref": schema_ref,
+        "tenant_id": parts[6],
         # CloudEvents Kafka protocol binding (binary mode) for consumers that speak it.
-        _SPECVERSION,
-        typed[2],
-        ("ce_id", eid),
-        origin[1],
-        ("ce_time", parts[5]),
-    ]
+        "ce_specversion": b"1.0",
+        "ce_type": event_type,
+        "ce_id": eid,
+        "ce_source": parts[7],
+        "ce_time": parts[5],
+    }
 
 
 def event_from_parts(parts: EventParts) -> OutgoingEvent:
     """The ``OutgoingEvent`` of a compact event."""
     return OutgoingEvent(
-        parts[0], parts[1], parts[2], parts[3], parts[4], header_list(parts), parts[7], parts[8]
+        parts[0], parts[1], parts[2], parts[3], parts[4], header_list(parts), parts[8], parts[9]
     )
 
 
@@ -375,7 +377,8 @@ def provider_selection_parts(
         cid.encode(),
         value,
         _ce_time(_encode(now)),
-        origin,
+        origin[0],
+        origin[1],
         provider_name,
         model_name,
     )

@@ -21,7 +21,6 @@ from ._envelope import (
     OutgoingEvent,
     build_provider_selection,
     event_from_parts,
-    header_list,
     provider_selection_parts,
 )
 from ._errors import InvalidEventError, OutboxError
@@ -89,7 +88,7 @@ class Publisher:
         if not _observers:  # nobody to tell: skip a call per event
             return results
         names = (
-            [(p[7], p[8]) for p in items]  # EventParts: ..., provider_name, model_name
+            [(p[8], p[9]) for p in items]  # EventParts: ..., provider_name, model_name
             if compact
             else [(e.provider_name, e.model_name) for e in items]
         )
@@ -200,13 +199,11 @@ class Publisher:
         deadline = time.monotonic() + self.settings.delivery_timeout
         producer = get_producer(self.settings)
         chosen = items if len(indexes) == len(items) else [items[i] for i in indexes]
-        # Generators: each message's tuple (and a compact event's header list) lives only
-        # while it is handed over.
         if compact:
-            messages = ((p[2], p[3], p[4], header_list(p)) for p in chosen)
-        else:
+            group = producer.produce_group(chosen, deadline, on_done, compact=True)
+        else:  # a generator: each message's tuple lives only while it is handed over
             messages = ((e.topic, e.key, e.value, e.headers) for e in chosen)
-        group = producer.produce_group(messages, deadline, on_done, size=len(chosen))
+            group = producer.produce_group(messages, deadline, on_done, size=len(chosen))
         return group, producer, deadline
 
     def _settle(

@@ -19,6 +19,7 @@ from provider_events._config import load_settings
 from provider_events._envelope import (
     build_provider_selection,
     event_from_parts,
+    header_dict,
     header_list,
     provider_selection_parts,
 )
@@ -94,6 +95,7 @@ def test_compact_event_is_the_built_event() -> None:
     parts = provider_selection_parts(settings=SETTINGS, **fields)
     event = event_from_parts(parts)
     assert header_list(parts) == event.headers and header_list(parts) is not event.headers
+    assert list(header_dict(parts).items()) == event.headers  # same names, values, order
     built = build_provider_selection(settings=SETTINGS, **fields)
     assert [name for name, _ in event.headers] == [name for name, _ in built.headers]
     assert (event.event_type, event.topic, event.key) == (built.event_type, built.topic, built.key)
