@@ -107,17 +107,6 @@ def _origin(tenant: str, namespace: str, source: str) -> tuple[bytes, bytes]:
     return origin
 
 
-def _ce_time(timestamp_json: bytes) -> bytes:
-    """The ``ce_time`` header from msgspec's encoding of the event's UTC timestamp.
-
-    msgspec writes '"<RFC 3339>Z"' and leaves a zero fraction out; the header always has six
-    digits (as :func:`format_timestamp` writes them).
-    """
-    if len(timestamp_json) == 29:
-        return timestamp_json[1:-1]
-    return timestamp_json[1:-2] + b".000000Z"
-
-
 #: A built event in compact form, for batches: (event_id, event_type, topic, key, value,
 #: ce_time, tenant_id, ce_source, provider_name, model_name), the last four header values as
 #: bytes. A flat tuple of str and bytes, which the cyclic GC stops tracking at its first
@@ -168,53 +157,17 @@ _REASON_MAX = LIMITS["selection_reason"]
 _TEXT_MAX = LIMITS["envelope_text"]
 
 
-def _plainly_valid(
-    provider: Any,
-    model: Any,
-    cid: Any,
-    causation: Any,
-    reason: Any,
-    tenant: Any,
-    namespace: Any,
-    source: Any,
-) -> bool:
-    """True when the text fields certainly pass the models' rules, before and after JSON.
-
-    A sufficient condition on the caller's values (the rules themselves live in _models.py):
-    plain ``str`` within the length limits, names and ids printable (so no control character
-    and no lone surrogate), the reason without NUL. JSON returns such strings unchanged, so the
-    validating decoder would accept them. ``False`` only means "not sure": the builder then runs
-    the full validation, which decides and words the error.
-    """
-    return (
-        type(provider) is str
-        and 0 < len(provider) <= _PROVIDER_MAX
-        and provider.isprintable()
-        and type(model) is str
-        and 0 < len(model) <= _MODEL_MAX
-        and model.isprintable()
-        and type(cid) is str
-        and 0 < len(cid) <= _ID_MAX
-        and cid.isprintable()
-        and (
-            causation is None
-            or (
-                type(causation) is str and 0 < len(causation) <= _ID_MAX and causation.isprintable()
-            )
-        )
-        and type(reason) is str
-        and len(reason) <= _REASON_MAX
-        and "\x00" not in reason
-        and type(tenant) is str
-        and 0 < len(tenant) <= _TEXT_MAX
-        and tenant.isprintable()
-        and type(namespace) is str
-        and 0 < len(namespace) <= _TEXT_MAX
-        and namespace.isprintable()
-        and type(source) is str
-        and 0 < len(source) <= _TEXT_MAX
-        and source.isprintable()
-    )
+#: The builder's shortcut (tests switch it off to compare with the full validation): when
+#: every text field is a plain ``str`` within its length limit, with the names and ids
+#: printable (so no control character and no lone surrogate) and the reason without NUL, and
+#: the criteria are plainly valid (:func:`plainly_valid_criteria`), the models' rules
+#: certainly accept them and JSON returns them unchanged, so the validating decoder could only
+#: say yes and is skipped. Anything else takes the full validation, which decides and words
+#: the error.
+_shortcut = True
+_EVENT_TYPE = PROVIDER_SELECTED_V1.event_type
+_SCHEMA_REF = PROVIDER_SELECTED_V1.schema_ref
+_TOPIC = PROVIDER_SELECTED_V1.topic
 
 
 def _text_arg(name: str, value: Any, *, required: bool = True) -> str | None:
@@ -336,9 +289,8 @@ def provider_selection_parts(
     namespace = namespace or settings.namespace
     source = source or settings.source
     causation = None if causation_id is None else _text_arg("causation_id", causation_id)
-    spec = PROVIDER_SELECTED_V1
     document = _Envelope(
-        spec.event_type,
+        _EVENT_TYPE,
         event_id,
         now,
         cid,
@@ -346,15 +298,47 @@ def provider_selection_parts(
         namespace,
         source,
         tenant,
-        spec.schema_ref,
+        _SCHEMA_REF,
         _Payload(provider_name, model_name, cid, selection_reason, selection_criteria, selected_at),
     )
     try:
-        if _plainly_valid(
-            provider_name, model_name, cid, causation, selection_reason, tenant, namespace, source
-        ) and plainly_valid_criteria(selection_criteria):
-            # Every value is of a kind the rules certainly accept, unchanged by JSON (see
-            # _plainly_valid): decoding the bytes again could only say yes.
+        if (
+            _shortcut
+            # _plainly_valid inlined (it runs per event): each text field a plain str within
+            # its limit, names printable, the reason without NUL; see its docstring.
+            and type(provider_name) is str
+            and 0 < len(provider_name) <= _PROVIDER_MAX
+            and provider_name.isprintable()
+            and type(model_name) is str
+            and 0 < len(model_name) <= _MODEL_MAX
+            and model_name.isprintable()
+            and type(cid) is str
+            and len(cid) <= _ID_MAX
+            and cid.isprintable()
+            and (
+                causation is None
+                or (
+                    type(causation) is str
+                    and 0 < len(causation) <= _ID_MAX
+                    and causation.isprintable()
+                )
+            )
+            and type(selection_reason) is str
+            and len(selection_reason) <= _REASON_MAX
+            and "\x00" not in selection_reason
+            and type(tenant) is str
+            and 0 < len(tenant) <= _TEXT_MAX
+            and tenant.isprintable()
+            and type(namespace) is str
+            and 0 < len(namespace) <= _TEXT_MAX
+            and namespace.isprintable()
+            and type(source) is str
+            and 0 < len(source) <= _TEXT_MAX
+            and source.isprintable()
+            and plainly_valid_criteria(selection_criteria)
+        ):
+            # Every value is of a kind the rules certainly accept, unchanged by JSON:
+            # decoding the bytes again could only say yes.
             value = _encode(document)
         else:
             # Anything else is decided by the full validation of exactly the bytes that go on
@@ -370,13 +354,16 @@ def provider_selection_parts(
     except msgspec.ValidationError as exc:  # pragma: no cover - ValidationError is a ValueError
         raise InvalidEventError(str(exc)) from None
     origin = _ORIGINS.get((tenant, namespace, source)) or _origin(tenant, namespace, source)
+    # msgspec writes the time as '"<RFC 3339>Z"' and leaves a zero fraction out; the ce_time
+    # header always has six digits (as format_timestamp writes them).
+    when = _encode(now)
     return (
         event_id,
-        spec.event_type,
-        settings.topic or spec.topic,
+        _EVENT_TYPE,
+        settings.topic or _TOPIC,
         cid.encode(),
         value,
-        _ce_time(_encode(now)),
+        when[1:-1] if len(when) == 29 else when[1:-2] + b".000000Z",
         origin[0],
         origin[1],
         provider_name,

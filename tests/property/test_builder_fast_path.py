@@ -1,7 +1,7 @@
 """The builder's fast path is the full validation's exact twin.
 
 ``build_provider_selection`` skips decoding its own bytes when every value is of a kind the
-rules certainly accept (``_plainly_valid`` and ``plainly_valid_criteria``). These properties
+rules certainly accept (see ``_envelope._shortcut`` and ``plainly_valid_criteria``). These properties
 check that shortcut differentially: for the same input, with ids and clocks pinned, the
 builder with the shortcut and the builder forced through the validating decoder either both
 refuse with the same error or both return the same bytes, key and headers. The inputs sit on
@@ -85,7 +85,7 @@ def full_validation(full: bool) -> Iterator[None]:
     if not full:
         yield
         return
-    with mock.patch.object(_envelope, "_plainly_valid", lambda *args: False):
+    with mock.patch.object(_envelope, "_shortcut", False):
         yield
 
 
