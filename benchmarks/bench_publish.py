@@ -1,7 +1,9 @@
 """Publish throughput: our async API vs a bare confluent-kafka producer vs aiokafka send_and_wait.
 
 All three send the same events to fresh topics on the same broker in the same run. Ours builds
-and validates every envelope (the bare producers get our pre-serialised bytes for free).
+and validates every envelope (the bare producers get our pre-serialised bytes and headers for
+free; the bare confluent-kafka one gets the headers as a dict, the form our producer hands to
+confluent-kafka, which converts it faster than a list of tuples).
 The aiokafka loop awaits each send like the guide's original code, so it is measured on a
 bounded subset (it is latency-bound, ~1 round trip per event).
 """
@@ -86,16 +88,21 @@ def _bare_confluent(ctx: Context, events: list) -> float:
         if err is None:
             acked[0] += 1
 
+    # Headers as a dict, as our producer hands them to confluent-kafka: it converts a dict in
+    # about half the time of a list of (name, value) tuples (same headers, same order on the
+    # wire). Made outside the timing, like the serialised bytes.
+    messages = [(e.value, e.key, dict(e.headers)) for e in events]
+    assert all(len(h) == len(e.headers) for (_, _, h), e in zip(messages, events, strict=True))
     producer.produce(
-        topic, events[0].value, events[0].key, headers=events[0].headers, on_delivery=on_delivery
+        topic, events[0].value, events[0].key, headers=messages[0][2], on_delivery=on_delivery
     )
     producer.flush(30)
     acked[0] = 0
     started = time.perf_counter()
-    for e in events:
+    for value, key, headers in messages:
         while True:
             try:
-                producer.produce(topic, e.value, e.key, headers=e.headers, on_delivery=on_delivery)
+                producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
                 break
             except BufferError:
                 producer.poll(0.01)

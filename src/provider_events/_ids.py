@@ -20,16 +20,45 @@ def uuid7(unix_ms: int | None = None) -> uuid.UUID:
     return uuid.UUID(int=value)
 
 
+#: Event ids are cut from one ``os.urandom`` call per this many (one syscall and one ``hex``
+#: instead of one each per event). The pool is emptied in a forked child, so parent and child
+#: never hand out the same id; ``list.pop`` hands each id to exactly one caller across threads.
+_POOL_SIZE = 256
+_pool: list[str] = []
+#: byte 6 -> version 4 in its high nibble; byte 8 -> variant ``10`` in its two high bits.
+_VERSION_4 = bytes((b & 0x0F) | 0x40 for b in range(256))
+_VARIANT = bytes((b & 0x3F) | 0x80 for b in range(256))
+
+
+def _fill_pool() -> None:
+    raw = bytearray(os.urandom(16 * _POOL_SIZE))
+    raw[6::16] = raw[6::16].translate(_VERSION_4)
+    raw[8::16] = raw[8::16].translate(_VARIANT)
+    h = raw.hex()
+    _pool.extend(
+        [
+            f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-{h[i + 12 : i + 16]}-{h[i + 16 : i + 20]}-"
+            f"{h[i + 20 : i + 32]}"
+            for i in range(0, 32 * _POOL_SIZE, 32)
+        ]
+    )
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch - POSIX
+    os.register_at_fork(after_in_child=_pool.clear)
+
+
 def new_event_id() -> str:
     """A random UUID version 4 string: the event's identity and idempotency key end to end.
 
-    Formatted directly from 16 random bytes (twice as fast as ``str(uuid.uuid4())``).
+    122 random bits from ``os.urandom``, like :func:`uuid.uuid4`, formatted directly (about
+    four times as fast as ``str(uuid.uuid4())`` thanks to the pool).
     """
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    while True:
+        try:
+            return _pool.pop()
+        except IndexError:
+            _fill_pool()
 
 
 def new_correlation_id() -> str:

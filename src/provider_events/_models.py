@@ -21,6 +21,7 @@ __all__ = [
     "OnexEnvelopeV1",
     "ProviderSelectedPayloadV1",
     "check_criteria",
+    "plainly_valid_criteria",
 ]
 
 # Enforced limits (documented in docs/limits.md). Names and ids never hold control characters;
@@ -173,6 +174,51 @@ def check_criteria(criteria: dict[str, Any]) -> None:
 
 _MAX_KEYS = LIMITS["criteria_keys"]
 _encode = msgspec.json.Encoder().encode
+
+_INT64_MIN = -(2**63)
+_UINT64_END = 2**64
+
+
+def plainly_valid_criteria(criteria: Any) -> bool:
+    """True when ``criteria`` certainly passes every payload rule, before and after JSON.
+
+    A sufficient condition, checked on the caller's dict so the builder can skip decoding its
+    own bytes: a plain ``dict`` of at most 32 entries, keys ``str`` of at most 32 characters
+    without NUL, values ``None``, ``bool``, 64-bit ``int``, finite ``float`` or ``str`` of at
+    most 32 characters without NUL, analytics numbers within their rule (:data:`_NUMERIC_RULES`).
+    Such a dict passes :func:`reject_non_finite`, takes :func:`check_criteria`'s simple path,
+    and a JSON round trip returns it equal, value types included. ``False`` only means "not
+    sure": the caller then runs the full validation, which decides (and words the error).
+    """
+    if type(criteria) is not dict or len(criteria) > 32:
+        return False
+    rules = _NUMERIC_RULES
+    for key, value in criteria.items():
+        kind = type(value)
+        rule = rules.get(key)
+        if rule is not None:  # an analytics number: its range implies finite (and 64-bit)
+            if (
+                (kind is float or (kind is int and value < _UINT64_END))
+                and rule[0] <= value <= rule[1]
+                and not 0 < value < ANALYTICS_TINY
+                and type(key) is str
+            ):
+                continue
+            return False
+        if type(key) is not str or len(key) > 32 or "\x00" in key:
+            return False
+        if kind is str:
+            if len(value) > 32 or "\x00" in value:
+                return False
+        elif kind is float:
+            if value - value != 0.0:  # NaN or +-Infinity
+                return False
+        elif kind is int:
+            if not _INT64_MIN <= value < _UINT64_END:
+                return False
+        elif kind is not bool and value is not None:
+            return False
+    return True
 
 
 def _utc(moment: datetime) -> datetime:

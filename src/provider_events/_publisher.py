@@ -8,6 +8,7 @@ Nothing here raises for transport problems; every wait is bounded by ``delivery_
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 import time
 import uuid
@@ -15,10 +16,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from ._config import Settings, load_settings
-from ._envelope import OutgoingEvent, build_provider_selection
+from ._envelope import (
+    EventParts,
+    OutgoingEvent,
+    build_provider_selection,
+    event_from_parts,
+    provider_selection_parts,
+)
 from ._errors import InvalidEventError, OutboxError
 from ._outbox import Outbox
-from ._result import DeliveryStatus, PublishResult
+from ._result import DeliveryStatus, PublishResult, delivered_result
 
 __all__ = [
     "Delivery",
@@ -75,6 +82,21 @@ class Publisher:
                 observer(result, provider, model, time.perf_counter() - started)
         return result
 
+    def _notify_all(
+        self, results: list[PublishResult], items: Sequence[Any], started: float, compact: bool
+    ) -> list[PublishResult]:
+        if not _observers:  # nobody to tell: skip a call per event
+            return results
+        names = (
+            [(p[8], p[9]) for p in items]  # EventParts: ..., provider_name, model_name
+            if compact
+            else [(e.provider_name, e.model_name) for e in items]
+        )
+        for result, (provider, model) in zip(results, names, strict=True):
+            for observer in _observers:
+                observer(result, provider, model, time.perf_counter() - started)
+        return results
+
     def _spool(
         self, events: Sequence[OutgoingEvent], reason: str, status: DeliveryStatus
     ) -> list[PublishResult]:
@@ -117,6 +139,18 @@ class Publisher:
             ]
         return [PublishResult(DeliveryStatus.STORED, e.event_id, e.topic) for e in events]
 
+    def _straight_to_kafka(self) -> bool:
+        """Whether synchronous events go straight to Kafka: the Kafka sink, and no spooled
+        events that some of them might have to queue behind (see :meth:`_behind_backlog`)."""
+        if self.settings.sink == "local":
+            return False
+        if not self._use_outbox or not self.outbox.exists():
+            return True
+        try:
+            return not self.outbox.pending()
+        except OutboxError:
+            return True  # as _behind_backlog: an unreadable outbox holds no backlog to honour
+
     def _behind_backlog(self, events: Sequence[OutgoingEvent]) -> set[int]:
         """Indexes of events whose key still has spooled events: they queue behind them."""
         if not self._use_outbox or not self.outbox.exists():
@@ -154,21 +188,29 @@ class Publisher:
 
     def _produce(
         self,
-        events: Sequence[OutgoingEvent],
+        items: Sequence[Any],
         indexes: Sequence[int],
+        compact: bool,
         on_done: Callable[[], None] | None = None,
     ) -> tuple[Any, Any, float]:
+        """Hand the events at ``indexes`` to the producer (``compact``: :data:`EventParts`)."""
         from ._producer import get_producer
 
         deadline = time.monotonic() + self.settings.delivery_timeout
         producer = get_producer(self.settings)
-        messages = [(e.topic, e.key, e.value, e.headers) for e in (events[i] for i in indexes)]
-        return producer.produce_group(messages, deadline, on_done), producer, deadline
+        chosen = items if len(indexes) == len(items) else [items[i] for i in indexes]
+        if compact:
+            group = producer.produce_group(chosen, deadline, on_done, compact=True)
+        else:  # a generator: each message's tuple lives only while it is handed over
+            messages = ((e.topic, e.key, e.value, e.headers) for e in chosen)
+            group = producer.produce_group(messages, deadline, on_done, size=len(chosen))
+        return group, producer, deadline
 
     def _settle(
         self,
-        events: Sequence[OutgoingEvent],
+        items: Sequence[Any],
         indexes: Sequence[int],
+        compact: bool,
         group: Any,
         producer: Any,
         results: list[PublishResult | None],
@@ -176,18 +218,26 @@ class Publisher:
         """Map the group's reports to results; spool everything not acknowledged."""
         producer.release(group, f"not acknowledged within {self.settings.delivery_timeout:g}s")
         to_spool: list[tuple[int, str]] = []
-        for report, i in zip(group.reports, indexes, strict=True):
-            error, partition, offset, _ = report
-            if error is None:
-                e = events[i]
-                results[i] = PublishResult(
-                    DeliveryStatus.DELIVERED, e.event_id, e.topic, partition, offset
-                )
-            else:
-                to_spool.append((i, error))
+        if compact:  # (event_id, event_type, topic, ...)
+            for report, i in zip(group.reports, indexes, strict=True):
+                if report[0] is None:
+                    p = items[i]
+                    results[i] = delivered_result(p[0], p[2], report[1], report[2])
+                else:
+                    to_spool.append((i, report[0]))
+        else:
+            for report, i in zip(group.reports, indexes, strict=True):
+                if report[0] is None:
+                    e = items[i]
+                    results[i] = delivered_result(e.event_id, e.topic, report[1], report[2])
+                else:
+                    to_spool.append((i, report[0]))
         if to_spool:
+            unsent = [items[i] for i, _ in to_spool]
             spooled = self._spool(
-                [events[i] for i, _ in to_spool], to_spool[0][1], DeliveryStatus.SPOOLED
+                [event_from_parts(p) for p in unsent] if compact else unsent,
+                to_spool[0][1],
+                DeliveryStatus.SPOOLED,
             )
             for (i, error), result in zip(to_spool, spooled, strict=True):
                 results[i] = (
@@ -206,10 +256,10 @@ class Publisher:
         started = time.perf_counter()
         results, indexes = self._route(events, delivery)
         if indexes:
-            group, producer, deadline = self._produce(events, indexes)
+            group, producer, deadline = self._produce(events, indexes, False)
             group.done.wait(max(0.0, deadline - time.monotonic()))
-            results = self._settle(events, indexes, group, producer, results)  # type: ignore[assignment]
-        return [self._notify(r, e, started) for r, e in zip(results, events, strict=True)]  # type: ignore[arg-type]
+            results = self._settle(events, indexes, False, group, producer, results)  # type: ignore[assignment]
+        return self._notify_all(results, events, started, False)  # type: ignore[arg-type]
 
     def publish_sync(self, *, delivery: Delivery = "sync", **fields: Any) -> PublishResult:
         """Build, validate and publish one event; returns a :class:`PublishResult`."""
@@ -226,8 +276,18 @@ class Publisher:
     async def send_many(
         self, events: Sequence[OutgoingEvent], delivery: Delivery = "sync"
     ) -> list[PublishResult]:
+        return await self._send(events, delivery, False)
+
+    async def _send(
+        self, items: Sequence[Any], delivery: Delivery, compact: bool
+    ) -> list[PublishResult]:
+        """:meth:`send_many` of ``OutgoingEvent``s, or (``compact``) of :data:`EventParts`."""
         started = time.perf_counter()
-        results, indexes = self._route(events, delivery)
+        if compact and (delivery != "sync" or not self._straight_to_kafka()):
+            items, compact = [event_from_parts(p) for p in items], False
+        results, indexes = (
+            ([None] * len(items), range(len(items))) if compact else self._route(items, delivery)
+        )
         if indexes:
             import asyncio
 
@@ -242,14 +302,14 @@ class Publisher:
                 with contextlib.suppress(RuntimeError):  # loop closed: the caller is gone
                     loop.call_soon_threadsafe(finish)
 
-            group, producer, deadline = self._produce(events, indexes, on_done=wake)
+            group, producer, deadline = self._produce(items, indexes, compact, on_done=wake)
             if not group.done.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         asyncio.shield(all_done), max(0.0, deadline - time.monotonic())
                     )
-            results = self._settle(events, indexes, group, producer, results)  # type: ignore[assignment]
-        return [self._notify(r, e, started) for r, e in zip(results, events, strict=True)]  # type: ignore[arg-type]
+            results = self._settle(items, indexes, compact, group, producer, results)  # type: ignore[assignment]
+        return self._notify_all(results, items, started, compact)  # type: ignore[arg-type]
 
     async def publish(self, *, delivery: Delivery = "sync", **fields: Any) -> PublishResult:
         """Async twin of :meth:`publish_sync`."""
@@ -269,19 +329,53 @@ class Publisher:
 
         Invalid ones come back ``rejected`` in their place; the rest are sent together.
         """
-        built: list[OutgoingEvent | PublishResult] = []
-        for fields in selections:
+        if type(self).build is not Publisher.build:  # a subclass builds its own way
+            return await self._publish_built(selections, delivery)
+        # Compact events (plain tuples, see EventParts): no OutgoingEvent nor header list per
+        # event stays alive while the batch is in flight.
+        events: list[EventParts] = []
+        #: (position, result) of each rejected selection, in order
+        rejected: list[tuple[int, PublishResult]] = []
+        settings = self.settings
+        for position, fields in enumerate(selections):
             try:
-                built.append(self.build(**fields))
+                events.append(provider_selection_parts(settings=settings, **fields))
             except InvalidEventError as exc:
-                built.append(PublishResult(DeliveryStatus.REJECTED, error=str(exc)))
-        events = [b for b in built if isinstance(b, OutgoingEvent)]
-        sent = iter(await self.send_many(events, delivery)) if events else iter(())
-        return [b if isinstance(b, PublishResult) else next(sent) for b in built]
+                rejected.append((position, PublishResult(DeliveryStatus.REJECTED, error=str(exc))))
+        results = await self._send(events, delivery, True) if events else []
+        return _merge(results, rejected)
+
+    async def _publish_built(
+        self, selections: Iterable[Mapping[str, Any]], delivery: Delivery
+    ) -> list[PublishResult]:
+        events: list[OutgoingEvent] = []
+        rejected: list[tuple[int, PublishResult]] = []
+        for position, fields in enumerate(selections):
+            try:
+                events.append(self.build(**fields))
+            except InvalidEventError as exc:
+                rejected.append((position, PublishResult(DeliveryStatus.REJECTED, error=str(exc))))
+        results = await self.send_many(events, delivery) if events else []
+        return _merge(results, rejected)
 
     def close(self) -> None:
         if self._outbox is not None:
             self._outbox.close()
+
+
+def _merge(
+    results: list[PublishResult], rejected: list[tuple[int, PublishResult]]
+) -> list[PublishResult]:
+    """``results`` with each ``(position, rejection)`` put back in its caller's place."""
+    if not rejected:
+        return results
+    merged: list[PublishResult] = []
+    sent = iter(results)
+    for position, result in rejected:
+        merged.extend(itertools.islice(sent, position - len(merged)))
+        merged.append(result)
+    merged.extend(sent)
+    return merged
 
 
 # -- the guide's functions -------------------------------------------------------------------
