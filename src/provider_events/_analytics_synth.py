@@ -71,6 +71,10 @@ MODELS: tuple[ModelSpec, ...] = (
               ("Experiment: trying a new model",)),
 )
 
+#: Models weighted below this are experiments: a handful of selections per window, never
+#: enough for a recommendation (the demo shows "too little data" for them).
+RARE_WEIGHT = 0.05
+
 #: tenant -> (share of traffic, UTC offset in hours, preferred providers with weights)
 TENANTS: dict[str, tuple[float, int, dict[str, float]]] = {
     "acme-us": (0.38, -5, {"claude": 5, "openrouter": 3, "gemini-2.5-flash": 2, "gemini-flash": 2, "gemini-pro": 1, "together": 1, "zai": 0.5}),
@@ -160,8 +164,16 @@ def synthetic_selections(
     scale = total / sum(sum(w.values()) * f for _, _, w, f in hours)
     by_provider: dict[str, list[ModelSpec]] = {}
     for spec in MODELS:
-        by_provider.setdefault(spec.provider, []).append(spec)
-    for lo, hi, weights, fraction in hours:
+        if spec.weight >= RARE_WEIGHT:
+            by_provider.setdefault(spec.provider, []).append(spec)
+    # The experiment (a rarely used model) gets a few selections spread over the window, from
+    # its own random stream: drawn like the others it had none in about a third of the weeks
+    # of 3,000 events, and the demo could not show "too little data".
+    rare = [spec for spec in MODELS if spec.weight < RARE_WEIGHT]
+    trials = min(20, max(3, round(total * 0.0005))) if rare else 0
+    trial_hours = {len(hours) * (2 * i + 1) // (2 * trials) for i in range(trials)}
+    trial_rng = random.Random(seed + 1)
+    for index, (lo, hi, weights, fraction) in enumerate(hours):
         for tenant, weight in weights.items():
             expected = weight * fraction * scale
             n = max(0, round(expected + rng.gauss(0.0, math.sqrt(expected)))) if expected else 0
@@ -177,6 +189,13 @@ def synthetic_selections(
                 yield _one(
                     rng, spec, tenant, moment, (moment - start) / timedelta(days=1), tokens_share
                 )
+        if index in trial_hours:
+            spec = rare[index % len(rare)]
+            tenant = max(weights, key=lambda t: (weights[t], t))
+            moment = lo + (hi - lo) * trial_rng.random()
+            yield _one(
+                trial_rng, spec, tenant, moment, (moment - start) / timedelta(days=1), tokens_share
+            )
 
 
 def _one(
