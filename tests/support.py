@@ -238,6 +238,21 @@ def migrated_schema(database_url: str, prefix: str) -> Iterator[ScratchSchema]:
         yield schema
 
 
+def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The consumer group's committed offset per partition (only partitions with a commit)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    client = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+    )
+    try:
+        partitions = client.list_topics(topic, timeout=10).topics[topic].partitions
+        tps = client.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        return {tp.partition: tp.offset for tp in tps if tp.offset >= 0}
+    finally:
+        client.close()
+
+
 def cli_env(dsn: str, bootstrap: str, topic: str) -> dict[str, str]:
     """The environment of a ``provider-events`` child (this tree's ``src``) aimed at ``topic``
     and the database ``dsn``."""

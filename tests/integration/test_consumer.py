@@ -22,11 +22,9 @@ from typing import Any
 import psycopg
 import pytest
 from confluent_kafka import (
-    Consumer,
     KafkaError,
     Message,
     Producer,
-    TopicPartition,
 )
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -39,6 +37,7 @@ from provider_events._producer import kafka_config
 from provider_events.store._scratch import ScratchSchema, scratch_schema
 from tests.support import (
     cli_env,
+    committed,
     json_lines,
     migrated_schema,
     produce_waiting,
@@ -95,17 +94,6 @@ def produce(
 
 def produce_events(bootstrap: str, topic: str, events: list[OutgoingEvent]) -> list[Message]:
     return produce(bootstrap, topic, [(e.key, e.value) for e in events])
-
-
-def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    """The group's committed offset per partition (only partitions with a commit)."""
-    client = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        partitions = client.list_topics(topic, timeout=10).topics[topic].partitions
-        tps = client.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
-        return {tp.partition: tp.offset for tp in tps if tp.offset >= 0}
-    finally:
-        client.close()
 
 
 def ingest(bootstrap: str, topic: str, schema: ScratchSchema, group: str, **opts: Any) -> Totals:

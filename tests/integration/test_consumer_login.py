@@ -22,7 +22,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import KafkaError, Message, Producer
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from provider_events import load_settings
@@ -31,6 +31,7 @@ from provider_events._envelope import OutgoingEvent, build_provider_selection
 from provider_events._producer import kafka_config
 from provider_events.store import migrate
 from provider_events.store._scratch import ScratchSchema, scratch_schema
+from tests.support import cli_env, committed
 
 pytestmark = pytest.mark.integration
 
@@ -106,32 +107,9 @@ def produce(bootstrap: str, topic: str, events: list[OutgoingEvent]) -> None:
     assert not failed, failed[:3]
 
 
-def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    """The group's committed offset per partition (only partitions with a commit)."""
-    client = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
-    )
-    try:
-        partitions = client.list_topics(topic, timeout=10).topics[topic].partitions
-        tps = client.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
-        return {tp.partition: tp.offset for tp in tps if tp.offset >= 0}
-    finally:
-        client.close()
-
-
 def stored_ids(dsn: str) -> list[str]:
     with psycopg.connect(dsn, connect_timeout=5) as conn:
         return [str(r[0]) for r in conn.execute("SELECT event_id FROM provider_selection_events")]
-
-
-def env_for(dsn: str, bootstrap: str, topic: str) -> dict[str, str]:
-    return dict(
-        os.environ,
-        DATABASE_URL=dsn,
-        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
-        PROVIDER_EVENTS_TOPIC=topic,
-        PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
-    )
 
 
 def consume_args(group: str, *extra: str) -> list[str]:
@@ -157,7 +135,7 @@ def ingest_everything(dsn: str, bootstrap: str, topic: str, group: str) -> None:
     """The same group with the right DATABASE_URL: runs until idle, exits 0."""
     proc = subprocess.run(
         consume_args(group, "--until-idle", "3", "--batch-size", "200"),
-        env=env_for(dsn, bootstrap, topic),
+        env=cli_env(dsn, bootstrap, topic),
         capture_output=True,
         text=True,
         timeout=180,
@@ -195,7 +173,7 @@ def test_refused_login_at_start_exits_at_once_and_commits_nothing(
     started = time.monotonic()
     proc = subprocess.run(
         consume_args(group),
-        env=env_for(bad, kafka_bootstrap, topic),
+        env=cli_env(bad, kafka_bootstrap, topic),
         capture_output=True,
         text=True,
         timeout=60,
@@ -226,7 +204,7 @@ def test_login_refused_mid_stream_stops_without_committing_the_batch(
     group = f"login-{uuid.uuid4().hex[:10]}"
     proc = subprocess.Popen(
         consume_args(group, "--batch-size", "200"),
-        env=env_for(own_database, kafka_bootstrap, topic),
+        env=cli_env(own_database, kafka_bootstrap, topic),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
