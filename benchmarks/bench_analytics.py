@@ -45,7 +45,7 @@ from provider_events._analytics_model import Window, ceil_hour
 from provider_events._analytics_sql import MEASURES
 from provider_events._analytics_synth import MODELS, TENANTS, synthetic_selections
 from provider_events._recommend import recommend
-from provider_events.store import BatchWriter, migrate
+from provider_events.store import ROLLUP_TABLES, TABLE, BatchWriter, migrate
 from provider_events.store._scratch import dsn_for_schema
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -396,18 +396,7 @@ def _comparison(
     )
 
 
-_SIZED = (
-    "provider_selection_events",
-    "provider_selection_rollup_hourly",
-    "provider_selection_reasons_hourly",
-    "provider_selection_hist_hourly",
-    "provider_selection_hist_daily",
-    "provider_selection_hist_hourly_all",
-    "provider_selection_hist_daily_all",
-    "provider_selection_hist_hourly_provider",
-    "provider_selection_hist_daily_provider",
-    "provider_selection_hist_hourly_tenant",
-)
+_SIZED = (TABLE, *ROLLUP_TABLES)
 
 
 def _ingest(

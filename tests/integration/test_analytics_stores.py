@@ -34,7 +34,7 @@ from provider_events._envelope import build_provider_selection
 from provider_events._local_store import LocalEventStore
 from provider_events._recommend import RecommendOptions, recommend
 from provider_events._validation import decode_envelope
-from provider_events.store import BatchWriter, migrate, row_from_envelope
+from provider_events.store import ROLLUP_TABLES, BatchWriter, migrate, row_from_envelope
 from provider_events.store._scratch import scratch_schema
 
 pytestmark = pytest.mark.integration
@@ -206,17 +206,6 @@ def test_percentiles_are_within_one_percent_of_exact(
 
 
 # -- PostgreSQL only: the triggers keep the rollups exact through every write path -------------
-_ROLLUP_TABLES = (
-    "provider_selection_rollup_hourly",
-    "provider_selection_reasons_hourly",
-    "provider_selection_hist_hourly",
-    "provider_selection_hist_daily",
-    "provider_selection_hist_hourly_all",
-    "provider_selection_hist_daily_all",
-    "provider_selection_hist_hourly_provider",
-    "provider_selection_hist_daily_provider",
-    "provider_selection_hist_hourly_tenant",
-)
 
 
 def _snapshot(conn: psycopg.Connection[Any]) -> dict[str, list[list[Any]]]:
@@ -225,7 +214,7 @@ def _snapshot(conn: psycopg.Connection[Any]) -> dict[str, list[list[Any]]]:
     keys["provider_selection_hist_daily"] = 5
     keys["provider_selection_hist_hourly_tenant"] = 4
     out = {}
-    for table in _ROLLUP_TABLES:
+    for table in ROLLUP_TABLES:
         k = 3 if table.endswith("_provider") else keys.get(table, 4)
         order = ", ".join(str(i) for i in range(1, k + 1))
         rows = conn.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()
@@ -254,6 +243,12 @@ def test_postgres_rollups_match_a_rebuild_after_every_write_path(
                 "UPDATE provider_selection_events SET provider_name = 'renamed' "
                 "WHERE model_name = 'glm-4.6'"
             )
+            tables = conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                "AND tablename LIKE 'provider\\_selection\\_%' "
+                "AND tablename <> 'provider_selection_events'"
+            ).fetchall()
+            assert sorted(t for (t,) in tables) == sorted(ROLLUP_TABLES)  # the list is complete
             maintained = _snapshot(conn)
             total = conn.execute("SELECT count(*) FROM provider_selection_events").fetchone()
             rebuilt_total = conn.execute("SELECT provider_events_rebuild_rollups()").fetchone()
@@ -263,7 +258,7 @@ def test_postgres_rollups_match_a_rebuild_after_every_write_path(
             assert len(maintained["provider_selection_rollup_hourly"]) > 100
             conn.execute("TRUNCATE provider_selection_events")
             assert all(
-                conn.execute(f"SELECT count(*) FROM {t}").fetchone() == (0,) for t in _ROLLUP_TABLES
+                conn.execute(f"SELECT count(*) FROM {t}").fetchone() == (0,) for t in ROLLUP_TABLES
             )
 
 

@@ -18,6 +18,7 @@ from ._migrate import (
 )
 from ._pg import (
     COLUMNS,
+    ROLLUP_TABLES,
     TABLE,
     BatchWriter,
     DatabaseLoginError,
@@ -30,6 +31,7 @@ from ._pg import (
 
 __all__ = [
     "COLUMNS",
+    "ROLLUP_TABLES",
     "TABLE",
     "BatchWriter",
     "DatabaseLoginError",

@@ -42,6 +42,7 @@ from .._errors import DatabaseError
 
 __all__ = [
     "COLUMNS",
+    "ROLLUP_TABLES",
     "TABLE",
     "BatchWriter",
     "DatabaseLoginError",
@@ -55,6 +56,18 @@ __all__ = [
 ]
 
 EVENT_ID_CONSTRAINT = "provider_selection_events_event_id_key"
+#: The tables the migrations' statement triggers keep from ``TABLE`` (0002, 0003).
+ROLLUP_TABLES: tuple[str, ...] = (
+    "provider_selection_rollup_hourly",
+    "provider_selection_reasons_hourly",
+    "provider_selection_hist_hourly",
+    "provider_selection_hist_daily",
+    "provider_selection_hist_hourly_all",
+    "provider_selection_hist_daily_all",
+    "provider_selection_hist_hourly_provider",
+    "provider_selection_hist_daily_provider",
+    "provider_selection_hist_hourly_tenant",
+)
 #: The columns the writer fills, in order; ``id`` and ``created_at`` take their defaults.
 COLUMNS: tuple[str, ...] = (*EVENT_COLUMNS, *KAFKA_COLUMNS)
 _TYPES = (
