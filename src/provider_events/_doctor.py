@@ -10,7 +10,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from ._catalog import PROVIDER_SELECTED_V1
-from ._config import ENV_VARS, ConfigError, Secret, Settings, load_settings, redact_dsn
+from ._config import (
+    CONSUMER_SETTINGS,
+    ENV_VARS,
+    ConfigError,
+    Secret,
+    Settings,
+    load_settings,
+    redact_dsn,
+)
 
 __all__ = ["Check", "run_checks"]
 
@@ -38,16 +46,16 @@ def _config_checks(settings: Settings) -> Iterator[Check]:
     yield Check("security", True, security)
 
 
-#: The consumer's settings ``doctor`` shows, in order, with the label of each.
-_CONSUMER_SETTINGS = (
-    ("consumer_group", "group"),
-    ("consumer_instance_id", "instance id"),
-    ("consumer_batch_size", "batch size"),
-    ("consumer_batch_timeout", "batch timeout"),
-    ("dlq_topic", "dead-letter topic"),
-    ("metrics_port", "metrics port"),
-    ("metrics_addr", "metrics address"),
-)
+#: How ``doctor`` labels the consumer's settings (shown in CONSUMER_SETTINGS' order).
+_CONSUMER_LABELS = {
+    "consumer_group": "group",
+    "consumer_instance_id": "instance id",
+    "consumer_batch_size": "batch size",
+    "consumer_batch_timeout": "batch timeout",
+    "dlq_topic": "dead-letter topic",
+    "metrics_port": "metrics port",
+    "metrics_addr": "metrics address",
+}
 
 
 def _shown(value: object) -> str:
@@ -67,17 +75,18 @@ def _consumer_checks(settings: Settings) -> Iterator[Check]:
         "metrics_port": "off" if settings.metrics_port is None else settings.metrics_port,
     }
     parts = []
-    for name, label in _CONSUMER_SETTINGS:
+    for name in CONSUMER_SETTINGS:
+        label = _CONSUMER_LABELS.get(name, name.replace("_", " "))
         value = _shown(shown.get(name, getattr(settings, name)))
         src = settings.sources.get(name, "default")
         origin = "" if src == "default" else f" (from {src})"
         parts.append(f"{label} {value}{origin}")
-    bad = [str(settings.problems[n]) for n, _ in _CONSUMER_SETTINGS if n in settings.problems]
+    bad = [str(settings.problems[n]) for n in CONSUMER_SETTINGS if n in settings.problems]
     yield Check(
         "consumer settings",
         not bad,
         "; ".join(bad) if bad else ", ".join(parts),
-        "set " + ", ".join(ENV_VARS[n] for n, _ in _CONSUMER_SETTINGS) + " or pass consume's flags",
+        "set " + ", ".join(ENV_VARS[n] for n in CONSUMER_SETTINGS) + " or pass consume's flags",
     )
 
 
