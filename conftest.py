@@ -175,6 +175,6 @@ def services(kafka_bootstrap: str, database_url: str, tmp_path: Path) -> Iterato
 def _close_producers() -> Iterator[None]:
     """Each test starts without the previous test's Kafka producers (and their logs)."""
     yield
-    from provider_events._producer import shutdown_producers
+    from provider_events.publish._producer import shutdown_producers
 
     shutdown_producers(timeout=0)

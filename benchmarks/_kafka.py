@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 
 from provider_events import load_settings
-from provider_events._config import Settings
+from provider_events.settings import Settings
 
 
 def fresh_topic(bootstrap: str, prefix: str, partitions: int = 6) -> str:

@@ -40,11 +40,11 @@ from rich.console import Console
 
 from benchmarks._dashboard_naive import RAW_PANEL_SQL
 from benchmarks._harness import Comparison, Context, percentile
-from provider_events._analytics import PostgresBackend, collect_stats
-from provider_events._analytics_model import Window, ceil_hour
-from provider_events._analytics_sql import MEASURES
-from provider_events._analytics_synth import MODELS, TENANTS, synthetic_selections
-from provider_events._recommend import recommend
+from provider_events.analytics._answers import PostgresBackend, collect_stats
+from provider_events.analytics._model import Window, ceil_hour
+from provider_events.analytics._recommend import recommend
+from provider_events.analytics._sql import MEASURES
+from provider_events.analytics._synth import MODELS, TENANTS, synthetic_selections
 from provider_events.store import ROLLUP_TABLES, TABLE, BatchWriter, migrate
 from provider_events.store._scratch import dsn_for_schema
 

@@ -39,9 +39,9 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 sys.path.insert(0, str(SRC))
 
 from benchmarks._harness import Comparison, Context  # noqa: E402
-from provider_events._config import load_settings  # noqa: E402
-from provider_events._envelope import build_provider_selection  # noqa: E402
-from provider_events._ids import format_timestamp, uuid7  # noqa: E402
+from provider_events.events._envelope import build_provider_selection  # noqa: E402
+from provider_events.events._ids import format_timestamp, uuid7  # noqa: E402
+from provider_events.settings import load_settings  # noqa: E402
 from provider_events.store import COLUMNS, TABLE, Migration, discover, migrate  # noqa: E402
 from provider_events.store._scratch import scratch_schema  # noqa: E402
 
@@ -84,7 +84,7 @@ def produce(bootstrap: str, topic: str, n: int) -> float:
     """
     from confluent_kafka import Producer
 
-    from provider_events._producer import kafka_config
+    from provider_events.publish._producer import kafka_config
 
     settings = load_settings(kafka_bootstrap_servers=bootstrap, topic=topic)
     templates = []

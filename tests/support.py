@@ -29,7 +29,7 @@ import pytest
 if TYPE_CHECKING:
     from confluent_kafka import Message, Producer
 
-    from provider_events._config import Settings
+    from provider_events.settings import Settings
     from provider_events.store._scratch import ScratchSchema
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -220,7 +220,7 @@ def create_topic(bootstrap: str, name: str, partitions: int = 6) -> str:
 # -- the consumer's surroundings: settings, a migrated schema, a topic's messages -------------
 def settings_for(bootstrap: str, topic: str) -> Settings:
     """Settings for ``bootstrap`` and ``topic`` alone: no process environment, no ``.env``."""
-    from provider_events._config import load_settings
+    from provider_events.settings import load_settings
 
     env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PROVIDER_EVENTS_TOPIC": topic}
     return load_settings(environ=env, dotenv=Path("/nonexistent/.env"))

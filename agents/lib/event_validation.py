@@ -1,7 +1,7 @@
 """Guide path for event validation: envelope and payload checks with readable errors."""
 
-from provider_events._errors import InvalidEventError
-from provider_events._validation import (
+from provider_events.errors import InvalidEventError
+from provider_events.events._validation import (
     ValidationResult,
     decode_envelope,
     validate_event,

@@ -1,7 +1,7 @@
 """Guide path for the partition-key policy (``AGENT_PROVIDER`` keys on ``correlation_id``)."""
 
-from provider_events._errors import PartitionKeyError
-from provider_events._partition_key_policy import (
+from provider_events.errors import PartitionKeyError
+from provider_events.events._partition_key_policy import (
     POLICIES,
     EventFamily,
     PartitionKeyPolicy,

@@ -247,7 +247,7 @@ class TestKafkaPublishing:
 class TestGracefulDegradation:
     def test_stopped_broker_false_within_bound_and_event_kept(self, kafka_env, topic, kcat, broker):
         """Broker stopped: False within the bound, the event spooled; restarted: delivered."""
-        from provider_events._outbox import Outbox
+        from provider_events.publish._outbox import Outbox
 
         settings = load_settings()
         broker.stop()

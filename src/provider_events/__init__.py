@@ -46,37 +46,35 @@ __all__ = [
 ]
 
 _WHERE = {
-    "CATALOG": "_catalog",
-    "EventFamily": "_catalog",
-    "EventSpec": "_catalog",
-    "ConfigError": "_errors",
-    "DatabaseError": "_errors",
-    "InvalidEventError": "_errors",
-    "OutboxCorruptError": "_errors",
-    "OutboxError": "_errors",
-    "OutboxFullError": "_errors",
-    "PartitionKeyError": "_errors",
-    "ProviderEventsError": "_errors",
-    "OnexEnvelopeV1": "_models",
-    "ProviderSelectedPayloadV1": "_models",
-    "DeliveryStatus": "_result",
-    "PublishResult": "_result",
-    "Publisher": "_publisher",
-    "publish_provider_selection": "_publisher",
-    "publish_provider_selection_sync": "_publisher",
-    "Settings": "_config",
-    "load_settings": "_config",
-    "ValidationResult": "_validation",
-    "decode_envelope": "_validation",
-    "validate_event": "_validation",
-    "get_partition_key": "_partition_key_policy",
-    "enable_publisher_metrics": "_publisher_metrics",
+    "CATALOG": "events._catalog",
+    "EventFamily": "events._catalog",
+    "EventSpec": "events._catalog",
+    "ConfigError": "errors",
+    "DatabaseError": "errors",
+    "InvalidEventError": "errors",
+    "OutboxCorruptError": "errors",
+    "OutboxError": "errors",
+    "OutboxFullError": "errors",
+    "PartitionKeyError": "errors",
+    "ProviderEventsError": "errors",
+    "OnexEnvelopeV1": "events._models",
+    "ProviderSelectedPayloadV1": "events._models",
+    "DeliveryStatus": "publish._result",
+    "PublishResult": "publish._result",
+    "Publisher": "publish._publisher",
+    "publish_provider_selection": "publish._publisher",
+    "publish_provider_selection_sync": "publish._publisher",
+    "Settings": "settings",
+    "load_settings": "settings",
+    "ValidationResult": "events._validation",
+    "decode_envelope": "events._validation",
+    "validate_event": "events._validation",
+    "get_partition_key": "events._partition_key_policy",
+    "enable_publisher_metrics": "observability._publisher_metrics",
 }
 
 if TYPE_CHECKING:
-    from ._catalog import CATALOG, EventFamily, EventSpec
-    from ._config import Settings, load_settings
-    from ._errors import (
+    from provider_events.errors import (
         ConfigError,
         DatabaseError,
         InvalidEventError,
@@ -86,12 +84,18 @@ if TYPE_CHECKING:
         PartitionKeyError,
         ProviderEventsError,
     )
-    from ._models import OnexEnvelopeV1, ProviderSelectedPayloadV1
-    from ._partition_key_policy import get_partition_key
-    from ._publisher import Publisher, publish_provider_selection, publish_provider_selection_sync
-    from ._publisher_metrics import enable_publisher_metrics
-    from ._result import DeliveryStatus, PublishResult
-    from ._validation import ValidationResult, decode_envelope, validate_event
+    from provider_events.events._catalog import CATALOG, EventFamily, EventSpec
+    from provider_events.events._models import OnexEnvelopeV1, ProviderSelectedPayloadV1
+    from provider_events.events._partition_key_policy import get_partition_key
+    from provider_events.events._validation import ValidationResult, decode_envelope, validate_event
+    from provider_events.observability._publisher_metrics import enable_publisher_metrics
+    from provider_events.publish._publisher import (
+        Publisher,
+        publish_provider_selection,
+        publish_provider_selection_sync,
+    )
+    from provider_events.publish._result import DeliveryStatus, PublishResult
+    from provider_events.settings import Settings, load_settings
 
 
 def __getattr__(name: str) -> Any:

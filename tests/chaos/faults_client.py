@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from provider_events import DeliveryStatus, Publisher, load_settings
-from provider_events._outbox import Outbox
+from provider_events.publish._outbox import Outbox
 from tests.chaos import kit
 from tests.chaos.harness import ACCEPTED, Services
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from provider_events import load_settings
-from provider_events._outbox import Outbox
-from provider_events._relay import relay_running
+from provider_events.publish._outbox import Outbox
+from provider_events.publish._relay import relay_running
 from tests.chaos import kit
 
 ACCEPTED = {"delivered", "spooled", "queued"}

@@ -18,7 +18,7 @@ import msgspec
 import psycopg
 import pytest
 
-from provider_events._analytics import (
+from provider_events.analytics._answers import (
     Backend,
     LocalBackend,
     PostgresBackend,
@@ -26,16 +26,16 @@ from provider_events._analytics import (
     model_profiles,
     to_jsonable,
 )
-from provider_events._analytics_model import BIN_SCALE, Window, bin_of, derive
-from provider_events._analytics_reference import RawEvent, ReferenceBackend
-from provider_events._analytics_synth import Selection, synthetic_selections
-from provider_events._config import load_settings
-from provider_events._envelope import build_provider_selection
-from provider_events._local_store import LocalEventStore
-from provider_events._recommend import RecommendOptions, recommend
-from provider_events._validation import decode_envelope
+from provider_events.analytics._model import BIN_SCALE, Window, bin_of, derive
+from provider_events.analytics._recommend import RecommendOptions, recommend
+from provider_events.analytics._synth import Selection, synthetic_selections
+from provider_events.events._envelope import build_provider_selection
+from provider_events.events._validation import decode_envelope
+from provider_events.settings import load_settings
 from provider_events.store import ROLLUP_TABLES, BatchWriter, migrate, row_from_envelope
+from provider_events.store._local import LocalEventStore
 from provider_events.store._scratch import scratch_schema
+from tests.analytics_reference import RawEvent, ReferenceBackend
 
 pytestmark = pytest.mark.integration
 

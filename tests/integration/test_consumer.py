@@ -29,11 +29,11 @@ from confluent_kafka import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from provider_events import Publisher, load_settings
-from provider_events._config import Settings
-from provider_events._consumer import ConsumerOptions, IngestConsumer, Totals
-from provider_events._envelope import OutgoingEvent, build_provider_selection
-from provider_events._metrics import REGISTRY, start_metrics_server
-from provider_events._producer import kafka_config
+from provider_events.events._envelope import OutgoingEvent, build_provider_selection
+from provider_events.ingest._consumer import ConsumerOptions, IngestConsumer, Totals
+from provider_events.observability._metrics import REGISTRY, start_metrics_server
+from provider_events.publish._producer import kafka_config
+from provider_events.settings import Settings
 from provider_events.store._scratch import ScratchSchema, scratch_schema
 from tests.support import (
     cli_env,
@@ -500,7 +500,7 @@ def test_guide_consumer_example_prints_our_events(
     assert readable.get(compression), (
         f"our producer compresses with {compression!r}, which the guide's aiokafka consumer "
         "cannot decode without extra codec packages: use compression.type gzip or none in "
-        "provider_events._producer.kafka_config"
+        "provider_events.publish._producer.kafka_config"
     )
     env = dict(
         os.environ,

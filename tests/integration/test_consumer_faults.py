@@ -23,9 +23,9 @@ import psycopg
 import pytest
 from confluent_kafka import KafkaError, Message, Producer
 
-from provider_events._config import Settings
-from provider_events._envelope import OutgoingEvent, build_provider_selection
-from provider_events._producer import kafka_config
+from provider_events.events._envelope import OutgoingEvent, build_provider_selection
+from provider_events.publish._producer import kafka_config
+from provider_events.settings import Settings
 from provider_events.store._scratch import ScratchSchema
 from tests.support import migrated_schema, produce_waiting, settings_for
 

@@ -26,9 +26,9 @@ from confluent_kafka import KafkaError, Message, Producer
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from provider_events import load_settings
-from provider_events._config import Settings
-from provider_events._envelope import OutgoingEvent, build_provider_selection
-from provider_events._producer import kafka_config
+from provider_events.events._envelope import OutgoingEvent, build_provider_selection
+from provider_events.publish._producer import kafka_config
+from provider_events.settings import Settings
 from provider_events.store import migrate
 from provider_events.store._scratch import ScratchSchema, scratch_schema
 from tests.support import cli_env, committed

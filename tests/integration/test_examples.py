@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from provider_events._outbox import Outbox
+from provider_events.publish._outbox import Outbox
 
 if TYPE_CHECKING:
     from tests.support import Kcat, KcatMessage

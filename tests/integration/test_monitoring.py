@@ -156,8 +156,8 @@ import json, os, signal, sys, time
 from prometheus_client import Counter, Histogram
 
 from provider_events import Publisher, load_settings
-from provider_events import _metrics
-from provider_events._publisher_metrics import enable_publisher_metrics
+from provider_events.observability import _metrics
+from provider_events.observability._publisher_metrics import enable_publisher_metrics
 
 port, spec = int(sys.argv[1]), json.loads(sys.argv[2])
 settings = load_settings().with_overrides(relay_autostart=False)
@@ -466,7 +466,7 @@ def test_publisher_metrics_reach_prometheus(settled: Stack) -> None:
 
 def test_label_values_are_bounded(settled: Stack) -> None:
     """No series of ours carries an event id, and failure reasons come from the fixed set."""
-    from provider_events._publisher_metrics import FAILURE_REASONS
+    from provider_events.observability._publisher_metrics import FAILURE_REASONS
 
     doc = http_json(
         f"{settled.prometheus_url}/api/v1/series?"
@@ -568,7 +568,7 @@ def test_exposition_passes_promtool_check_metrics(
 def test_failure_reasons_of_real_publish_results(tmp_path: Path) -> None:
     """Real spooled, outbox-full and rejected results map to their fixed failure reasons."""
     from provider_events import DeliveryStatus, Publisher, load_settings
-    from provider_events._publisher_metrics import failure_reason
+    from provider_events.observability._publisher_metrics import failure_reason
 
     settings = load_settings().with_overrides(
         kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",  # nothing listens there
@@ -633,7 +633,7 @@ def test_failure_reason_is_one_of_a_fixed_set(
 ) -> None:
     """Every publish outcome maps to a bounded reason (or none when it is not a failure)."""
     from provider_events import DeliveryStatus, PublishResult
-    from provider_events._publisher_metrics import FAILURE_REASONS, failure_reason
+    from provider_events.observability._publisher_metrics import FAILURE_REASONS, failure_reason
 
     got = failure_reason(PublishResult(DeliveryStatus(status), error=error))
     assert got == reason
@@ -642,8 +642,8 @@ def test_failure_reason_is_one_of_a_fixed_set(
 
 def test_provider_and_model_labels_are_capped() -> None:
     """Past the cap, new label values are reported as "other"; known ones keep their name."""
-    from provider_events._metrics import OTHER
-    from provider_events._metrics import LabelCap as _LabelCap
+    from provider_events.observability._metrics import OTHER
+    from provider_events.observability._metrics import LabelCap as _LabelCap
 
     cap = _LabelCap(2)
     assert [cap(v) for v in ("a", "b", "c", "a", "d", "b")] == ["a", "b", OTHER, "a", OTHER, "b"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from provider_events import DeliveryStatus, Publisher, load_settings
-from provider_events._outbox import Outbox
+from provider_events.publish._outbox import Outbox
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 
 from provider_events import Publisher, load_settings
-from provider_events._config import Settings
-from provider_events._envelope import OutgoingEvent
-from provider_events._outbox import Outbox
-from provider_events._publisher import _observers, add_observer
-from provider_events._result import DeliveryStatus, PublishResult
-from provider_events._validation import decode_envelope
+from provider_events.events._envelope import OutgoingEvent
+from provider_events.events._validation import decode_envelope
+from provider_events.publish._outbox import Outbox
+from provider_events.publish._publisher import _observers, add_observer
+from provider_events.publish._result import DeliveryStatus, PublishResult
+from provider_events.settings import Settings
 
 HEADER_NAMES = [
     "content-type",

@@ -24,10 +24,10 @@ from typing import Any
 
 import pytest
 
-from provider_events._analytics_model import Window
-from provider_events._analytics_reference import ReferenceBackend
-from provider_events._analytics_synth import Selection, synthetic_selections
-from provider_events.report import write_report
+from provider_events.analytics._model import Window
+from provider_events.analytics._synth import Selection, synthetic_selections
+from provider_events.analytics.report import write_report
+from tests.analytics_reference import ReferenceBackend
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ import pytest
 from _secure_kafka import SecureKafka, child_env, cli, shared_secure_kafka
 
 from provider_events import DeliveryStatus, Publisher, load_settings
-from provider_events._outbox import Outbox
+from provider_events.publish._outbox import Outbox
 from provider_events.store._scratch import scratch_schema
 
 pytestmark = pytest.mark.integration

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from provider_events._outbox import Outbox
-from provider_events._providers import BUILTIN_PROVIDERS, ENV_KEYS
+from provider_events.integrations._providers import BUILTIN_PROVIDERS, ENV_KEYS
+from provider_events.publish._outbox import Outbox
 
 if TYPE_CHECKING:
     from tests.support import Kcat, KcatMessage

@@ -22,10 +22,10 @@ import msgspec
 import pytest
 
 from provider_events import load_settings
-from provider_events._envelope import build_provider_selection
-from provider_events._local_store import LocalEventStore
-from provider_events._validation import decode_envelope
+from provider_events.events._envelope import build_provider_selection
+from provider_events.events._validation import decode_envelope
 from provider_events.store import BatchWriter, migrate, row_from_envelope
+from provider_events.store._local import LocalEventStore
 from provider_events.store._scratch import scratch_schema
 
 pytestmark = pytest.mark.integration

@@ -23,10 +23,10 @@ import msgspec
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from provider_events._config import Settings, load_settings
-from provider_events._envelope import OutgoingEvent, build_provider_selection
-from provider_events._models import LIMITS
-from provider_events._validation import decode_envelope
+from provider_events.events._envelope import OutgoingEvent, build_provider_selection
+from provider_events.events._models import LIMITS
+from provider_events.events._validation import decode_envelope
+from provider_events.settings import Settings, load_settings
 
 # -- profile ---------------------------------------------------------------------------------
 PROFILE = "provider-events-property"

@@ -32,11 +32,11 @@ from _property_strategies import (
 from hypothesis import given
 from hypothesis import strategies as st
 
-from provider_events import _envelope
-from provider_events._envelope import build_provider_selection
-from provider_events._errors import InvalidEventError
-from provider_events._ids import format_timestamp
-from provider_events._models import (
+from provider_events.errors import InvalidEventError
+from provider_events.events import _envelope
+from provider_events.events._envelope import build_provider_selection
+from provider_events.events._ids import format_timestamp
+from provider_events.events._models import (
     LIMITS,
     check_criteria,
     plainly_valid_criteria,

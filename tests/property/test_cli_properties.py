@@ -42,10 +42,10 @@ from _property_strategies import (
 from hypothesis import given
 from hypothesis import strategies as st
 
-from provider_events._config import load_settings
-from provider_events._models import LIMITS
-from provider_events._validation import decode_envelope
 from provider_events.cli._publish import script_main
+from provider_events.events._models import LIMITS
+from provider_events.events._validation import decode_envelope
+from provider_events.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "publish_provider_selection.py"

@@ -46,11 +46,11 @@ from confluent_kafka import (
 from hypothesis import given
 from hypothesis import strategies as st
 
-from provider_events._envelope import build_provider_selection
-from provider_events._errors import InvalidEventError
-from provider_events._models import LIMITS
-from provider_events._producer import kafka_config
-from provider_events._validation import decode_envelope
+from provider_events.errors import InvalidEventError
+from provider_events.events._envelope import build_provider_selection
+from provider_events.events._models import LIMITS
+from provider_events.events._validation import decode_envelope
+from provider_events.publish._producer import kafka_config
 from provider_events.store import BatchWriter, Row, row_from_envelope
 from provider_events.store._scratch import ScratchSchema
 from tests.support import (

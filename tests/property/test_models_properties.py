@@ -47,10 +47,10 @@ from _property_strategies import (
 from hypothesis import given
 from hypothesis import strategies as st
 
-from provider_events._envelope import OutgoingEvent, build_provider_selection
-from provider_events._errors import InvalidEventError
-from provider_events._models import LIMITS, OnexEnvelopeV1
-from provider_events._validation import decode_envelope
+from provider_events.errors import InvalidEventError
+from provider_events.events._envelope import OutgoingEvent, build_provider_selection
+from provider_events.events._models import LIMITS, OnexEnvelopeV1
+from provider_events.events._validation import decode_envelope
 
 SETTINGS = offline_settings()
 #: No single build or decode may take this long (a hang shows as a failure, not a stall).

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from provider_events._analytics import (
+from provider_events.analytics._answers import (
     CostRow,
     CriteriaRow,
     GroupRow,
@@ -23,7 +23,7 @@ from provider_events._analytics import (
     collect_stats,
     field_names,
 )
-from provider_events._analytics_model import (
+from provider_events.analytics._model import (
     GAMMA,
     ZERO_BIN,
     Window,
@@ -32,12 +32,12 @@ from provider_events._analytics_model import (
     parse_when,
     percentile_from_bins,
 )
-from provider_events._analytics_reference import ReferenceBackend
-from provider_events._analytics_synth import Selection, synthetic_selections
-from provider_events._config import load_settings
-from provider_events._envelope import build_provider_selection
-from provider_events._local_store import LocalEventStore
+from provider_events.analytics._synth import Selection, synthetic_selections
 from provider_events.cli import main
+from provider_events.events._envelope import build_provider_selection
+from provider_events.settings import load_settings
+from provider_events.store._local import LocalEventStore
+from tests.analytics_reference import ReferenceBackend
 
 END = datetime(2025, 11, 13, 12, 30, tzinfo=UTC)
 SETTINGS = load_settings(environ={}, dotenv=Path("/nonexistent"))
@@ -288,7 +288,7 @@ def test_bad_windows_exit_2_with_one_line(
 
 def test_report_escapes_reasons_and_loads_nothing(store_dir: Path, tmp_path: Path) -> None:
     """The HTML escapes a hostile reason, has no script and forbids network access."""
-    from provider_events.report import render_report
+    from provider_events.analytics.report import render_report
 
     hostile = '<script>alert("x")</script>'
     sel = [

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from provider_events import ConfigError, load_settings
-from provider_events._config import CONSUMER_SETTINGS, ENV_VARS, Secret, Settings, redact_dsn
+from provider_events.settings import CONSUMER_SETTINGS, ENV_VARS, Secret, Settings, redact_dsn
 
 
 def test_defaults_follow_the_guide(tmp_path: Path) -> None:

@@ -22,9 +22,9 @@ import pytest
 from confluent_kafka import Message
 
 from provider_events import load_settings
-from provider_events._consumer import ConsumerOptions, IngestConsumer, _Batch, dlq_headers
-from provider_events._envelope import build_provider_selection
-from provider_events._errors import DatabaseError
+from provider_events.errors import DatabaseError
+from provider_events.events._envelope import build_provider_selection
+from provider_events.ingest._consumer import ConsumerOptions, IngestConsumer, _Batch, dlq_headers
 from provider_events.store import COLUMNS
 from provider_events.store._pg import (
     DatabaseLoginError,
@@ -221,7 +221,7 @@ def test_refusals_with_a_sqlstate_use_psycopg_classes_and_outages_stay_retriable
 # -- metrics -----------------------------------------------------------------------------------
 def test_metrics_registry_names_and_exporter() -> None:
     """Every metric of the project is in one registry, served by start_metrics_server."""
-    from provider_events import _metrics
+    from provider_events.observability import _metrics
 
     port = _metrics.start_metrics_server(0)
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
@@ -252,7 +252,7 @@ def test_metrics_registry_names_and_exporter() -> None:
 def test_publish_path_never_imports_prometheus_client() -> None:
     """The hook / publish CLI path stays light: prometheus_client is imported only where needed."""
     code = (
-        "import sys, provider_events, provider_events._publisher, provider_events.cli._publish;"
+        "import sys, provider_events, provider_events.publish._publisher, provider_events.cli._publish;"
         "from provider_events.cli import main;"
         "print('prometheus_client' in sys.modules)"
     )

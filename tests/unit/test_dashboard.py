@@ -33,7 +33,7 @@ _SERIES = re.compile(
     r"ARRAY\[\$tenant\]::text\[\],\s*\$__interval_ms \* interval '1 millisecond',",
     re.S,
 )
-#: Every metric of the contract (src/provider_events/_metrics.py) has a panel.
+#: Every metric of the contract (src/provider_events/observability/_metrics.py) has a panel.
 CONTRACT_METRICS = (
     "provider_selection_total",
     "provider_selection_duration_seconds",

@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from provider_events._hook import (
+from provider_events.cli import main
+from provider_events.integrations._hook import (
     HookInputError,
     default_hook_command,
     detect_selection,
@@ -26,10 +27,9 @@ from provider_events._hook import (
     parse_hook_input,
     uninstall,
 )
-from provider_events._outbox import Outbox
-from provider_events._providers import BUILTIN_PROVIDERS, ENV_KEYS
-from provider_events._switch import SettingsFileError, apply_provider
-from provider_events.cli import main
+from provider_events.integrations._providers import BUILTIN_PROVIDERS, ENV_KEYS
+from provider_events.integrations._switch import SettingsFileError, apply_provider
+from provider_events.publish._outbox import Outbox
 
 ROOT = Path(__file__).resolve().parents[2]
 SESSION = "9f2c3e4a-1b2d-4c5e-8f90-a1b2c3d4e5f6"
@@ -257,7 +257,7 @@ def test_a_large_pasted_prompt_is_still_recorded(env: dict[str, str]) -> None:
 
 def test_stdin_is_read_within_a_size_bound() -> None:
     """More than the bound is refused with a reason rather than read without end."""
-    from provider_events._hook import read_stdin
+    from provider_events.integrations._hook import read_stdin
 
     read_fd, write_fd = os.pipe()
     try:
@@ -326,7 +326,7 @@ def test_hook_path_imports_stay_lean(env: dict[str, str]) -> None:
         for line in done.stderr.decode().splitlines()
         if line.startswith("import time:")
     }
-    assert "provider_events._publisher" in imported
+    assert "provider_events.publish._publisher" in imported
     heavy = {"rich", "confluent_kafka", "asyncio", "prometheus_client", "psycopg"}
     assert heavy.isdisjoint(imported)
     assert len(_queued(env)) == 1

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from provider_events import InvalidEventError, decode_envelope, load_settings
-from provider_events._envelope import build_provider_selection
-from provider_events._ids import format_timestamp, uuid7
-from provider_events._models import LIMITS
+from provider_events.events._envelope import build_provider_selection
+from provider_events.events._ids import format_timestamp, uuid7
+from provider_events.events._models import LIMITS
 
 
 @pytest.fixture

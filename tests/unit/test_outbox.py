@@ -15,8 +15,8 @@ from provider_events import (
     Publisher,
     load_settings,
 )
-from provider_events._envelope import build_provider_selection
-from provider_events._outbox import Outbox, _decode_headers, _encode_headers
+from provider_events.events._envelope import build_provider_selection
+from provider_events.publish._outbox import Outbox, _decode_headers, _encode_headers
 
 
 @pytest.fixture

@@ -14,17 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from provider_events import _ids
-from provider_events._config import load_settings
-from provider_events._envelope import (
+from provider_events.events import _ids
+from provider_events.events._envelope import (
     build_provider_selection,
     event_from_parts,
     header_dict,
     header_list,
     provider_selection_parts,
 )
-from provider_events._ids import new_event_id
-from provider_events._result import DeliveryStatus, PublishResult, delivered_result
+from provider_events.events._ids import new_event_id
+from provider_events.publish._result import DeliveryStatus, PublishResult, delivered_result
+from provider_events.settings import load_settings
 
 SETTINGS = load_settings(environ={"HOME": "/nonexistent"}, dotenv=Path("/nonexistent/.env"))
 

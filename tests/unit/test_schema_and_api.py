@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from pathlib import Path
 
 import provider_events
-from provider_events._schema import schema_files
+from provider_events.events._schema import schema_files
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,7 +52,11 @@ def test_public_namespace_is_all() -> None:
 
 
 def test_private_modules_are_private() -> None:
-    """Implementation modules start with an underscore."""
+    """Implementation modules start with an underscore; the public ones declare ``__all__``."""
     package = Path(provider_events.__file__).parent
-    public = [p.name for p in package.glob("*.py") if not p.name.startswith("_")]
-    assert public == [], public
+    public = sorted(p.name for p in package.glob("*.py") if not p.name.startswith("_"))
+    assert public == ["errors.py", "settings.py"], public
+    for module in (importlib.import_module(f"provider_events.{p[:-3]}") for p in public):
+        assert module.__all__ == sorted(module.__all__, key=str)
+        for name in module.__all__:
+            assert getattr(module, name) is not None

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from provider_events._outbox import Outbox
-from provider_events._providers import (
+from provider_events.cli import main
+from provider_events.integrations._providers import (
     BUILTIN_PROVIDERS,
     ENV_KEYS,
     ENV_MODEL_KEYS,
@@ -25,8 +25,8 @@ from provider_events._providers import (
     identify,
     load_providers,
 )
-from provider_events._switch import status as switch_status
-from provider_events.cli import main
+from provider_events.integrations._switch import status as switch_status
+from provider_events.publish._outbox import Outbox
 
 ROOT = Path(__file__).resolve().parents[2]
 PROVIDERS = list(BUILTIN_PROVIDERS)
@@ -544,7 +544,7 @@ def test_concurrent_edit_is_not_overwritten(
     settings_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A file changed between read and write is re-read, so the other writer's change survives."""
-    from provider_events import _switch as switch_module
+    from provider_events.integrations import _switch as switch_module
 
     monkeypatch.setenv("ZAI_API_KEY", TOKEN)
     real_read = switch_module.read_settings

@@ -37,7 +37,7 @@ def _available() -> dict[str, tuple[str, str]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from ._common import EXIT_BAD_INPUT, ArgumentParser, fail
+    from provider_events.cli._common import EXIT_BAD_INPUT, ArgumentParser, fail
 
     args = list(sys.argv[1:] if argv is None else argv)
     prog = "provider-events"

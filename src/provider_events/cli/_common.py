@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
-    from provider_events._config import Settings
+    from provider_events.settings import Settings
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -43,8 +43,8 @@ def add_claude_settings_argument(p: argparse.ArgumentParser) -> None:
 
 def settings_or_exit(**overrides: Any) -> Settings:
     """Load settings; a misconfiguration ends the command with one line and exit code 2."""
-    from provider_events._config import load_settings
-    from provider_events._errors import ConfigError
+    from provider_events.errors import ConfigError
+    from provider_events.settings import load_settings
 
     try:
         return load_settings(**overrides)

@@ -20,8 +20,15 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from ._common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, configure_logging, fail, settings_or_exit
-from ._migrate import NO_DATABASE
+from provider_events.cli._common import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    configure_logging,
+    fail,
+    settings_or_exit,
+)
+from provider_events.cli._migrate import NO_DATABASE
 
 #: flag destination -> the setting it overrides (parsed and checked like its variable).
 _FLAG_SETTINGS = {
@@ -94,8 +101,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The settings the given flags override, parsed like their variables (exit 2 if bad)."""
-    from provider_events._config import parse_setting
-    from provider_events._errors import ConfigError
+    from provider_events.errors import ConfigError
+    from provider_events.settings import parse_setting
 
     overrides: dict[str, Any] = {}
     for dest, (setting, flag) in _FLAG_SETTINGS.items():
@@ -115,8 +122,8 @@ def run(args: argparse.Namespace) -> int:
     if overrides:  # a flag wins over the environment and .env (and may turn /metrics off)
         sources = {**settings.sources, **dict.fromkeys(overrides, "argument")}
         settings = settings.with_overrides(**overrides, sources=sources)
-    from provider_events._config import CONSUMER_SETTINGS
-    from provider_events._errors import ConfigError
+    from provider_events.errors import ConfigError
+    from provider_events.settings import CONSUMER_SETTINGS
 
     try:
         settings.require(*CONSUMER_SETTINGS)  # a malformed variable no flag replaced
@@ -130,8 +137,8 @@ def run(args: argparse.Namespace) -> int:
     if args.until_idle is not None and args.until_idle <= 0:
         return fail("--until-idle must be > 0", EXIT_BAD_INPUT)
 
-    from provider_events._consumer import ConsumerOptions, IngestConsumer
-    from provider_events._errors import DatabaseError
+    from provider_events.errors import DatabaseError
+    from provider_events.ingest._consumer import ConsumerOptions, IngestConsumer
 
     interactive = sys.stdout.isatty() and not args.json
     options = ConsumerOptions.from_settings(
@@ -143,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     bound = None
     metrics_port, metrics_addr = settings.metrics_port, settings.metrics_addr
     if metrics_port is not None:
-        from provider_events._metrics import start_metrics_server
+        from provider_events.observability._metrics import start_metrics_server
 
         try:
             bound = start_metrics_server(metrics_port, metrics_addr)

@@ -56,13 +56,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from provider_events._analytics_demo import (
+    from provider_events.analytics._demo import (
         DEMO_SCHEMA_PREFIX,
         kafka_reachable,
         postgres_reachable,
     )
-
-    from ._common import EXIT_BAD_INPUT, EXIT_FAILED, fail, settings_or_exit
+    from provider_events.cli._common import EXIT_BAD_INPUT, EXIT_FAILED, fail, settings_or_exit
 
     if args.events < 1 or args.days <= 0:
         return fail("--events must be >= 1 and --days > 0", EXIT_BAD_INPUT)
@@ -130,8 +129,8 @@ def _generate(console: Any, args: argparse.Namespace) -> tuple[list[Any], Any]:
         TimeElapsedColumn,
     )
 
-    from provider_events._analytics_model import Window, ceil_hour
-    from provider_events._analytics_synth import MODELS, TENANTS, synthetic_selections
+    from provider_events.analytics._model import Window, ceil_hour
+    from provider_events.analytics._synth import MODELS, TENANTS, synthetic_selections
 
     providers = len({m.provider for m in MODELS})
     console.print(
@@ -187,11 +186,10 @@ def _bar(console: Any, description: str, total: int) -> Any:
 
 
 def _run_local(console: Any, settings: Any, selections: list[Any]) -> Any:
-    from provider_events._analytics import LocalBackend
-    from provider_events._analytics_demo import load_local
-    from provider_events._local_store import LocalEventStore
-
-    from ._common import EXIT_FAILED, fail
+    from provider_events.analytics._answers import LocalBackend
+    from provider_events.analytics._demo import load_local
+    from provider_events.cli._common import EXIT_FAILED, fail
+    from provider_events.store._local import LocalEventStore
 
     store = LocalEventStore.for_settings(settings).path
     for suffix in ("", "-wal", "-shm"):  # a fresh demo store every run
@@ -215,11 +213,10 @@ def _run_kafka(
     from rich.table import Table
     from rich.text import Text
 
-    from provider_events._analytics import PostgresBackend
-    from provider_events._analytics_demo import delete_topics, load_via_kafka, read_back
-    from provider_events._errors import ProviderEventsError
-
-    from ._common import EXIT_FAILED, fail
+    from provider_events.analytics._answers import PostgresBackend
+    from provider_events.analytics._demo import delete_topics, load_via_kafka, read_back
+    from provider_events.cli._common import EXIT_FAILED, fail
+    from provider_events.errors import ProviderEventsError
 
     with _bar(console, "publishing to Kafka", len(selections)) as progress:
         pub, con = (
@@ -283,10 +280,10 @@ def _answers(
     demo_dir: Path,
     via_kafka: bool,
 ) -> None:
-    from provider_events._analytics import collect_stats
-    from provider_events._analytics_render import render_recommendations, render_stats
-    from provider_events._recommend import RecommendOptions, recommend
-    from provider_events.report import write_report
+    from provider_events.analytics._answers import collect_stats
+    from provider_events.analytics._recommend import RecommendOptions, recommend
+    from provider_events.analytics._render import render_recommendations, render_stats
+    from provider_events.analytics.report import write_report
 
     source = "PostgreSQL" if via_kafka else "the local event store"
     console.rule(f"[bold]provider-events stats[/] (from {source})")

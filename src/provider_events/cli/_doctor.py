@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import EXIT_FAILED, EXIT_OK
+from provider_events.cli._common import EXIT_FAILED, EXIT_OK
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -12,7 +12,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from provider_events._doctor import Check, run_checks
+    from provider_events.observability._doctor import Check, run_checks
 
     if args.json:
         import msgspec

@@ -11,7 +11,7 @@ import argparse
 import os
 from pathlib import Path
 
-from ._common import EXIT_OK, add_claude_settings_argument
+from provider_events.cli._common import EXIT_OK, add_claude_settings_argument
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,9 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.action == "claude":
         return _claude(args.settings)
-    from provider_events._switch import SwitchError
-
-    from ._common import fail
+    from provider_events.cli._common import fail
+    from provider_events.integrations._switch import SwitchError
 
     try:
         if args.action == "install":
@@ -55,7 +54,7 @@ def _claude(settings_path: Path | None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)
         os.close(devnull)
-        from provider_events._hook import run_claude_hook
+        from provider_events.integrations._hook import run_claude_hook
 
         run_claude_hook(settings_path=settings_path)
     except BaseException:
@@ -64,7 +63,7 @@ def _claude(settings_path: Path | None) -> int:
 
 
 def _install(args: argparse.Namespace) -> int:
-    from provider_events._hook import default_hook_command, install
+    from provider_events.integrations._hook import default_hook_command, install
 
     command = args.command or default_hook_command()
     edit = install(command, path=args.settings)
@@ -80,7 +79,7 @@ def _install(args: argparse.Namespace) -> int:
 
 
 def _uninstall(args: argparse.Namespace) -> int:
-    from provider_events._hook import uninstall
+    from provider_events.integrations._hook import uninstall
 
     edit = uninstall(path=args.settings)
     if not edit.events:
@@ -95,9 +94,9 @@ def _uninstall(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from provider_events._config import load_settings
-    from provider_events._hook import HOOK_EVENTS, is_our_command
-    from provider_events._switch import claude_settings_path, read_settings
+    from provider_events.integrations._hook import HOOK_EVENTS, is_our_command
+    from provider_events.integrations._switch import claude_settings_path, read_settings
+    from provider_events.settings import load_settings
 
     settings = read_settings(args.settings or claude_settings_path())
     hooks = settings.doc.get("hooks")

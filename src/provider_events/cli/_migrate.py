@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, configure_logging, fail, settings_or_exit
+from provider_events.cli._common import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    configure_logging,
+    fail,
+    settings_or_exit,
+)
 
 NO_DATABASE = (
     "DATABASE_URL is not set (e.g. postgresql://user:password@host:5432/dbname); "
@@ -27,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     dsn = settings.database_url.reveal()
     if not dsn:
         return fail(NO_DATABASE, EXIT_BAD_INPUT)
-    from provider_events._errors import DatabaseError
+    from provider_events.errors import DatabaseError
     from provider_events.store import migrate, migration_status
 
     try:

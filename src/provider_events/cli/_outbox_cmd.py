@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from ._common import EXIT_OK, fail, settings_or_exit
+from provider_events.cli._common import EXIT_OK, fail, settings_or_exit
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,9 +25,9 @@ def _age(seconds: float | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_or_exit()
-    from provider_events._errors import OutboxError
-    from provider_events._outbox import Outbox
-    from provider_events._relay import relay_running
+    from provider_events.errors import OutboxError
+    from provider_events.publish._outbox import Outbox
+    from provider_events.publish._relay import relay_running
 
     outbox = Outbox(
         settings.resolved_outbox_path, settings.outbox_max_events, settings.outbox_max_bytes

@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from ._common import (
+from provider_events.cli._common import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_OK,
@@ -102,11 +102,11 @@ def run(args: argparse.Namespace) -> int:
         configure_logging(True)
     settings = settings_or_exit()
     if args.batch is not None:
-        from ._publish_batch import run_batch
+        from provider_events.cli._publish_batch import run_batch
 
         return run_batch(args, settings)
-    from provider_events._errors import InvalidEventError
-    from provider_events._publisher import Publisher
+    from provider_events.errors import InvalidEventError
+    from provider_events.publish._publisher import Publisher
 
     publisher = Publisher(settings)
     try:
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace, result: Any, settings: Any) -> int:
-    from provider_events._result import DeliveryStatus
+    from provider_events.publish._result import DeliveryStatus
 
     ok = result.delivered or (args.background and result.status is DeliveryStatus.QUEUED)
     if args.json:

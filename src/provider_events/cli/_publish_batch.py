@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Any
 
-from ._common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, fail
+from provider_events.cli._common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, fail
 
 _FIELDS = {
     "provider": "provider_name",
@@ -56,8 +56,8 @@ def _fields(number: int, line: bytes) -> dict[str, Any]:
 
 
 def run_batch(args: argparse.Namespace, settings: Any) -> int:
-    from provider_events._errors import InvalidEventError
-    from provider_events._publisher import Publisher
+    from provider_events.errors import InvalidEventError
+    from provider_events.publish._publisher import Publisher
 
     publisher = Publisher(settings)
     events = []

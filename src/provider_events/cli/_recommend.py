@@ -38,7 +38,7 @@ CSV_FIELDS = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from provider_events._analytics_cli import add_window_arguments
+    from provider_events.cli._analytics_common import add_window_arguments
 
     p.description = (
         "For each model in use: cheaper models with equal or better quality_score and "
@@ -78,7 +78,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from provider_events._recommend import RecommendOptions
+    from provider_events.analytics._recommend import RecommendOptions
 
     return RecommendOptions(
         min_samples=args.min_samples,
@@ -110,17 +110,16 @@ def csv_rows(recs: list) -> list[dict[str, object]]:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    from provider_events._analytics import to_jsonable
-    from provider_events._analytics_cli import (
+    from provider_events.analytics._answers import to_jsonable
+    from provider_events.analytics._recommend import recommend
+    from provider_events.cli._analytics_common import (
         open_backend_or_exit,
         window_from_args,
         write_csv,
         write_json,
     )
-    from provider_events._errors import DatabaseError
-    from provider_events._recommend import recommend
-
-    from ._common import EXIT_BAD_INPUT, EXIT_FAILED, fail
+    from provider_events.cli._common import EXIT_BAD_INPUT, EXIT_FAILED, fail
+    from provider_events.errors import DatabaseError
 
     if args.min_samples < 1:
         return fail("--min-samples must be >= 1", EXIT_BAD_INPUT)
@@ -156,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from rich.console import Console
 
-    from provider_events._analytics_render import render_recommendations
+    from provider_events.analytics._render import render_recommendations
 
     render_recommendations(Console(), recs, window, where, opts)
     return 0

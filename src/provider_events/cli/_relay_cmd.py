@@ -7,7 +7,13 @@ import signal
 import sys
 import threading
 
-from ._common import EXIT_FAILED, EXIT_OK, configure_logging, fail, settings_or_exit
+from provider_events.cli._common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    configure_logging,
+    fail,
+    settings_or_exit,
+)
 
 #: Seconds a detached relay waits for more events after the outbox empties.
 DETACHED_LINGER = 5.0
@@ -23,8 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     configure_logging(args.verbose)
     settings = settings_or_exit()
-    from provider_events._errors import OutboxError
-    from provider_events._relay import drain
+    from provider_events.errors import OutboxError
+    from provider_events.publish._relay import drain
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from provider_events._analytics_cli import add_window_arguments
+    from provider_events.cli._analytics_common import add_window_arguments
 
     p.description = (
         "Write one self-contained HTML file (inline SVG charts, no script, no network): "
@@ -31,12 +31,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from provider_events._analytics_cli import open_backend_or_exit, window_from_args
-    from provider_events._errors import DatabaseError
-    from provider_events._recommend import RecommendOptions
-    from provider_events.report import write_report
-
-    from ._common import EXIT_BAD_INPUT, EXIT_FAILED, fail
+    from provider_events.analytics._recommend import RecommendOptions
+    from provider_events.analytics.report import write_report
+    from provider_events.cli._analytics_common import open_backend_or_exit, window_from_args
+    from provider_events.cli._common import EXIT_BAD_INPUT, EXIT_FAILED, fail
+    from provider_events.errors import DatabaseError
 
     if args.min_samples < 1:
         return fail("--min-samples must be >= 1", EXIT_BAD_INPUT)

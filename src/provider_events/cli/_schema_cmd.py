@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import EXIT_BAD_INPUT, EXIT_OK, fail
+from provider_events.cli._common import EXIT_BAD_INPUT, EXIT_OK, fail
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,8 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from provider_events._catalog import CATALOG
-    from provider_events._schema import dumps, schema_for_ref, write_schemas
+    from provider_events.events._catalog import CATALOG
+    from provider_events.events._schema import dumps, schema_for_ref, write_schemas
 
     if args.list:
         for spec in CATALOG.values():

@@ -13,7 +13,7 @@ SECTIONS = ("all", "groups", "reasons", "criteria", "trends", "cost")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from provider_events._analytics_cli import add_window_arguments
+    from provider_events.cli._analytics_common import add_window_arguments
 
     p.description = (
         "Selections by provider, model, hour or day with shares; the top selection reasons; "
@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from provider_events._analytics import (
+    from provider_events.analytics._answers import (
         CostRow,
         CriteriaRow,
         GroupRow,
@@ -54,15 +54,14 @@ def run(args: argparse.Namespace) -> int:
         collect_stats,
         field_names,
     )
-    from provider_events._analytics_cli import (
+    from provider_events.cli._analytics_common import (
         open_backend_or_exit,
         window_from_args,
         write_csv,
         write_json,
     )
-    from provider_events._errors import DatabaseError
-
-    from ._common import EXIT_BAD_INPUT, EXIT_FAILED, fail
+    from provider_events.cli._common import EXIT_BAD_INPUT, EXIT_FAILED, fail
+    from provider_events.errors import DatabaseError
 
     if args.top < 1:
         return fail("--top must be >= 1", EXIT_BAD_INPUT)
@@ -91,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from rich.console import Console
 
-    from provider_events._analytics_render import render_stats
+    from provider_events.analytics._render import render_stats
 
     render_stats(Console(), stats, args.section)
     return 0

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._common import (
+from provider_events.cli._common import (
     EXIT_BAD_INPUT,
     EXIT_OK,
     add_claude_settings_argument,
@@ -83,9 +83,9 @@ def _models(models: Any) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.verbose:
         configure_logging(True)
-    from provider_events._errors import ConfigError
-    from provider_events._providers import load_providers
-    from provider_events._switch import SwitchError
+    from provider_events.errors import ConfigError
+    from provider_events.integrations._providers import load_providers
+    from provider_events.integrations._switch import SwitchError
 
     try:
         providers = load_providers()
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
 def _list(out: _Out, providers: dict[str, Any], path: Path | None) -> int:
     import os
 
-    from provider_events._switch import SettingsFileError, status
+    from provider_events.integrations._switch import SettingsFileError, status
 
     try:
         active = status(providers, path=path).match.provider
@@ -124,7 +124,7 @@ def _list(out: _Out, providers: dict[str, Any], path: Path | None) -> int:
 
 
 def _status(out: _Out, providers: dict[str, Any], path: Path | None) -> int:
-    from provider_events._switch import status
+    from provider_events.integrations._switch import status
 
     st = status(providers, path=path)
     match = st.match
@@ -145,7 +145,7 @@ def _status(out: _Out, providers: dict[str, Any], path: Path | None) -> int:
 
 
 def _switch(out: _Out, args: argparse.Namespace, providers: dict[str, Any], name: str) -> int:
-    from provider_events._switch import publish_switch_event, resolve_provider, switch
+    from provider_events.integrations._switch import publish_switch_event, resolve_provider, switch
 
     provider = resolve_provider(name, providers)
     outcome = switch(provider, path=args.settings)

@@ -24,8 +24,8 @@ from typing import Any
 
 import psycopg
 
-from .._errors import DatabaseError
-from ._pg import connect, translate_error
+from provider_events.errors import DatabaseError
+from provider_events.store._pg import connect, translate_error
 
 __all__ = [
     "MIGRATIONS_TABLE",

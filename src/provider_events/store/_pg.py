@@ -1,7 +1,7 @@
 """PostgreSQL: connections, error translation and the idempotent batch writer.
 
 psycopg errors are translated into :class:`~provider_events.DatabaseError` here and nowhere
-else; messages pass through :func:`~provider_events._config.redact_dsn`, so no password leaks.
+else; messages pass through :func:`~provider_events.settings.redact_dsn`, so no password leaks.
 
 The batch writer streams rows with binary ``COPY`` straight into ``provider_selection_events``
 inside one transaction. That is as fast as ``COPY`` from a file, but ``COPY`` has no
@@ -36,9 +36,9 @@ from psycopg.adapt import Dumper
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import Format
 
-from .._columns import EVENT_COLUMNS, KAFKA_COLUMNS, TABLE
-from .._config import redact_dsn
-from .._errors import DatabaseError
+from provider_events.errors import DatabaseError
+from provider_events.settings import redact_dsn
+from provider_events.store._columns import EVENT_COLUMNS, KAFKA_COLUMNS, TABLE
 
 __all__ = [
     "COLUMNS",

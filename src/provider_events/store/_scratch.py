@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from ._pg import connect
+from provider_events.store._pg import connect
 
 __all__ = ["ScratchSchema", "dsn_for_schema", "scratch_schema"]
 

@@ -1,0 +1,512 @@
+"""Gather the answers for one window and lay them out as the report's charts and tables."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from provider_events.analytics._answers import Backend, Measures, Stats, collect_stats
+from provider_events.analytics._model import HOUR, Window
+from provider_events.analytics._recommend import Recommendation, RecommendOptions, recommend
+from provider_events.analytics.report import _svg
+from provider_events.analytics.report._page import card, kpi, legend, page, table
+from provider_events.analytics.report._svg import Bar, Series, esc
+
+__all__ = ["build_report", "render_report"]
+
+_PROVIDER_COLORS = {
+    "claude": "#d97757",
+    "openrouter": "#6366f1",
+    "gemini-pro": "#1a73e8",
+    "gemini-flash": "#34a853",
+    "gemini-2.5-flash": "#0f9d9a",
+    "zai": "#9333ea",
+    "together": "#f59e0b",
+}
+_PALETTE = ("#ef4444", "#0ea5e9", "#84cc16", "#ec4899", "#64748b", "#a16207", "#14b8a6")
+
+
+class _Colors:
+    def __init__(self) -> None:
+        self.extra: dict[str, str] = {}
+
+    def __call__(self, provider: str) -> str:
+        if provider in _PROVIDER_COLORS:
+            return _PROVIDER_COLORS[provider]
+        if provider not in self.extra:
+            self.extra[provider] = _PALETTE[len(self.extra) % len(_PALETTE)]
+        return self.extra[provider]
+
+
+def _money(v: float) -> str:
+    return f"${v:,.2f}" if v >= 0.01 or v == 0 else f"${v:,.4f}"
+
+
+def _per_m(v: float | None) -> str:
+    return "-" if v is None else f"${v * 1_000_000:,.2f}/M"
+
+
+def _ms(v: float) -> str:
+    return f"{v:,.0f} ms"
+
+
+def _count(v: float) -> str:
+    return f"{v:,.0f}"
+
+
+def _periods(window: Window, step: timedelta) -> list[datetime]:
+    out, t = [], window.since
+    while t < window.until:
+        out.append(t)
+        t += step
+    return out
+
+
+def _bucket(moment: datetime, window: Window, step: timedelta) -> datetime:
+    return window.since + ((moment - window.since) // step) * step
+
+
+def _provider_layers(
+    hourly: dict[tuple[Any, ...], Measures],
+    window: Window,
+    step: timedelta,
+    periods: list[datetime],
+    providers: list[str],
+    value: Callable[[Measures], float],
+) -> dict[str, list[float]]:
+    """Per provider, the sum of ``value`` over its hourly measures in each period."""
+    index = {p: i for i, p in enumerate(periods)}
+    layers = {p: [0.0] * len(periods) for p in providers}
+    for (hour, provider), m in hourly.items():
+        i = index.get(_bucket(hour, window, step))
+        if i is not None and provider in layers:
+            layers[provider][i] += value(m)
+    return layers
+
+
+def _trend_step(window: Window) -> timedelta:
+    """About 28 points across the window, in whole hours that divide a day."""
+    target = max(1, window.hours // 28)
+    hours = next((h for h in (1, 2, 3, 4, 6, 12, 24) if h >= target), 24)
+    return timedelta(hours=hours if window.hours <= 24 * 60 else 24)
+
+
+def build_report(
+    backend: Backend,
+    window: Window,
+    opts: RecommendOptions | None = None,
+    now: datetime | None = None,
+) -> str:
+    """The report for ``window`` as one self-contained HTML document."""
+    stats = collect_stats(backend, window, "provider")
+    recs = recommend(backend, window, opts) if stats.total_selections else []
+    hourly = backend.totals(window, ("hour", "provider_name")) if stats.total_selections else {}
+    return render_report(stats, recs, hourly, now=now)
+
+
+def render_report(
+    stats: Stats,
+    recs: Sequence[Recommendation],
+    hourly: dict[tuple[Any, ...], Measures],
+    now: datetime | None = None,
+) -> str:
+    """Lay out already-computed answers (I/O free; the tests feed it directly too)."""
+    window = stats.window
+    color = _Colors()
+    providers = [c.provider_name for c in stats.cost if c.level == "provider"]
+    for p in providers:
+        color(p)
+    now = now or datetime.now(UTC)
+    where = {"postgresql": "PostgreSQL", "local": "the local event store"}.get(
+        stats.backend, stats.backend
+    )
+    subtitle = (
+        f"{window.label()} · {stats.total_selections:,} selections · read from {where} · "
+        f"generated {now:%Y-%m-%d %H:%M} UTC"
+    )
+    sections: list[str] = []
+    if stats.total_selections:
+        sections += _usage_sections(stats, hourly, providers, color)
+        sections += _cost_sections(stats, hourly, providers, color)
+        sections += _criteria_sections(stats, hourly, providers, color)
+        sections.append(_reasons_section(stats, color))
+        sections.append(_recommendations_section(recs, color))
+    else:
+        sections.append(
+            card(
+                "No selections in this window",
+                "Publish some selections, or run `provider-events demo`.",
+                "",
+                wide=True,
+            )
+        )
+    return page(
+        "Provider selections",
+        subtitle,
+        _kpis(stats, recs),
+        sections,
+        _footer(stats),
+    )
+
+
+def _kpis(stats: Stats, recs: Sequence[Recommendation]) -> str:
+    models = sum(1 for c in stats.cost if c.level == "model")
+    providers = sum(1 for c in stats.cost if c.level == "provider")
+    total = stats.total_cost_usd
+    coverage = stats.overall.costed_n / stats.total_selections if stats.total_selections else 0
+    saving = sum(r.best_saving or 0.0 for r in recs)
+    latency = stats.overall.mean("latency_ms")
+    return "".join(
+        [
+            kpi("Selections", f"{stats.total_selections:,}", f"{stats.window.hours} hours"),
+            kpi("Providers", str(providers), f"{models} models"),
+            kpi(
+                "Total cost",
+                _money(total) if total is not None else "unknown",
+                f"{coverage:.0%} of selections costed" if total is not None else "no token counts",
+            ),
+            kpi(
+                "Avg price",
+                _per_m(stats.overall.mean("cost_per_token")),
+                "selection-weighted",
+            ),
+            kpi(
+                "Avg latency",
+                _ms(latency) if latency is not None else "-",
+                "expected, per selection",
+            ),
+            kpi(
+                "Possible saving",
+                _money(saving) if saving else "-",
+                f"{sum(1 for r in recs if r.status == 'alternatives')} recommendation(s)",
+            ),
+        ]
+    )
+
+
+def _usage_sections(
+    stats: Stats, hourly: dict[tuple[Any, ...], Measures], providers: list[str], color: _Colors
+) -> list[str]:
+    window = stats.window
+    step = HOUR if window.hours <= 24 * 21 else timedelta(days=1)
+    periods = _periods(window, step)
+    layers = _provider_layers(hourly, window, step, periods, providers, lambda m: m.selections)
+    area = _svg.stacked_area(
+        "selections-over-time",
+        "Selections over time, stacked by provider",
+        periods,
+        step,
+        [(p, color(p), layers[p]) for p in providers],
+        _count,
+    )
+    models = [c for c in stats.cost if c.level == "model"]
+    models.sort(key=lambda c: (-c.selections, c.provider_name, c.model_name or ""))
+    bars = [
+        Bar(
+            f"{c.provider_name}/{c.model_name}",
+            c.selections,
+            color(c.provider_name),
+            f"{c.selections:,} ({c.selections / stats.total_selections:.1%})",
+        )
+        for c in models[:15]
+    ]
+    more = f"; {len(models) - 15} more not shown" if len(models) > 15 else ""
+    return [
+        card(
+            "Selections over time",
+            f"per {'hour' if step == HOUR else 'day'}, stacked by provider (UTC)",
+            area + legend([(p, color(p)) for p in providers]),
+            wide=True,
+            ident="usage",
+        ),
+        card(
+            "Model distribution",
+            f"selections per model, top 15{more}",
+            _svg.hbars("model-distribution", "Selections per model", bars),
+        ),
+    ]
+
+
+def _cost_sections(
+    stats: Stats, hourly: dict[tuple[Any, ...], Measures], providers: list[str], color: _Colors
+) -> list[str]:
+    window = stats.window
+    day = timedelta(days=1)
+    if window.hours > 24 * 14:
+        step = day
+    else:
+        step = timedelta(hours=6 if window.hours > 72 else (2 if window.hours > 24 else 1))
+    periods = _periods(window, step)
+    has_cost = stats.total_cost_usd is not None
+    layers = _provider_layers(
+        hourly,
+        window,
+        step,
+        periods,
+        providers,
+        (lambda m: m.cost_usd) if has_cost else (lambda m: m.selections),
+    )
+    unit = "day" if step == day else f"{step // HOUR} h"
+    if has_cost:
+        columns = _svg.stacked_columns(
+            "cost-over-time",
+            "Cost over time by provider",
+            periods,
+            step,
+            [(p, color(p), layers[p]) for p in providers],
+            _money,
+            width=1240,
+            height=260,
+        )
+        per_period = card(
+            "Cost over time",
+            f"USD per {unit}, stacked by provider; from token counts times cost_per_token "
+            "(or cost_usd)",
+            columns + legend([(p, color(p)) for p in providers]),
+            wide=True,
+        )
+    else:
+        per_period = card(
+            "Cost over time",
+            "no selection carries token counts or cost_usd, so there is no total to chart",
+            _svg.stacked_columns(
+                "cost-over-time", "Cost over time", [], step, [], _money, width=1240, height=260
+            ),
+            wide=True,
+        )
+    models = [c for c in stats.cost if c.level == "model"]
+    if has_cost:
+        models.sort(key=lambda c: (-(c.total_cost_usd or 0.0), c.provider_name))
+        bars = [
+            Bar(
+                f"{c.provider_name}/{c.model_name}",
+                c.total_cost_usd or 0.0,
+                color(c.provider_name),
+                f"{_money(c.total_cost_usd or 0.0)} · {_per_m(c.avg_cost_per_token)}",
+            )
+            for c in models[:15]
+        ]
+        sub = "total USD in the window and average price per million tokens"
+    else:
+        models.sort(key=lambda c: (-(c.avg_cost_per_token or 0.0), c.provider_name))
+        bars = [
+            Bar(
+                f"{c.provider_name}/{c.model_name}",
+                (c.avg_cost_per_token or 0.0) * 1_000_000,
+                color(c.provider_name),
+                _per_m(c.avg_cost_per_token),
+            )
+            for c in models[:15]
+        ]
+        sub = "no token counts: selection-weighted average price per million tokens"
+    # Cost by model pairs with the model distribution; the wide cost-over-time chart follows.
+    return [
+        card("Cost by model", sub, _svg.hbars("cost-by-model", "Cost by model", bars)),
+        per_period,
+    ]
+
+
+def _criteria_sections(
+    stats: Stats, hourly: dict[tuple[Any, ...], Measures], providers: list[str], color: _Colors
+) -> list[str]:
+    window = stats.window
+    step = timedelta(days=1) if stats.interval == "day" else HOUR
+    series: list[Series] = []
+    for p in providers:
+        pts = sorted(
+            (t.period_start, t)
+            for t in stats.trends
+            if t.provider_name == p and t.metric == "latency_ms" and t.period_start
+        )
+        if pts:
+            series.append(Series(f"{p} p50", color(p), [(m + step / 2, t.p50) for m, t in pts]))
+            series.append(
+                Series(f"{p} p95", color(p), [(m + step / 2, t.p95) for m, t in pts], dashed=True)
+            )
+    latency = _svg.lines(
+        "latency-trend", "Latency p50 and p95 by provider", window.since, window.until, series, _ms
+    )
+    qstep = _trend_step(window)
+    sums: dict[tuple[str, datetime], Measures] = defaultdict(Measures)
+    for (hour, provider), m in hourly.items():
+        key = (provider, _bucket(hour, window, qstep))
+        sums[key] = sums[key].merge(m)
+    qseries = []
+    for p in providers:
+        pts = sorted((t, m.mean("quality_score")) for (pp, t), m in sums.items() if pp == p)
+        if any(v is not None for _, v in pts):
+            qseries.append(Series(p, color(p), [(t + qstep / 2, v) for t, v in pts]))
+    quality = _svg.lines(
+        "quality-trend",
+        "Average quality score by provider",
+        window.since,
+        window.until,
+        qseries,
+        lambda v: f"{v:.2f}",
+    )
+    rows = []
+    by_provider: dict[str, dict[str, Any]] = defaultdict(dict)
+    for c in stats.criteria:
+        by_provider[c.provider_name][c.metric] = c
+    for p in providers:
+        lat = by_provider[p].get("latency_ms")
+        q = by_provider[p].get("quality_score")
+        cpt = by_provider[p].get("cost_per_token")
+        rows.append(
+            [
+                f'<span class="sw" style="background:{esc(color(p))}"></span>{esc(p)}',
+                esc(_per_m(cpt.avg) if cpt else "-"),
+                esc(_ms(lat.p50) if lat and lat.p50 is not None else "-"),
+                esc(_ms(lat.p95) if lat and lat.p95 is not None else "-"),
+                esc(f"{q.avg:.3f}" if q and q.avg is not None else "-"),
+                esc(f"{q.p50:.3f}" if q and q.p50 is not None else "-"),
+                esc(f"{lat.samples:,}" if lat else "0"),
+            ]
+        )
+    criteria = table(
+        [
+            ("provider", False),
+            ("avg price", True),
+            ("latency p50", True),
+            ("latency p95", True),
+            ("quality avg", True),
+            ("quality p50", True),
+            ("samples", True),
+        ],
+        rows,
+    )
+    unit = "day" if step.days else "hour"
+    return [
+        card(
+            "Latency trend",
+            f"expected latency_ms per {unit}: p50 solid, p95 dashed",
+            latency + legend([(p, color(p)) for p in providers], "p95"),
+        ),
+        card(
+            "Quality trend",
+            f"average quality_score per {qstep // HOUR} h",
+            quality + legend([(p, color(p)) for p in providers]),
+        ),
+        card("Criteria by provider", "over the whole window", criteria, wide=True),
+    ]
+
+
+def _reasons_section(stats: Stats, color: _Colors) -> str:
+    bars = [
+        Bar(
+            r.selection_reason or "(empty)",
+            r.selections,
+            color(r.top_provider),
+            f"{r.selections:,} ({r.share:.1%}) · mostly {r.top_provider}",
+            title=r.selection_reason or "(empty)",
+        )
+        for r in stats.reasons
+    ]
+    return card(
+        "Top selection reasons",
+        "free text as recorded; coloured by the provider it was given for most",
+        _svg.hbars("top-reasons", "Top selection reasons", bars, width=1240, label_width=420),
+        wide=True,
+        ident="reasons",
+    )
+
+
+def _recommendations_section(recs: Sequence[Recommendation], color: _Colors) -> str:
+    found = [r for r in recs if r.status == "alternatives"]
+    bars = [
+        Bar(
+            f"{r.provider_name}/{r.model_name}",
+            r.best_saving or 0.0,
+            color(r.alternatives[0].provider_name),
+            f"{_money(r.best_saving or 0.0)} → {r.alternatives[0].provider_name}/"
+            f"{r.alternatives[0].model_name}",
+        )
+        for r in found
+        if r.best_saving
+    ]
+    chart = _svg.hbars(
+        "recommendation-savings",
+        "Estimated saving per recommendation",
+        bars,
+        width=1240,
+        label_width=420,
+    )
+    items = []
+    for r in found:
+        quality = "-" if r.avg_quality_score is None else f"{r.avg_quality_score:.3f}"
+        alts = "".join(
+            '<div class="alt">→ <b>'
+            + esc(f"{a.provider_name}/{a.model_name}")
+            + "</b> "
+            + esc(
+                f"{_per_m(a.avg_cost_per_token)} ({a.price_ratio - 1:+.0%}) · quality "
+                f"{a.quality_delta:+.3f} · p95 {a.latency_change:+.0%} · "
+                + (
+                    f"saves {_money(a.estimated_saving_usd)}"
+                    if a.estimated_saving_usd is not None
+                    else f"saves {_money(a.saving_per_million_tokens_usd)} per million tokens"
+                )
+                + f" · {a.selections:,} selections"
+            )
+            + f'<span class="pill {"low" if a.confidence == "low" else ""}">'
+            + esc(f"{a.confidence} confidence")
+            + "</span></div>"
+            for a in r.alternatives
+        )
+        items.append(
+            '<div class="rec"><h3>'
+            + esc(f"{r.provider_name}/{r.model_name}")
+            + '</h3><div class="now">'
+            + esc(
+                f"now {r.selections:,} selections · {_per_m(r.avg_cost_per_token)} · quality "
+                f"{quality} · p95 {_ms(r.latency_p95_ms) if r.latency_p95_ms else '-'}"
+            )
+            + "</div>"
+            + alts
+            + "</div>"
+        )
+    rest = [r for r in recs if r.status != "alternatives"]
+    if rest:
+        items.append(
+            '<h3 class="rest">No change suggested</h3><ul class="rest">'
+            + "".join(
+                f"<li><b>{esc(f'{r.provider_name}/{r.model_name}')}</b> "
+                f'<span class="muted">{esc(f"({r.selections:,} selections): {r.message}")}'
+                "</span></li>"
+                for r in rest
+            )
+            + "</ul>"
+        )
+    if not found:
+        items.insert(0, "<p>No cheaper model with enough data matches quality and latency.</p>")
+    return card(
+        "Recommendations",
+        "cheaper models with equal or better quality_score and acceptable p95 latency_ms",
+        chart + "".join(items),
+        wide=True,
+        ident="recommendations",
+    )
+
+
+def _footer(stats: Stats) -> str:
+    basis = {
+        "full": "Total cost is computed from token counts times cost_per_token (or cost_usd) of every selection.",
+        "partial": (
+            f"Total cost covers the {stats.overall.costed_n:,} of {stats.total_selections:,} "
+            "selections that carry token counts (times cost_per_token) or cost_usd; the rest carry a "
+            "price only."
+        ),
+        "per_token": "No selection carries token counts: prices are selection-weighted averages per token.",
+        "none": "No selection carries cost information.",
+    }[stats.cost_basis]
+    return (
+        esc(basis)
+        + "<br>"
+        + esc(
+            "Latency and quality are the expected values recorded in each selection's criteria. "
+            "Percentiles come from histograms with 2 % wide bins (within 2 % of the exact value). "
+            "Windows are whole UTC hours."
+        )
+    )

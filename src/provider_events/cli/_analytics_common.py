@@ -1,0 +1,102 @@
+"""What ``stats``, ``recommend``, ``report`` and ``demo`` share on the command line.
+
+Window flags (``--since``, ``--until``, ``--tenant``), the store choice, opening the backend
+with one-line errors, and writing JSON or CSV with stable field names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from provider_events.analytics._model import Window, parse_when
+
+__all__ = [
+    "add_window_arguments",
+    "open_backend_or_exit",
+    "window_from_args",
+    "write_csv",
+    "write_json",
+]
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+def _fail(message: str, code: int) -> SystemExit:
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    return SystemExit(code)
+
+
+def add_window_arguments(p: argparse.ArgumentParser) -> None:
+    """``--since``, ``--until``, ``--tenant`` and ``--store``."""
+    p.add_argument(
+        "--since",
+        metavar="WHEN",
+        help="start of the window: a duration before now (7d, 24h, 90m) or an ISO date/time "
+        "(UTC unless it says otherwise); rounded down to the hour (default: 7 days before --until)",
+    )
+    p.add_argument(
+        "--until",
+        metavar="WHEN",
+        help="end of the window (exclusive), same forms; rounded up to the hour (default: now)",
+    )
+    p.add_argument("--tenant", metavar="ID", help="only this tenant_id")
+    p.add_argument(
+        "--store",
+        choices=("auto", "local", "postgresql"),
+        default="auto",
+        help="where to read: PostgreSQL when DATABASE_URL is set, else the local event store "
+        "in PROVIDER_EVENTS_STATE_DIR (default auto)",
+    )
+
+
+def window_from_args(args: argparse.Namespace, now: datetime | None = None) -> Window:
+    """The :class:`Window` the flags describe; bad input ends the command with exit code 2."""
+    now = now or datetime.now(UTC)
+    try:
+        until = parse_when(args.until, now) if args.until else None
+        since = parse_when(args.since, now) if args.since else None
+        return Window.of(since, until, args.tenant, now=now)
+    except ValueError as exc:
+        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+
+
+def open_backend_or_exit(args: argparse.Namespace) -> Any:
+    """The backend for ``--store``; configuration or database errors end the command."""
+    from provider_events.analytics._answers import open_backend
+    from provider_events.errors import ConfigError, DatabaseError, OutboxError
+
+    try:
+        from provider_events.settings import load_settings
+
+        settings = load_settings()
+    except ConfigError as exc:
+        raise _fail(f"configuration: {exc}", EXIT_BAD_INPUT) from None
+    try:
+        return open_backend(settings, args.store)
+    except DatabaseError as exc:
+        raise _fail(str(exc), EXIT_FAILED) from None
+    except OutboxError as exc:
+        raise _fail(str(exc), EXIT_FAILED) from None
+
+
+def write_json(data: Any, out: IO[str] | None = None) -> None:
+    out = out or sys.stdout
+    json.dump(data, out, indent=2, ensure_ascii=False, allow_nan=False)
+    out.write("\n")
+
+
+def write_csv(
+    rows: Iterable[dict[str, Any]], fieldnames: Sequence[str], out: IO[str] | None = None
+) -> None:
+    """CSV with a header of ``fieldnames``; ``None`` becomes an empty cell."""
+    writer = csv.DictWriter(out or sys.stdout, fieldnames=list(fieldnames), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in fieldnames})

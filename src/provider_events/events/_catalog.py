@@ -1,0 +1,69 @@
+"""The event catalog: each event type mapped to its payload model, family, key, topic and schema.
+
+Adding an event type is one :class:`EventSpec` entry in :data:`CATALOG`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from provider_events.events._models import ProviderSelectedPayloadV1
+
+__all__ = [
+    "CATALOG",
+    "PROVIDER_SELECTED_V1",
+    "EventFamily",
+    "EventSpec",
+    "spec_for",
+    "spec_for_schema_ref",
+]
+
+
+class EventFamily(StrEnum):
+    """Event families of the partition-key policy; each names the field its events key on."""
+
+    AGENT_PROVIDER = "AGENT_PROVIDER"
+
+
+@dataclass(frozen=True, slots=True)
+class EventSpec:
+    event_type: str
+    payload_type: type
+    family: EventFamily
+    key_field: str
+    topic: str
+    schema_ref: str
+    description: str
+
+    @property
+    def dlq_topic(self) -> str:
+        return f"{self.topic}.dlq"
+
+
+PROVIDER_SELECTED_V1 = EventSpec(
+    event_type="omninode.agent.provider.selected.v1",
+    payload_type=ProviderSelectedPayloadV1,
+    family=EventFamily.AGENT_PROVIDER,
+    key_field="correlation_id",
+    topic="omninode.agent.provider.selected.v1",
+    schema_ref="registry://omninode/agent/provider_selected/v1",
+    description="An agent chose an AI provider and model for a request.",
+)
+
+CATALOG: dict[str, EventSpec] = {spec.event_type: spec for spec in (PROVIDER_SELECTED_V1,)}
+
+
+def spec_for(event_type: str) -> EventSpec:
+    """The catalog entry of ``event_type``; ``KeyError`` with a readable message if unknown."""
+    try:
+        return CATALOG[event_type]
+    except KeyError:
+        raise KeyError(f"unknown event_type {event_type!r}") from None
+
+
+def spec_for_schema_ref(schema_ref: str) -> EventSpec:
+    for spec in CATALOG.values():
+        if spec.schema_ref == schema_ref:
+            return spec
+    raise KeyError(f"unknown schema_ref {schema_ref!r}")

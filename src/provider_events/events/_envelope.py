@@ -1,0 +1,377 @@
+"""Building events: payload wrapped in the envelope, validated, keyed and ready for the wire."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from provider_events.errors import InvalidEventError, PartitionKeyError
+from provider_events.events._catalog import CATALOG, PROVIDER_SELECTED_V1
+from provider_events.events._ids import _pool as _event_id_pool
+from provider_events.events._ids import new_correlation_id, new_event_id
+from provider_events.events._models import (
+    LIMITS,
+    OnexEnvelopeV1,
+    ProviderSelectedPayloadV1,
+    plainly_valid_criteria,
+    reject_non_finite,
+)
+from provider_events.settings import Settings
+
+__all__ = [
+    "EventParts",
+    "OutgoingEvent",
+    "build_provider_selection",
+    "event_from_parts",
+    "header_dict",
+    "header_list",
+    "provider_selection_parts",
+]
+
+CONTENT_TYPE = b"application/json"
+_encoder = msgspec.json.Encoder()
+_encode = _encoder.encode
+_validating_decoder = msgspec.json.Decoder(OnexEnvelopeV1[ProviderSelectedPayloadV1])
+_now = datetime.now
+_pooled_event_id = _event_id_pool.pop  # IndexError when empty: new_event_id refills it
+
+
+class _Payload(msgspec.Struct, gc=False):
+    """Encoding only: the payload's fields in the wire order, values as the builder has them.
+
+    The same bytes as encoding a dict of these keys (msgspec writes a Struct as a JSON object
+    in field order), without hashing and writing the keys of two dicts per event; what the
+    bytes may hold is decided by the validation (``ProviderSelectedPayloadV1``), not here.
+    """
+
+    provider_name: Any
+    model_name: Any
+    correlation_id: Any
+    selection_reason: Any
+    selection_criteria: Any
+    selected_at: Any
+
+
+class _Envelope(msgspec.Struct, gc=False):
+    """Encoding only: ``OnexEnvelopeV1``'s fields in the wire order (see :class:`_Payload`)."""
+
+    event_type: Any
+    event_id: Any
+    timestamp: Any
+    correlation_id: Any
+    causation_id: Any
+    namespace: Any
+    source: Any
+    tenant_id: Any
+    schema_ref: Any
+    payload: Any
+
+
+@dataclass(slots=True)
+class OutgoingEvent:
+    """One validated event, serialised: what the producer sends and the outbox stores."""
+
+    event_id: str
+    event_type: str
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    provider_name: str = ""
+    model_name: str = ""
+
+
+#: Per event type: its headers in wire order, the per-event values left empty (filled in by a
+#: copy for each event, faster than writing the whole dict).
+_HEADER_TEMPLATES: dict[str, dict[str, bytes]] = {
+    spec.event_type: {
+        "content-type": CONTENT_TYPE,
+        "event_type": spec.event_type.encode(),
+        "event_id": b"",
+        "schema_ref": spec.schema_ref.encode(),
+        "tenant_id": b"",
+        # CloudEvents Kafka protocol binding (binary mode) for consumers that speak it.
+        "ce_specversion": b"1.0",
+        "ce_type": spec.event_type.encode(),
+        "ce_id": b"",
+        "ce_source": b"",
+        "ce_time": b"",
+    }
+    for spec in CATALOG.values()
+}
+#: Per (tenant, namespace, source): the ``tenant_id`` and ``ce_source`` header values; bounded.
+_ORIGINS: dict[tuple[str, str, str], tuple[bytes, bytes]] = {}
+
+
+def _origin(tenant: str, namespace: str, source: str) -> tuple[bytes, bytes]:
+    """The ``tenant_id`` and ``ce_source`` header values, shared by every event of one origin."""
+    origin = _ORIGINS.get((tenant, namespace, source))
+    if origin is None:
+        if len(_ORIGINS) >= 256:
+            _ORIGINS.clear()
+        origin = _ORIGINS[tenant, namespace, source] = (
+            tenant.encode(),
+            f"{namespace}/{source}".encode(),
+        )
+    return origin
+
+
+#: A built event in compact form, for batches: (event_id, event_type, topic, key, value,
+#: ce_time, tenant_id, ce_source, provider_name, model_name), the last four header values as
+#: bytes. A flat tuple of str and bytes, which the cyclic GC stops tracking at its first
+#: collection, where an ``OutgoingEvent`` and its header list are two tracked objects per
+#: event that every full collection walks while a large batch is in flight.
+EventParts = tuple[str, str, str, bytes, bytes, bytes, bytes, bytes, str, str]
+
+
+def header_list(parts: EventParts) -> list[tuple[str, bytes]]:
+    """The Kafka headers of a compact event (a new list each call)."""
+    return list(header_dict(parts).items())
+
+
+def header_dict(parts: EventParts) -> dict[str, bytes]:
+    """The Kafka headers of a compact event as a dict, in the same order (names are unique).
+
+    What the producer hands to confluent-kafka: it converts a dict of headers in half the time
+    of a list of tuples (no tuple parsing per header), and writes them in this same order.
+    """
+    headers = _HEADER_TEMPLATES[parts[1]].copy()
+    eid = parts[0].encode()
+    headers["event_id"] = eid
+    headers["tenant_id"] = parts[6]
+    headers["ce_id"] = eid
+    headers["ce_source"] = parts[7]
+    headers["ce_time"] = parts[5]
+    return headers
+
+
+def event_from_parts(parts: EventParts) -> OutgoingEvent:
+    """The ``OutgoingEvent`` of a compact event."""
+    return OutgoingEvent(
+        parts[0], parts[1], parts[2], parts[3], parts[4], header_list(parts), parts[8], parts[9]
+    )
+
+
+_PROVIDER_MAX = LIMITS["provider_name"]
+_MODEL_MAX = LIMITS["model_name"]
+_ID_MAX = LIMITS["correlation_id"]
+_REASON_MAX = LIMITS["selection_reason"]
+_TEXT_MAX = LIMITS["envelope_text"]
+
+
+#: The builder's shortcut (tests switch it off to compare with the full validation): when
+#: every text field is a plain ``str`` within its length limit, with the names and ids
+#: printable (so no control character and no lone surrogate) and the reason without NUL, and
+#: the criteria are plainly valid (:func:`plainly_valid_criteria`), the models' rules
+#: certainly accept them and JSON returns them unchanged, so the validating decoder could only
+#: say yes and is skipped. Anything else takes the full validation, which decides and words
+#: the error.
+_shortcut = True
+_EVENT_TYPE = PROVIDER_SELECTED_V1.event_type
+_SCHEMA_REF = PROVIDER_SELECTED_V1.schema_ref
+_TOPIC = PROVIDER_SELECTED_V1.topic
+
+
+def _text_arg(name: str, value: Any, *, required: bool = True) -> str | None:
+    if value is None:
+        if required:
+            raise InvalidEventError(f"{name} is required")
+        return None
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if not isinstance(value, str):
+        raise InvalidEventError(f"{name} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _as_utc(moment: Any) -> datetime:
+    """``selected_at`` in UTC; refused unless it is an aware datetime that UTC can represent."""
+    if isinstance(moment, datetime):
+        try:
+            if moment.utcoffset() is not None:
+                return moment.astimezone(UTC)
+        except (OverflowError, ValueError) as exc:  # before year 1 or after 9999 in UTC
+            raise InvalidEventError(f"selected_at cannot be converted to UTC: {exc}") from None
+    raise InvalidEventError("selected_at must be a timezone-aware datetime")
+
+
+def build_provider_selection(
+    *,
+    provider_name: str,
+    model_name: str,
+    selection_reason: str,
+    correlation_id: str | uuid.UUID | None = None,
+    settings: Settings,
+    selection_criteria: dict[str, Any] | None = None,
+    causation_id: str | uuid.UUID | None = None,
+    tenant_id: str | None = None,
+    namespace: str | None = None,
+    source: str | None = None,
+    selected_at: datetime | None = None,
+) -> OutgoingEvent:
+    """Build, validate and serialise one ``omninode.agent.provider.selected.v1`` event.
+
+    Raises :class:`InvalidEventError` (or its :class:`PartitionKeyError`) with the reason.
+    """
+    return event_from_parts(
+        provider_selection_parts(
+            settings=settings,
+            provider_name=provider_name,
+            model_name=model_name,
+            selection_reason=selection_reason,
+            correlation_id=correlation_id,
+            selection_criteria=selection_criteria,
+            causation_id=causation_id,
+            tenant_id=tenant_id,
+            namespace=namespace,
+            source=source,
+            selected_at=selected_at,
+        )
+    )
+
+
+def provider_selection_parts(
+    *,
+    provider_name: str,
+    model_name: str,
+    selection_reason: str,
+    correlation_id: str | uuid.UUID | None = None,
+    settings: Settings,
+    selection_criteria: dict[str, Any] | None = None,
+    causation_id: str | uuid.UUID | None = None,
+    tenant_id: str | None = None,
+    namespace: str | None = None,
+    source: str | None = None,
+    selected_at: datetime | None = None,
+) -> EventParts:
+    """:func:`build_provider_selection` returning the compact form (see :data:`EventParts`)."""
+    if type(correlation_id) is str:
+        cid = correlation_id
+    elif correlation_id is None:
+        cid = new_correlation_id()
+    else:
+        cid = _text_arg("correlation_id", correlation_id)  # type: ignore[assignment]
+    if not cid.strip():
+        raise PartitionKeyError(
+            "correlation_id is the partition key of provider-selection events and must "
+            "not be empty; pass None to have one generated"
+        )
+    if selection_criteria is None:
+        selection_criteria = {}
+    elif not isinstance(selection_criteria, dict):
+        raise InvalidEventError(
+            f"selection_criteria must be an object (dict), got {type(selection_criteria).__name__}"
+        )
+    # msgspec would quietly turn bytes, datetimes, UUIDs or Decimals into text: refuse them.
+    if not (
+        type(provider_name) is str and type(model_name) is str and type(selection_reason) is str
+    ):
+        for name, text in (
+            ("provider_name", provider_name),
+            ("model_name", model_name),
+            ("selection_reason", selection_reason),
+        ):
+            if not isinstance(text, str):
+                raise InvalidEventError(f"{name} must be a string, got {type(text).__name__}")
+    if not (tenant_id is None and namespace is None and source is None):
+        for name, optional in (
+            ("tenant_id", tenant_id),
+            ("namespace", namespace),
+            ("source", source),
+        ):
+            if optional is not None and not isinstance(optional, str):
+                raise InvalidEventError(f"{name} must be a string, got {type(optional).__name__}")
+    now = _now(UTC)
+    selected_at = now if selected_at is None else _as_utc(selected_at)
+    try:
+        event_id = _pooled_event_id()
+    except IndexError:
+        event_id = new_event_id()
+    tenant = tenant_id or settings.tenant_id
+    namespace = namespace or settings.namespace
+    source = source or settings.source
+    causation = None if causation_id is None else _text_arg("causation_id", causation_id)
+    document = _Envelope(
+        _EVENT_TYPE,
+        event_id,
+        now,
+        cid,
+        causation,
+        namespace,
+        source,
+        tenant,
+        _SCHEMA_REF,
+        _Payload(provider_name, model_name, cid, selection_reason, selection_criteria, selected_at),
+    )
+    try:
+        if (
+            _shortcut
+            # _plainly_valid inlined (it runs per event): each text field a plain str within
+            # its limit, names printable, the reason without NUL; see its docstring.
+            and type(provider_name) is str
+            and 0 < len(provider_name) <= _PROVIDER_MAX
+            and provider_name.isprintable()
+            and type(model_name) is str
+            and 0 < len(model_name) <= _MODEL_MAX
+            and model_name.isprintable()
+            and type(cid) is str
+            and len(cid) <= _ID_MAX
+            and cid.isprintable()
+            and (
+                causation is None
+                or (
+                    type(causation) is str
+                    and 0 < len(causation) <= _ID_MAX
+                    and causation.isprintable()
+                )
+            )
+            and type(selection_reason) is str
+            and len(selection_reason) <= _REASON_MAX
+            and "\x00" not in selection_reason
+            and type(tenant) is str
+            and 0 < len(tenant) <= _TEXT_MAX
+            and tenant.isprintable()
+            and type(namespace) is str
+            and 0 < len(namespace) <= _TEXT_MAX
+            and namespace.isprintable()
+            and type(source) is str
+            and 0 < len(source) <= _TEXT_MAX
+            and source.isprintable()
+            and plainly_valid_criteria(selection_criteria)
+        ):
+            # Every value is of a kind the rules certainly accept, unchanged by JSON:
+            # decoding the bytes again could only say yes.
+            value = _encode(document)
+        else:
+            # Anything else is decided by the full validation of exactly the bytes that go on
+            # the wire: encode, then decode with the validating decoder (each rule runs once).
+            # JSON has no NaN or Infinity (msgspec would write null): refuse them first.
+            reject_non_finite(selection_criteria)
+            value = _encode(document)
+            envelope = _validating_decoder.decode(value)
+            provider_name = envelope.payload.provider_name
+            model_name = envelope.payload.model_name
+    except (TypeError, ValueError, msgspec.EncodeError) as exc:
+        raise InvalidEventError(str(exc)) from None
+    except msgspec.ValidationError as exc:  # pragma: no cover - ValidationError is a ValueError
+        raise InvalidEventError(str(exc)) from None
+    origin = _ORIGINS.get((tenant, namespace, source)) or _origin(tenant, namespace, source)
+    # msgspec writes the time as '"<RFC 3339>Z"' and leaves a zero fraction out; the ce_time
+    # header always has six digits (as format_timestamp writes them).
+    when = _encode(now)
+    return (
+        event_id,
+        _EVENT_TYPE,
+        settings.topic or _TOPIC,
+        cid.encode(),
+        value,
+        when[1:-1] if len(when) == 29 else when[1:-2] + b".000000Z",
+        origin[0],
+        origin[1],
+        provider_name,
+        model_name,
+    )

@@ -1,0 +1,445 @@
+"""The process-wide Kafka producer: one per configuration, a poll thread, bounded exit flush.
+
+confluent-kafka (librdkafka) does the protocol work. This module owns everything that touches
+it on the produce side, and translates its errors into short, secret-free strings.
+
+librdkafka defaults worth overriding, and why:
+  * ``enable.idempotence``: off by default; on, so a retry never duplicates within a session.
+  * ``partitioner``: CRC32 by default; ``murmur2_random`` puts a key on the same partition as the
+    Java and aiokafka producers do.
+  * ``message.timeout.ms``: 5 minutes by default; set to the delivery bound so nothing waits
+    longer than the caller was promised.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import msgspec
+
+from provider_events.settings import Settings
+
+__all__ = ["DeliveryGroup", "SharedProducer", "get_producer", "kafka_config", "shutdown_producers"]
+
+log = logging.getLogger("provider_events.kafka")
+# librdkafka logs reach Python logging; without a handler configured by the application they
+# must not fall through to logging.lastResort and spray the CLI user's stderr.
+logging.getLogger("provider_events").addHandler(logging.NullHandler())
+
+
+def kafka_config(settings: Settings, *, for_consumer: bool = False) -> dict[str, Any]:
+    """librdkafka configuration shared by producers, consumers and admin clients."""
+    conf: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "client.id": settings.kafka_client_id,
+        "security.protocol": settings.kafka_security_protocol,
+        "socket.connection.setup.timeout.ms": max(1000, int(settings.delivery_timeout * 1000)),
+        "reconnect.backoff.ms": 50,
+        "reconnect.backoff.max.ms": 1000,
+        "log.connection.close": False,
+        "logger": log,
+    }
+    if settings.kafka_sasl_mechanism:
+        conf["sasl.mechanism"] = settings.kafka_sasl_mechanism
+    if settings.kafka_sasl_username:
+        conf["sasl.username"] = settings.kafka_sasl_username
+    if settings.kafka_sasl_password:
+        conf["sasl.password"] = settings.kafka_sasl_password.reveal()
+    if settings.kafka_ssl_ca_location:
+        conf["ssl.ca.location"] = settings.kafka_ssl_ca_location
+    if not for_consumer:
+        timeout_ms = max(1, int(settings.delivery_timeout * 1000))
+        conf.update(
+            {
+                "enable.idempotence": True,
+                "acks": "all",
+                "partitioner": "murmur2_random",
+                "linger.ms": 5,
+                "batch.num.messages": 10_000,
+                "queue.buffering.max.messages": 500_000,
+                "compression.type": settings.kafka_compression_type,
+                "message.timeout.ms": timeout_ms,
+                "request.timeout.ms": min(30_000, max(1000, timeout_ms)),
+            }
+        )
+    return conf
+
+
+def describe_kafka_error(err: Any) -> str:
+    """A one-line, secret-free description of a librdkafka ``KafkaError``."""
+    try:
+        name, text = err.name(), err.str()
+    except AttributeError:
+        return str(err)
+    return f"{name}: {text}" if text and text != name else str(name)
+
+
+class DeliveryGroup:
+    """Delivery reports of a group of messages produced together (one publish call).
+
+    Each message gets exactly one report: the broker's, or a failure (timeout, all brokers
+    down, refused). The first report wins; later ones only mean a duplicate on the topic.
+    ``done`` is set when every message has its report; ``on_done`` then runs (any thread).
+    """
+
+    __slots__ = ("_lock", "_on_done", "done", "remaining", "reports")
+
+    def __init__(self, size: int, on_done: Callable[[], None] | None = None) -> None:
+        #: per message: (error or None, partition, offset, retriable), None while pending
+        self.reports: list[tuple[str | None, int | None, int | None, bool] | None] = [None] * size
+        self.remaining = size
+        self.done = threading.Event()
+        self._on_done = on_done
+        self._lock = threading.Lock()
+        if size == 0:
+            self.done.set()
+
+    def report(
+        self,
+        index: int,
+        error: str | None,
+        partition: int | None,
+        offset: int | None,
+        retriable: bool,
+    ) -> None:
+        with self._lock:
+            if self.reports[index] is not None:
+                return
+            self.reports[index] = (error, partition, offset, retriable)
+            self.remaining -= 1
+            finished = self.remaining == 0
+        if finished:
+            self.done.set()
+            if self._on_done is not None:
+                self._on_done()
+
+    def delivered(self, index: int, err: Any, msg: Any) -> None:
+        """librdkafka's delivery report for message ``index``."""
+        _OnDelivery(self, index)(err, msg)
+
+    def fail_pending(self, reason: str, retriable: bool = True) -> None:
+        for index, current in enumerate(self.reports):
+            if current is None:
+                self.report(index, reason, None, None, retriable)
+
+
+class _OnDelivery(msgspec.Struct, gc=False):
+    """The delivery callback of message ``index`` of ``group``: one per message produced.
+
+    A msgspec Struct with ``gc=False`` rather than a ``functools.partial``: half the cost to
+    make, and never tracked by the cyclic GC, which otherwise walks every callback of a large
+    batch still in flight at each collection. It is safe untracked: nothing it refers to (the
+    group, its reports and lock) ever refers back to it.
+    """
+
+    group: Any
+    index: int
+
+    def __call__(self, err: Any, msg: Any) -> None:
+        group = self.group
+        if err is not None:
+            group.report(self.index, describe_kafka_error(err), None, None, bool(err.retriable()))
+            return
+        # DeliveryGroup.report inlined: this runs once per message on the poll thread,
+        # holding the GIL the caller needs to build the next events.
+        report = (None, msg.partition(), msg.offset(), False)
+        with group._lock:
+            reports = group.reports
+            if reports[self.index] is not None:
+                return
+            reports[self.index] = report
+            group.remaining -= 1
+            if group.remaining:
+                return
+        group.done.set()
+        if group._on_done is not None:
+            group._on_done()
+
+
+class SharedProducer:
+    """A librdkafka producer with a poll thread that serves delivery reports.
+
+    ``produce_group`` never blocks longer than the given deadline. When the client reports
+    that all brokers are down, or that the broker refused its credentials, every waiting
+    delivery is failed at once (fail fast), the queued copies are purged, and for a second new
+    messages are not handed to librdkafka at all, so a caller that spools them does not also
+    leave a copy queued for later.
+    """
+
+    DOWN_PROBE_INTERVAL = 1.0
+
+    def __init__(self, settings: Settings) -> None:
+        from confluent_kafka import KafkaError, Producer
+
+        self._kafka_error = KafkaError
+        self.settings = settings
+        self.pid = os.getpid()
+        self._lock = threading.Lock()
+        self._groups: set[DeliveryGroup] = set()
+        self._down_since: float | None = None
+        #: Why the broker refused us (wrong SASL credentials), while ``_down_since`` is set.
+        self.auth_error: str | None = None
+        self._last_probe = 0.0
+        self.fatal_error: str | None = None
+        self._purge_requested = False
+        conf = kafka_config(settings)
+        conf["error_cb"] = self._on_error
+        self._producer = Producer(conf)
+        self._closed = threading.Event()
+        self._thread = threading.Thread(
+            target=self._poll_loop, name="provider-events-poll", daemon=True
+        )
+        self._thread.start()
+
+    # -- callbacks (poll thread) ------------------------------------------------------------
+    def _poll_loop(self) -> None:
+        while not self._closed.is_set():
+            try:
+                self._producer.poll(0.05)
+                if self._purge_requested:
+                    self._purge_requested = False
+                    # Every waiter was already failed (and its event spooled): drop the queued
+                    # copies so a broker that comes back does not receive them twice.
+                    self._producer.purge(in_queue=True, in_flight=True, blocking=False)
+            except Exception:  # a report handler must never kill the poll thread
+                log.exception("delivery report failed")
+
+    def _on_error(self, err: Any) -> None:
+        code = err.code()
+        if err.fatal():
+            self.fatal_error = describe_kafka_error(err)
+            self._fail_all(self.fatal_error)
+        elif code == self._kafka_error._AUTHENTICATION:
+            # Reported just before _ALL_BROKERS_DOWN; no retry succeeds until the credentials
+            # are fixed, so callers hear the real reason now rather than after the timeout.
+            # librdkafka's text names the mechanism and broker, never the password.
+            self.auth_error = (
+                f"Kafka authentication failed ({describe_kafka_error(err)}); check "
+                "KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM"
+            )
+            self._down_since = time.monotonic()
+            self._fail_all(self.auth_error)
+            self._purge_requested = True
+        elif code == self._kafka_error._ALL_BROKERS_DOWN:
+            self._down_since = time.monotonic()
+            self._fail_all(describe_kafka_error(err))
+            self._purge_requested = True
+        log.debug("kafka client error: %s", describe_kafka_error(err))
+
+    def _fail_all(self, reason: str) -> None:
+        with self._lock:
+            groups, self._groups = self._groups, set()
+        for group in groups:
+            group.fail_pending(reason)
+
+    # -- API --------------------------------------------------------------------------------
+    @property
+    def known_down(self) -> bool:
+        """True while the client recently reported every broker down (probes once a second)."""
+        if self._down_since is None:
+            return False
+        now = time.monotonic()
+        if now - self._last_probe >= self.DOWN_PROBE_INTERVAL:
+            self._last_probe = now
+            return False
+        return True
+
+    def produce_group(
+        self,
+        messages: Iterable[tuple[str, bytes, bytes, list[tuple[str, bytes]]]] | Sequence[Any],
+        deadline: float,
+        on_done: Callable[[], None] | None = None,
+        *,
+        size: int | None = None,
+        compact: bool = False,
+    ) -> DeliveryGroup:
+        """Hand (topic, key, value, headers) messages to librdkafka; reports go to the group.
+
+        Report ``i`` is message ``i``'s. ``messages`` may be a generator when ``size`` says how
+        many it yields. With ``compact`` they are ``EventParts`` (see ``_envelope``), whose
+        headers are made only while each is handed over (every object kept alive per event
+        costs the cyclic GC on large batches), as a dict: confluent-kafka converts that in
+        half the time of a list of tuples, and writes the headers in the same order.
+        """
+        group = DeliveryGroup(len(messages) if size is None else size, on_done)  # type: ignore[arg-type]
+        if self.fatal_error:
+            group.fail_pending(self.fatal_error, retriable=False)
+            return group
+        if self.known_down:
+            group.fail_pending(
+                f"{self.auth_error} (recently reported by the client)"
+                if self.auth_error
+                else "all brokers are down (recently reported by the client)"
+            )
+            return group
+        with self._lock:
+            self._groups.add(group)
+        produce, on_delivery = self._producer.produce, _OnDelivery
+        if compact:
+            from provider_events.events._envelope import header_dict
+
+            for index, p in enumerate(messages):  # (event_id, event_type, topic, key, value, ...)
+                try:
+                    produce(
+                        p[2],
+                        p[4],
+                        p[3],
+                        headers=header_dict(p),
+                        on_delivery=on_delivery(group, index),
+                    )
+                except BufferError:
+                    self._produce_when_room(
+                        group, index, p[2], p[3], p[4], header_dict(p), deadline
+                    )
+                except Exception as exc:  # KafkaException, TypeError: refused before sending
+                    group.report(index, f"{type(exc).__name__}: {exc}", None, None, False)
+            return group
+        for index, (topic, key, value, headers) in enumerate(messages):
+            try:
+                produce(topic, value, key, headers=headers, on_delivery=on_delivery(group, index))
+            except BufferError:
+                self._produce_when_room(group, index, topic, key, value, headers, deadline)
+            except Exception as exc:  # KafkaException, TypeError: refused before sending
+                group.report(index, f"{type(exc).__name__}: {exc}", None, None, False)
+        return group
+
+    def _produce_when_room(
+        self,
+        group: DeliveryGroup,
+        index: int,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        headers: list[tuple[str, bytes]] | dict[str, bytes],
+        deadline: float,
+    ) -> None:
+        """Retry one message while librdkafka's queue is full, until ``deadline``."""
+        on_delivery = _OnDelivery(group, index)
+        while True:
+            if time.monotonic() >= deadline:
+                group.report(index, "local producer queue is full", None, None, True)
+                return
+            self._producer.poll(0.01)
+            try:
+                self._producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)  # type: ignore[arg-type]
+                return
+            except BufferError:
+                continue
+            except Exception as exc:  # KafkaException, TypeError: refused before sending
+                group.report(index, f"{type(exc).__name__}: {exc}", None, None, False)
+                return
+
+    def release(self, group: DeliveryGroup, reason: str) -> None:
+        """Stop waiting for ``group``: pending messages are failed now with ``reason``."""
+        if any(r is not None and r[0] is None for r in group.reports):
+            self._down_since = None  # the broker acknowledged something: it is up
+            self.auth_error = None
+        group.fail_pending(reason)
+        with self._lock:
+            self._groups.discard(group)
+
+    @property
+    def waiting(self) -> bool:
+        """Whether some caller is still waiting for a delivery report."""
+        with self._lock:
+            return any(group.remaining for group in self._groups)
+
+    def flush(self, timeout: float) -> int:
+        return int(self._producer.flush(max(0.0, timeout)))
+
+    def close(self, timeout: float = 1.0) -> None:
+        """Flush for at most ``timeout`` seconds, then drop what is left (already reported)."""
+        if self._closed.is_set():
+            return
+        try:
+            remaining = self._producer.flush(max(0.0, timeout))
+            if remaining:
+                self._producer.purge(in_queue=True, in_flight=True, blocking=False)
+                self._producer.poll(0)
+        finally:
+            self._closed.set()
+            self._fail_all("producer closed")
+
+    def destroy(self, timeout: float = 0.0) -> None:
+        """Close, stop the poll thread and destroy the librdkafka client now.
+
+        At exit this must happen before the interpreter and the C runtime tear down: a client
+        still alive then keeps its broker threads running (reconnecting, mid TLS handshake)
+        while OpenSSL's exit handlers free their state, which crashed a SASL_SSL publish with
+        SIGSEGV after it had already reported and spooled its event.
+        """
+        self.close(timeout)
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(1.0)
+        producer, self._producer = self._producer, _DestroyedProducer()
+        del producer  # the last reference: rd_kafka_destroy runs here, not at finalization
+
+
+class _DestroyedProducer:
+    """What a destroyed SharedProducer holds: refuses new messages, has nothing to serve."""
+
+    def produce(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the Kafka producer was shut down (the process is exiting)")
+
+    def poll(self, timeout: float = 0.0) -> int:
+        return 0
+
+    def flush(self, timeout: float = 0.0) -> int:
+        return 0
+
+    def purge(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_producers: dict[tuple[Any, ...], SharedProducer] = {}
+_registry_lock = threading.Lock()
+
+
+def _key(settings: Settings) -> tuple[Any, ...]:
+    return (
+        settings.kafka_bootstrap_servers,
+        settings.kafka_security_protocol,
+        settings.kafka_sasl_mechanism,
+        settings.kafka_sasl_username,
+        settings.kafka_sasl_password,
+        settings.kafka_ssl_ca_location,
+        settings.kafka_client_id,
+        settings.delivery_timeout,
+    )
+
+
+def get_producer(settings: Settings) -> SharedProducer:
+    """The process's producer for ``settings``; a new one after ``fork`` or a fatal error."""
+    key = _key(settings)
+    with _registry_lock:
+        producer = _producers.get(key)
+        if producer is None or producer.pid != os.getpid() or producer.fatal_error:
+            producer = SharedProducer(settings)
+            _producers[key] = producer
+        return producer
+
+
+def shutdown_producers(timeout: float | None = None) -> None:
+    """Flush, close and destroy every producer of this process (registered with ``atexit``)."""
+    with _registry_lock:
+        producers = [p for p in _producers.values() if p.pid == os.getpid()]
+        _producers.clear()
+    for producer in producers:
+        if timeout is not None:
+            bound = timeout
+        elif producer.waiting:
+            bound = min(1.0, producer.settings.delivery_timeout)
+        else:
+            # Every message was waited for and already reported (delivered, or spooled by its
+            # caller): what is left in librdkafka's queue is a copy, so exit now.
+            bound = 0.0
+        producer.destroy(bound)
+
+
+atexit.register(shutdown_producers)

@@ -1,0 +1,473 @@
+"""Publishing: the async :class:`Publisher`, its sync twin methods and the guide's functions.
+
+Both twins share the I/O-free steps (build and validate the event, map a delivery report to a
+:class:`PublishResult`, spool what was not acknowledged) and differ only in how they wait.
+Nothing here raises for transport problems; every wait is bounded by ``delivery_timeout``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+from provider_events.errors import InvalidEventError, OutboxError
+from provider_events.events._envelope import (
+    EventParts,
+    OutgoingEvent,
+    build_provider_selection,
+    event_from_parts,
+    provider_selection_parts,
+)
+from provider_events.publish._outbox import Outbox
+from provider_events.publish._result import DeliveryStatus, PublishResult, delivered_result
+from provider_events.settings import Settings, load_settings
+
+__all__ = [
+    "Delivery",
+    "Publisher",
+    "add_observer",
+    "publish_provider_selection",
+    "publish_provider_selection_sync",
+]
+
+Delivery = Literal["sync", "background"]
+#: Observers see every result: (result, provider_name, model_name, seconds spent).
+Observer = Callable[[PublishResult, str, str, float], None]
+_observers: list[Observer] = []
+
+
+def add_observer(observer: Observer) -> None:
+    """Register a callable told about every publish result (metrics use this)."""
+    if observer not in _observers:
+        _observers.append(observer)
+
+
+class Publisher:
+    """Publishes catalogued events to Kafka (or the local sink) without losing any.
+
+    ``delivery="sync"`` waits for the broker's acknowledgement up to ``delivery_timeout``;
+    an event not acknowledged by then is committed to the outbox (``status == "spooled"``).
+    ``delivery="background"`` commits to the outbox and returns at once; the relay delivers.
+    """
+
+    def __init__(self, settings: Settings | None = None, *, outbox: bool = True) -> None:
+        self.settings = settings or load_settings()
+        self._use_outbox = outbox
+        self._outbox: Outbox | None = None
+
+    # -- shared, I/O-free steps -------------------------------------------------------------
+    def build(self, **fields: Any) -> OutgoingEvent:
+        """Build and validate one provider-selection event (raises ``InvalidEventError``)."""
+        return build_provider_selection(settings=self.settings, **fields)
+
+    @property
+    def outbox(self) -> Outbox:
+        if self._outbox is None:
+            s = self.settings
+            self._outbox = Outbox(s.resolved_outbox_path, s.outbox_max_events, s.outbox_max_bytes)
+        return self._outbox
+
+    def _notify(
+        self, result: PublishResult, event: OutgoingEvent | None, started: float
+    ) -> PublishResult:
+        if _observers:
+            provider = event.provider_name if event else ""
+            model = event.model_name if event else ""
+            for observer in _observers:
+                observer(result, provider, model, time.perf_counter() - started)
+        return result
+
+    def _notify_all(
+        self, results: list[PublishResult], items: Sequence[Any], started: float, compact: bool
+    ) -> list[PublishResult]:
+        if not _observers:  # nobody to tell: skip a call per event
+            return results
+        names = (
+            [(p[8], p[9]) for p in items]  # EventParts: ..., provider_name, model_name
+            if compact
+            else [(e.provider_name, e.model_name) for e in items]
+        )
+        for result, (provider, model) in zip(results, names, strict=True):
+            for observer in _observers:
+                observer(result, provider, model, time.perf_counter() - started)
+        return results
+
+    def _spool(
+        self, events: Sequence[OutgoingEvent], reason: str, status: DeliveryStatus
+    ) -> list[PublishResult]:
+        if not self._use_outbox:
+            return [
+                PublishResult(
+                    DeliveryStatus.FAILED, e.event_id, e.topic, error=reason, retriable=True
+                )
+                for e in events
+            ]
+        try:
+            self.outbox.add(events, error=reason if status is DeliveryStatus.SPOOLED else None)
+        except OutboxError as exc:
+            text = (
+                f"{reason}; and not spooled: {exc}"
+                if status is DeliveryStatus.SPOOLED
+                else str(exc)
+            )
+            return [
+                PublishResult(DeliveryStatus.FAILED, e.event_id, e.topic, error=text)
+                for e in events
+            ]
+        if self.settings.relay_autostart:
+            from provider_events.publish._relay import ensure_relay
+
+            ensure_relay(self.settings)
+        return [
+            PublishResult(status, e.event_id, e.topic, error=reason, retriable=True) for e in events
+        ]
+
+    def _store_locally(self, events: Sequence[OutgoingEvent]) -> list[PublishResult]:
+        from provider_events.store._local import LocalEventStore
+
+        try:
+            LocalEventStore.for_settings(self.settings).add(events)
+        except OutboxError as exc:
+            return [
+                PublishResult(DeliveryStatus.FAILED, e.event_id, e.topic, error=str(exc))
+                for e in events
+            ]
+        return [PublishResult(DeliveryStatus.STORED, e.event_id, e.topic) for e in events]
+
+    def _straight_to_kafka(self) -> bool:
+        """Whether synchronous events go straight to Kafka: the Kafka sink, and no spooled
+        events that some of them might have to queue behind (see :meth:`_behind_backlog`)."""
+        if self.settings.sink == "local":
+            return False
+        if not self._use_outbox or not self.outbox.exists():
+            return True
+        try:
+            return not self.outbox.pending()
+        except OutboxError:
+            return True  # as _behind_backlog: an unreadable outbox holds no backlog to honour
+
+    def _behind_backlog(self, events: Sequence[OutgoingEvent]) -> set[int]:
+        """Indexes of events whose key still has spooled events: they queue behind them."""
+        if not self._use_outbox or not self.outbox.exists():
+            return set()
+        try:
+            if not self.outbox.pending():
+                return set()
+            return {i for i, e in enumerate(events) if self.outbox.has_key(e.key)}
+        except OutboxError:
+            return set()
+
+    def _route(
+        self, events: Sequence[OutgoingEvent], delivery: Delivery
+    ) -> tuple[list[PublishResult | None], list[int]]:
+        """Decide per event: finished now (local, background, behind a backlog) or to send."""
+        results: list[PublishResult | None] = [None] * len(events)
+        if self.settings.sink == "local":
+            return list(self._store_locally(events)), []
+        if delivery == "background":
+            return list(
+                self._spool(events, "queued for background delivery", DeliveryStatus.QUEUED)
+            ), []
+        if delivery != "sync":
+            raise InvalidEventError(f"delivery must be 'sync' or 'background', got {delivery!r}")
+        behind = self._behind_backlog(events)
+        if behind:
+            queued = self._spool(
+                [events[i] for i in sorted(behind)],
+                "queued behind earlier spooled events with the same key",
+                DeliveryStatus.SPOOLED,
+            )
+            for i, result in zip(sorted(behind), queued, strict=True):
+                results[i] = result
+        return results, [i for i in range(len(events)) if i not in behind]
+
+    def _produce(
+        self,
+        items: Sequence[Any],
+        indexes: Sequence[int],
+        compact: bool,
+        on_done: Callable[[], None] | None = None,
+    ) -> tuple[Any, Any, float]:
+        """Hand the events at ``indexes`` to the producer (``compact``: :data:`EventParts`)."""
+        from provider_events.publish._producer import get_producer
+
+        deadline = time.monotonic() + self.settings.delivery_timeout
+        producer = get_producer(self.settings)
+        chosen = items if len(indexes) == len(items) else [items[i] for i in indexes]
+        if compact:
+            group = producer.produce_group(chosen, deadline, on_done, compact=True)
+        else:  # a generator: each message's tuple lives only while it is handed over
+            messages = ((e.topic, e.key, e.value, e.headers) for e in chosen)
+            group = producer.produce_group(messages, deadline, on_done, size=len(chosen))
+        return group, producer, deadline
+
+    def _settle(
+        self,
+        items: Sequence[Any],
+        indexes: Sequence[int],
+        compact: bool,
+        group: Any,
+        producer: Any,
+        results: list[PublishResult | None],
+    ) -> list[PublishResult]:
+        """Map the group's reports to results; spool everything not acknowledged."""
+        producer.release(group, f"not acknowledged within {self.settings.delivery_timeout:g}s")
+        to_spool: list[tuple[int, str]] = []
+        if compact:  # (event_id, event_type, topic, ...)
+            for report, i in zip(group.reports, indexes, strict=True):
+                if report[0] is None:
+                    p = items[i]
+                    results[i] = delivered_result(p[0], p[2], report[1], report[2])
+                else:
+                    to_spool.append((i, report[0]))
+        else:
+            for report, i in zip(group.reports, indexes, strict=True):
+                if report[0] is None:
+                    e = items[i]
+                    results[i] = delivered_result(e.event_id, e.topic, report[1], report[2])
+                else:
+                    to_spool.append((i, report[0]))
+        if to_spool:
+            unsent = [items[i] for i, _ in to_spool]
+            spooled = self._spool(
+                [event_from_parts(p) for p in unsent] if compact else unsent,
+                to_spool[0][1],
+                DeliveryStatus.SPOOLED,
+            )
+            for (i, error), result in zip(to_spool, spooled, strict=True):
+                results[i] = (
+                    result
+                    if result.status is not DeliveryStatus.SPOOLED
+                    else PublishResult(
+                        result.status, result.event_id, result.topic, error=error, retriable=True
+                    )
+                )
+        return results  # type: ignore[return-value]
+
+    # -- sync twin --------------------------------------------------------------------------
+    def send_many_sync(
+        self, events: Sequence[OutgoingEvent], delivery: Delivery = "sync"
+    ) -> list[PublishResult]:
+        started = time.perf_counter()
+        results, indexes = self._route(events, delivery)
+        if indexes:
+            group, producer, deadline = self._produce(events, indexes, False)
+            group.done.wait(max(0.0, deadline - time.monotonic()))
+            results = self._settle(events, indexes, False, group, producer, results)  # type: ignore[assignment]
+        return self._notify_all(results, events, started, False)  # type: ignore[arg-type]
+
+    def publish_sync(self, *, delivery: Delivery = "sync", **fields: Any) -> PublishResult:
+        """Build, validate and publish one event; returns a :class:`PublishResult`."""
+        started = time.perf_counter()
+        try:
+            event = self.build(**fields)
+        except InvalidEventError as exc:
+            return self._notify(
+                PublishResult(DeliveryStatus.REJECTED, error=str(exc)), None, started
+            )
+        return self.send_many_sync([event], delivery)[0]
+
+    # -- async twin -------------------------------------------------------------------------
+    async def send_many(
+        self, events: Sequence[OutgoingEvent], delivery: Delivery = "sync"
+    ) -> list[PublishResult]:
+        return await self._send(events, delivery, False)
+
+    async def _send(
+        self, items: Sequence[Any], delivery: Delivery, compact: bool
+    ) -> list[PublishResult]:
+        """:meth:`send_many` of ``OutgoingEvent``s, or (``compact``) of :data:`EventParts`."""
+        started = time.perf_counter()
+        if compact and (delivery != "sync" or not self._straight_to_kafka()):
+            items, compact = [event_from_parts(p) for p in items], False
+        results, indexes = (
+            ([None] * len(items), range(len(items))) if compact else self._route(items, delivery)
+        )
+        if indexes:
+            import asyncio
+
+            loop = asyncio.get_running_loop()
+            all_done = loop.create_future()
+
+            def finish() -> None:
+                if not all_done.done():
+                    all_done.set_result(None)
+
+            def wake() -> None:
+                with contextlib.suppress(RuntimeError):  # loop closed: the caller is gone
+                    loop.call_soon_threadsafe(finish)
+
+            group, producer, deadline = self._produce(items, indexes, compact, on_done=wake)
+            if not group.done.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        asyncio.shield(all_done), max(0.0, deadline - time.monotonic())
+                    )
+            results = self._settle(items, indexes, compact, group, producer, results)  # type: ignore[assignment]
+        return self._notify_all(results, items, started, compact)  # type: ignore[arg-type]
+
+    async def publish(self, *, delivery: Delivery = "sync", **fields: Any) -> PublishResult:
+        """Async twin of :meth:`publish_sync`."""
+        started = time.perf_counter()
+        try:
+            event = self.build(**fields)
+        except InvalidEventError as exc:
+            return self._notify(
+                PublishResult(DeliveryStatus.REJECTED, error=str(exc)), None, started
+            )
+        return (await self.send_many([event], delivery))[0]
+
+    async def publish_many(
+        self, selections: Iterable[Mapping[str, Any]], delivery: Delivery = "sync"
+    ) -> list[PublishResult]:
+        """Publish many selections (dicts of :meth:`publish` keywords) with one wait.
+
+        Invalid ones come back ``rejected`` in their place; the rest are sent together.
+        """
+        if type(self).build is not Publisher.build:  # a subclass builds its own way
+            return await self._publish_built(selections, delivery)
+        # Compact events (plain tuples, see EventParts): no OutgoingEvent nor header list per
+        # event stays alive while the batch is in flight.
+        events: list[EventParts] = []
+        #: (position, result) of each rejected selection, in order
+        rejected: list[tuple[int, PublishResult]] = []
+        settings = self.settings
+        for position, fields in enumerate(selections):
+            try:
+                events.append(provider_selection_parts(settings=settings, **fields))
+            except InvalidEventError as exc:
+                rejected.append((position, PublishResult(DeliveryStatus.REJECTED, error=str(exc))))
+        results = await self._send(events, delivery, True) if events else []
+        return _merge(results, rejected)
+
+    async def _publish_built(
+        self, selections: Iterable[Mapping[str, Any]], delivery: Delivery
+    ) -> list[PublishResult]:
+        events: list[OutgoingEvent] = []
+        rejected: list[tuple[int, PublishResult]] = []
+        for position, fields in enumerate(selections):
+            try:
+                events.append(self.build(**fields))
+            except InvalidEventError as exc:
+                rejected.append((position, PublishResult(DeliveryStatus.REJECTED, error=str(exc))))
+        results = await self.send_many(events, delivery) if events else []
+        return _merge(results, rejected)
+
+    def close(self) -> None:
+        if self._outbox is not None:
+            self._outbox.close()
+
+
+def _merge(
+    results: list[PublishResult], rejected: list[tuple[int, PublishResult]]
+) -> list[PublishResult]:
+    """``results`` with each ``(position, rejection)`` put back in its caller's place."""
+    if not rejected:
+        return results
+    merged: list[PublishResult] = []
+    sent = iter(results)
+    for position, result in rejected:
+        merged.extend(itertools.islice(sent, position - len(merged)))
+        merged.append(result)
+    merged.extend(sent)
+    return merged
+
+
+# -- the guide's functions -------------------------------------------------------------------
+_default: Publisher | None = None
+_default_lock = threading.Lock()
+
+
+def _default_publisher() -> Publisher:
+    """The guide functions' publisher; settings are read at each call, so a changed
+    environment (or ``.env``) takes effect, while the Kafka producer stays shared."""
+    global _default
+    settings = load_settings()
+    with _default_lock:
+        if _default is None or _default.settings != settings:
+            # The old one is not closed here: another thread may be mid-call on it (closing its
+            # outbox connection would fail that call's spool); it closes when collected.
+            _default = Publisher(settings)
+        return _default
+
+
+def _guide_fields(
+    provider_name: str,
+    model_name: str,
+    correlation_id: str | uuid.UUID | None,
+    selection_reason: str,
+    selection_criteria: Mapping[str, Any] | None,
+    causation_id: str | uuid.UUID | None,
+    tenant_id: str | None,
+) -> dict[str, Any]:
+    return {
+        "provider_name": provider_name,
+        "model_name": model_name,
+        "correlation_id": correlation_id,
+        "selection_reason": selection_reason,
+        "selection_criteria": dict(selection_criteria)
+        if isinstance(selection_criteria, Mapping)
+        else selection_criteria,
+        "causation_id": causation_id,
+        "tenant_id": tenant_id,
+    }
+
+
+async def publish_provider_selection(
+    provider_name: str,
+    model_name: str,
+    correlation_id: str | uuid.UUID | None = None,
+    selection_reason: str = "",
+    selection_criteria: Mapping[str, Any] | None = None,
+    *,
+    causation_id: str | uuid.UUID | None = None,
+    tenant_id: str | None = None,
+    delivery: Delivery = "sync",
+) -> bool:
+    """Publish one provider selection; ``True`` only once the broker acknowledged it.
+
+    ``False`` means not (yet) delivered: the event was spooled to the outbox when Kafka did
+    not answer within the delivery timeout (it will be delivered later), or it was invalid.
+    Transport errors are never raised. ``delivery="background"`` returns ``False`` at once
+    with the event committed to the outbox. Details: ``Publisher().publish(...)``.
+    """
+    fields = _guide_fields(
+        provider_name,
+        model_name,
+        correlation_id,
+        selection_reason,
+        selection_criteria,
+        causation_id,
+        tenant_id,
+    )
+    result = await _default_publisher().publish(delivery=delivery, **fields)
+    return result.delivered
+
+
+def publish_provider_selection_sync(
+    provider_name: str,
+    model_name: str,
+    correlation_id: str | uuid.UUID | None = None,
+    selection_reason: str = "",
+    selection_criteria: Mapping[str, Any] | None = None,
+    *,
+    causation_id: str | uuid.UUID | None = None,
+    tenant_id: str | None = None,
+    delivery: Delivery = "sync",
+) -> bool:
+    """Synchronous twin of :func:`publish_provider_selection`; safe inside a running loop."""
+    fields = _guide_fields(
+        provider_name,
+        model_name,
+        correlation_id,
+        selection_reason,
+        selection_criteria,
+        causation_id,
+        tenant_id,
+    )
+    return _default_publisher().publish_sync(delivery=delivery, **fields).delivered
