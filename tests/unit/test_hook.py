@@ -414,3 +414,46 @@ def test_installed_command_runs_as_claude_code_would(
     assert [key for key, _ in _queued(env)] == [SESSION.encode()]
     assert main(["hook", "uninstall"]) == 0
     assert "hooks" not in json.loads(_settings_path(env).read_text())
+
+
+def test_default_command_is_this_interpreter_and_finds_this_package() -> None:
+    """The registered command names this Python by its absolute, unresolved path (a venv's
+    bin/python stays inside the venv), and any PYTHONPATH it sets holds this package."""
+    import shlex
+
+    words = shlex.split(default_hook_command())
+    if words[0].startswith("PYTHONPATH="):
+        folder = Path(words.pop(0).split("=", 1)[1])
+        assert (folder / "provider_events" / "__init__.py").is_file()
+    assert words[0] == os.path.abspath(sys.executable)
+    assert os.path.isabs(words[0])
+    assert words[1:] == ["-m", "provider_events.cli", "hook", "claude"]
+
+
+@pytest.mark.parametrize("order", ["before", "after"])
+def test_install_options_in_any_order(
+    env: dict[str, str],
+    tmp_path: Path,
+    order: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``hook install --settings X`` and ``hook --settings X install`` both edit X."""
+    monkeypatch.setenv("HOME", env["HOME"])
+    monkeypatch.delenv("CLAUDE_CONFIG_DIR", raising=False)
+    target = tmp_path / "elsewhere" / "settings.json"
+    options = ["--settings", str(target), "--command", "provider-events hook claude"]
+    argv = ["hook", *options, "install"] if order == "before" else ["hook", "install", *options]
+    assert main(argv) == 0
+    doc = json.loads(target.read_text())
+    assert doc["hooks"]["SessionStart"][0]["hooks"][0]["command"] == "provider-events hook claude"
+    assert not _settings_path(env).exists()
+    assert f"settings: {target}" in capsys.readouterr().out
+
+
+def test_install_rejects_an_unknown_trailing_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["hook", "install", "--no-such-option"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--no-such-option" in err

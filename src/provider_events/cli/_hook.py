@@ -38,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     from provider_events.cli._common import fail
     from provider_events.integrations._switch import SwitchError
 
+    if args.extra:  # options after the action (`hook install --settings X`): parse them too
+        _parse_trailing_options(args)
     try:
         if args.action == "install":
             return _install(args)
@@ -46,6 +48,18 @@ def run(args: argparse.Namespace) -> int:
         return _status(args)
     except SwitchError as exc:
         return fail(str(exc), exc.exit_code)
+
+
+def _parse_trailing_options(args: argparse.Namespace) -> None:
+    """``extra`` holds what followed the action; only ``hook claude`` may ignore it."""
+    from provider_events.cli._common import ArgumentParser
+
+    trailing = ArgumentParser(prog=f"provider-events hook {args.action}")
+    add_claude_settings_argument(trailing)
+    trailing.add_argument("--command", default=None)
+    more = trailing.parse_args(args.extra)  # unknown options: one line, exit 2
+    args.settings = more.settings or args.settings
+    args.command = more.command or args.command
 
 
 def _claude(settings_path: Path | None) -> int:

@@ -325,13 +325,16 @@ def default_hook_command() -> str:
     import subprocess
     import sys
 
-    package = Path(__file__).resolve().parent
-    command = shlex.join([sys.executable, "-m", "provider_events.cli", "hook", "claude"])
+    package = Path(__file__).resolve().parents[1]  # .../provider_events
+    # sys.executable as Python reports it, never resolved: in a venv (pipx, uv tool, the
+    # project's .venv) it is the venv's own bin/python, which a resolved path would leave.
+    executable = os.path.abspath(sys.executable)
+    command = shlex.join([executable, "-m", "provider_events.cli", "hook", "claude"])
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     probe = "import provider_events, os; print(os.path.dirname(provider_events.__file__))"
     try:
         found = subprocess.run(
-            [sys.executable, "-c", probe],
+            [executable, "-c", probe],
             env=env,
             cwd="/",
             capture_output=True,
