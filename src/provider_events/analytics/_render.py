@@ -6,10 +6,12 @@ the JSON and CSV outputs keep the raw per-token fields.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
@@ -20,7 +22,18 @@ if TYPE_CHECKING:
     from provider_events.analytics._model import Window
     from provider_events.analytics._recommend import Recommendation, RecommendOptions
 
-__all__ = ["render_recommendations", "render_stats"]
+__all__ = [
+    "fixed",
+    "make_console",
+    "money",
+    "per_million",
+    "render_recommendations",
+    "render_stats",
+]
+
+#: Width of the output when stdout is not a terminal (a pipe, a file, CI) and COLUMNS is unset:
+#: wide enough that no table wraps a model name or a reason in the middle of a word.
+PIPE_WIDTH = 200
 
 _SPARK = "▁▂▃▄▅▆▇█"
 _METRIC_TITLES = {
@@ -37,23 +50,48 @@ _BASIS = {
 }
 
 
+def make_console(file: TextIO | None = None, **options: Any) -> Console:
+    """A Console for command output: as wide as the terminal on a terminal; when the output
+    is not a terminal (piped, redirected, CI) and ``COLUMNS`` is unset, :data:`PIPE_WIDTH`
+    columns instead of rich's 80, so tables do not wrap in the middle of a word."""
+    stream = file if file is not None else sys.stdout
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    if not tty and "width" not in options and not os.environ.get("COLUMNS", "").strip():
+        options["width"] = PIPE_WIDTH
+    return Console(file=file, **options)
+
+
+def fixed(value: float, spec: str) -> str:
+    """``format(value, spec)`` that never shows a negative zero: a value that rounds to zero
+    prints as ``0.000`` (or ``+0.000`` with a ``+`` spec), not ``-0.000``."""
+    text = format(value, spec)
+    if text.startswith("-") and not any(c in "123456789" for c in text):
+        text = ("+" if "+" in spec else "") + text[1:]
+    return text
+
+
 def money(value: float | None) -> str:
     if value is None:
         return "-"
-    return f"${value:,.2f}" if abs(value) >= 0.01 or value == 0 else f"${value:.4f}"
+    if abs(value) >= 0.01 or value == 0:
+        return "$" + fixed(value, ",.2f")
+    return "$" + fixed(value, ".4f")
 
 
 def per_million(value: float | None) -> str:
-    return "-" if value is None else f"${value * 1_000_000:,.2f}"
+    return "-" if value is None else "$" + fixed(value * 1_000_000, ",.2f")
 
 
 def _metric(metric: str, value: float | None) -> str:
     if value is None:
         return "-"
     if metric == "latency_ms":
-        return f"{value:,.0f} ms"
+        return fixed(value, ",.0f") + " ms"
     if metric == "quality_score":
-        return f"{value:.3f}"
+        return fixed(value, ".3f")
     return per_million(value)
 
 
@@ -162,7 +200,7 @@ def _groups_table(stats: Stats, width: int) -> Table:
         table.add_row(
             Text(label),
             f"{g.selections:,}",
-            f"{g.share:.1%}",
+            fixed(g.share, ".1%"),
             *bar,
             per_million(g.avg_cost_per_token),
             _metric("latency_ms", g.avg_latency_ms),
@@ -271,7 +309,7 @@ def render_recommendations(
             Text("Cheaper models with equal or better quality and acceptable latency", style="bold")
         )
         for r in found:
-            quality = "-" if r.avg_quality_score is None else f"{r.avg_quality_score:.3f}"
+            quality = "-" if r.avg_quality_score is None else fixed(r.avg_quality_score, ".3f")
             console.print(
                 Text.assemble(("• ", "dim"), (f"{r.provider_name}/{r.model_name}", "bold"))
             )
@@ -298,8 +336,9 @@ def render_recommendations(
                     )
                 )
                 console.print(
-                    f"      {per_million(a.avg_cost_per_token)}/M ({a.price_ratio - 1:+.0%})"
-                    f" · quality {a.quality_delta:+.3f} · p95 {a.latency_change:+.0%}"
+                    f"      {per_million(a.avg_cost_per_token)}/M ({fixed(a.price_ratio - 1, '+.0%')})"
+                    f" · quality {fixed(a.quality_delta, '+.3f')}"
+                    f" · p95 {fixed(a.latency_change, '+.0%')}"
                     f" · {a.confidence} confidence · {a.selections:,} selections",
                     highlight=False,
                 )

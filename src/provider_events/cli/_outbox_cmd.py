@@ -48,8 +48,9 @@ def run(args: argparse.Namespace) -> int:
             ).decode()
         )
         return EXIT_OK
-    from rich.console import Console
     from rich.table import Table
+
+    from provider_events.analytics._render import make_console
 
     table = Table(title="provider-events outbox", show_header=False)
     table.add_row("path", st.path)
@@ -61,5 +62,5 @@ def run(args: argparse.Namespace) -> int:
     when = f" ({_age(time.time() - st.last_error_at)} ago)" if st.last_error_at else ""
     table.add_row("last error", (st.last_error or "-") + when)
     table.add_row("relay", "running" if relay_running(settings) else "idle")
-    Console().print(table)
+    make_console().print(table)
     return EXIT_OK

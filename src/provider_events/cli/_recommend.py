@@ -153,9 +153,7 @@ def run(args: argparse.Namespace) -> int:
     if args.csv:
         write_csv(csv_rows(recs), CSV_FIELDS)
         return 0
-    from rich.console import Console
+    from provider_events.analytics._render import make_console, render_recommendations
 
-    from provider_events.analytics._render import render_recommendations
-
-    render_recommendations(Console(), recs, window, where, opts)
+    render_recommendations(make_console(), recs, window, where, opts)
     return 0

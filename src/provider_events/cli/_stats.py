@@ -88,9 +88,7 @@ def run(args: argparse.Namespace) -> int:
         }[section]
         write_csv(data[section], field_names(row_type))
         return 0
-    from rich.console import Console
+    from provider_events.analytics._render import make_console, render_stats
 
-    from provider_events.analytics._render import render_stats
-
-    render_stats(Console(), stats, args.section)
+    render_stats(make_console(), stats, args.section)
     return 0

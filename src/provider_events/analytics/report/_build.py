@@ -10,6 +10,7 @@ from typing import Any
 from provider_events.analytics._answers import Backend, Measures, Stats, collect_stats
 from provider_events.analytics._model import HOUR, Window
 from provider_events.analytics._recommend import Recommendation, RecommendOptions, recommend
+from provider_events.analytics._render import fixed
 from provider_events.analytics.report import _svg
 from provider_events.analytics.report._page import card, kpi, legend, page, table
 from provider_events.analytics.report._svg import Bar, Series, esc
@@ -441,8 +442,8 @@ def _recommendations_section(recs: Sequence[Recommendation], color: _Colors) -> 
             + esc(f"{a.provider_name}/{a.model_name}")
             + "</b> "
             + esc(
-                f"{_per_m(a.avg_cost_per_token)} ({a.price_ratio - 1:+.0%}) · quality "
-                f"{a.quality_delta:+.3f} · p95 {a.latency_change:+.0%} · "
+                f"{_per_m(a.avg_cost_per_token)} ({fixed(a.price_ratio - 1, '+.0%')}) · quality "
+                f"{fixed(a.quality_delta, '+.3f')} · p95 {fixed(a.latency_change, '+.0%')} · "
                 + (
                     f"saves {_money(a.estimated_saving_usd)}"
                     if a.estimated_saving_usd is not None
