@@ -26,6 +26,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--events", type=int, default=25_000, metavar="N", help="about N (25000)")
     p.add_argument("--days", type=float, default=7.0, help="length of the week (default 7)")
     p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    p.add_argument(
+        "--end",
+        metavar="WHEN",
+        default=None,
+        help="end of the synthetic week: an ISO date/time (UTC unless it says otherwise), "
+        "'now' or a duration before now (default now). The same --seed, --end, --events and "
+        "--days give the same selections on every run",
+    )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument(
         "--via-kafka",
@@ -54,8 +62,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from provider_events.analytics._demo import (
         DEMO_SCHEMA_PREFIX,
         kafka_reachable,
@@ -63,11 +69,17 @@ def run(args: argparse.Namespace) -> int:
     )
     from provider_events.cli._common import EXIT_BAD_INPUT, EXIT_FAILED, fail, settings_or_exit
 
-    if args.events < 1 or args.days <= 0:
-        return fail("--events must be >= 1 and --days > 0", EXIT_BAD_INPUT)
+    if args.events < 1 or not (0 < args.days <= MAX_DAYS):
+        return fail(f"--events must be >= 1 and --days > 0 and <= {MAX_DAYS}", EXIT_BAD_INPUT)
+    try:
+        end = demo_end(args.end, args.days)
+    except ValueError as exc:
+        return fail(f"--end: {exc}", EXIT_BAD_INPUT)
     if not args.schema.startswith(DEMO_SCHEMA_PREFIX):
         return fail(f"--schema must start with {DEMO_SCHEMA_PREFIX}", EXIT_BAD_INPUT)
-    console = Console()
+    from provider_events.analytics._render import make_console
+
+    console = make_console()
     started = time.perf_counter()
     settings = settings_or_exit()
     demo_dir = (args.state_dir or settings.state_dir / "demo").expanduser().resolve()
@@ -105,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
             "Mode: [bold]embedded default[/] (no Kafka or PostgreSQL needed): the Publisher's "
             f"local sink writes to [cyan]{demo_dir / 'events.sqlite3'}[/]"
         )
-    selections, window = _generate(console, args)
+    selections, window = _generate(console, args, end)
     if via_kafka:
         backend = _run_kafka(console, args, settings, dsn, selections)
     else:
@@ -118,8 +130,29 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _generate(console: Any, args: argparse.Namespace) -> tuple[list[Any], Any]:
-    """The synthetic selections, from ``--days`` before the end of this hour up to now."""
+#: The longest synthetic history ``--days`` accepts (about ten years).
+MAX_DAYS = 3660.0
+
+
+def demo_end(text: str | None, days: float, now: datetime | None = None) -> datetime:
+    """The end of the synthetic week for ``--end`` (``now`` when not given).
+
+    Raises ``ValueError`` for text that is not a time, or a window outside the calendar.
+    """
+    from provider_events.analytics._model import ceil_hour, parse_when
+
+    now = now or datetime.now(UTC)
+    end = parse_when(text, now) if text else now.replace(microsecond=0)
+    try:
+        ceil_hour(end) - timedelta(days=days)
+    except OverflowError:
+        raise ValueError(f"{text!r} with --days {days:g} is outside the calendar") from None
+    return end
+
+
+def _generate(console: Any, args: argparse.Namespace, end: datetime) -> tuple[list[Any], Any]:
+    """The synthetic selections, from ``--days`` before the end of the hour of ``end`` up to
+    ``end``: a function of ``--events``, ``--days``, ``--seed`` and ``end`` only."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -136,12 +169,12 @@ def _generate(console: Any, args: argparse.Namespace) -> tuple[list[Any], Any]:
     console.print(
         f"Generating a synthetic week: about [bold]{args.events:,}[/] selections over "
         f"{args.days:g} days, {providers} providers, {len(MODELS)} models, {len(TENANTS)} tenants "
-        f"(seed {args.seed})"
+        f"(seed {args.seed}, ending {end:%Y-%m-%dT%H:%M:%S}Z: the same --seed and --end "
+        "give the same selections)"
     )
-    now = datetime.now(UTC)
-    until = ceil_hour(now)
+    until = ceil_hour(end)
     since = until - timedelta(days=args.days)
-    span = (now - since) / timedelta(days=1)
+    span = (end - since) / timedelta(days=1)
     out = []
     with Progress(
         SpinnerColumn(),
@@ -154,7 +187,7 @@ def _generate(console: Any, args: argparse.Namespace) -> tuple[list[Any], Any]:
     ) as progress:
         task = progress.add_task("generating", total=args.events)
         for i, s in enumerate(
-            synthetic_selections(args.events, end=now, days=span, seed=args.seed), 1
+            synthetic_selections(args.events, end=end, days=span, seed=args.seed), 1
         ):
             out.append(s)
             if i % 500 == 0:
