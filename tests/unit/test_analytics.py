@@ -304,3 +304,29 @@ def test_report_escapes_reasons_and_loads_nothing(store_dir: Path, tmp_path: Pat
     assert "default-src 'none'" in unescape(html)
     assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "https://" not in html
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["report", "--html", "--since", "2025-11-06T12:00Z", "--until", "2025-11-13T13:00Z"],
+        ["report", "--since", "2025-11-06T12:00Z", "--until", "2025-11-13T13:00Z", "--html"],
+        ["report", "--since", "2025-11-06T12:00Z", "--until", "2025-11-13T13:00Z"],
+    ],
+    ids=["html-first", "html-last", "no-html"],
+)
+def test_report_without_a_path_writes_into_the_state_directory(
+    store_dir: Path,
+    argv: list[str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``report --html`` with no FILE writes report.html in the state directory, says where."""
+    cwd = store_dir / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    assert main(argv) == 0
+    target = store_dir / "report.html"
+    assert f"wrote {target}" in capsys.readouterr().out
+    assert "<svg" in target.read_text(encoding="utf-8")
+    assert list(cwd.iterdir()) == []

@@ -1,7 +1,8 @@
-"""``provider-events report --html FILE``: one self-contained HTML report with charts.
+"""``provider-events report [--html [FILE]]``: one self-contained HTML report with charts.
 
 Reads the same store as ``stats`` (PostgreSQL with ``DATABASE_URL``, else the local event store)
-and writes a single file that needs no network to view.
+and writes a single file that needs no network to view: FILE, or ``report.html`` in the state
+directory when no FILE is given. The path written is printed.
 """
 
 from __future__ import annotations
@@ -18,7 +19,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "selections over time by provider, model distribution, cost, latency and quality "
         "trends, top reasons and recommendations."
     )
-    p.add_argument("--html", type=Path, required=True, metavar="FILE", help="where to write it")
+    p.add_argument(
+        "--html",
+        type=Path,
+        nargs="?",
+        default=None,
+        const=None,
+        metavar="FILE",
+        help="where to write it (default: report.html in the state directory, "
+        "PROVIDER_EVENTS_STATE_DIR; the path is printed)",
+    )
     add_window_arguments(p)
     p.add_argument(
         "--min-samples",
@@ -34,11 +44,13 @@ def run(args: argparse.Namespace) -> int:
     from provider_events.analytics._recommend import RecommendOptions
     from provider_events.analytics.report import write_report
     from provider_events.cli._analytics_common import open_backend_or_exit, window_from_args
-    from provider_events.cli._common import EXIT_BAD_INPUT, EXIT_FAILED, fail
+    from provider_events.cli._common import EXIT_BAD_INPUT, EXIT_FAILED, fail, settings_or_exit
     from provider_events.errors import DatabaseError
 
     if args.min_samples < 1:
         return fail("--min-samples must be >= 1", EXIT_BAD_INPUT)
+    if args.html is None:
+        args.html = settings_or_exit().state_dir / "report.html"
     if args.html.exists() and args.html.is_dir():
         return fail(f"--html {args.html} is a directory; give a file name", EXIT_BAD_INPUT)
     window = window_from_args(args)
