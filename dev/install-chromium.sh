@@ -5,6 +5,21 @@
 set -euo pipefail
 
 log() { printf '[install-chromium] %s\n' "$*" >&2; }
+# apt's output goes to .dev/logs/install.log; one line per step here, the log's tail on failure.
+LOG_DIR=${LOG_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.dev/logs}
+LOG=$LOG_DIR/install.log
+run_logged() { # DESCRIPTION CMD...
+  local what=$1
+  shift
+  log "$what (log: $LOG)"
+  mkdir -p "$LOG_DIR"
+  printf '\n=== %s: %s\n$ %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$what" "$*" >>"$LOG"
+  if ! "$@" </dev/null >>"$LOG" 2>&1; then
+    log "failed: $what; the end of $LOG:"
+    tail -n 25 "$LOG" | sed 's/^/  | /' >&2
+    exit 1
+  fi
+}
 
 if command -v chromium >/dev/null 2>&1; then
   log "already installed: $(command -v chromium) ($(chromium --version 2>/dev/null || echo unknown))"
@@ -18,8 +33,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-log "apt-get install chromium"
-$SUDO apt-get update -qq >&2
-$SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core fonts-liberation >&2
+run_logged "apt-get update" $SUDO apt-get update -qq
+run_logged "apt-get install chromium" \
+  $SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core fonts-liberation
 command -v chromium >/dev/null 2>&1 || { log "chromium is still not on PATH"; exit 1; }
 log "installed: $(command -v chromium) ($(chromium --version 2>/dev/null || echo unknown))"

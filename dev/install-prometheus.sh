@@ -7,6 +7,21 @@
 set -euo pipefail
 
 log() { printf '[install-prometheus] %s\n' "$*" >&2; }
+# apt's output goes to .dev/logs/install.log; one line per step here, the log's tail on failure.
+LOG_DIR=${LOG_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.dev/logs}
+LOG=$LOG_DIR/install.log
+run_logged() { # DESCRIPTION CMD...
+  local what=$1
+  shift
+  log "$what (log: $LOG)"
+  mkdir -p "$LOG_DIR"
+  printf '\n=== %s: %s\n$ %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$what" "$*" >>"$LOG"
+  if ! "$@" </dev/null >>"$LOG" 2>&1; then
+    log "failed: $what; the end of $LOG:"
+    tail -n 25 "$LOG" | sed 's/^/  | /' >&2
+    exit 1
+  fi
+}
 
 if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; then
   log "already installed: $(prometheus --version 2>&1 | head -n 1)"
@@ -30,10 +45,9 @@ fi
 cleanup() { if [ -n "$CREATED_POLICY" ]; then $SUDO rm -f "$POLICY"; fi; }
 trap cleanup EXIT
 
-log "apt-get install prometheus"
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq >&2
-$SUDO apt-get install -y -qq --no-install-recommends prometheus >&2
+run_logged "apt-get update" $SUDO apt-get update -qq
+run_logged "apt-get install prometheus" $SUDO apt-get install -y -qq --no-install-recommends prometheus
 
 # Some images start services anyway (no policy-rc.d support without an init system): stop it.
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then

@@ -78,13 +78,19 @@ port_owner_hint() {
 APT_UPDATED=
 apt_install() {
   [ "$(id -u)" -eq 0 ] || die "missing $*; install it (apt-get install $*) or run as root"
-  log "installing with apt-get: $*"
+  # apt's output goes to the install log; one line here, the log's tail on failure.
+  local log_file="$LOG_DIR/install.log"
+  mkdir -p "$LOG_DIR"
+  log "installing with apt-get: $* (log: $log_file)"
+  printf '\n=== %s: apt-get install %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >>"$log_file"
   if [ -z "$APT_UPDATED" ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 9>&- || die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq </dev/null >>"$log_file" 2>&1 9>&- \
+      || { tail -n 25 "$log_file" | sed 's/^/  | /' >&2; die "apt-get update failed"; }
     APT_UPDATED=1
   fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" \
-    </dev/null >&2 9>&- || die "apt-get install $* failed"
+    </dev/null >>"$log_file" 2>&1 9>&- \
+    || { tail -n 25 "$log_file" | sed 's/^/  | /' >&2; die "apt-get install $* failed"; }
 }
 
 ensure_java() { command -v java >/dev/null 2>&1 || apt_install openjdk-17-jre-headless; }
