@@ -93,6 +93,9 @@ rm -f "$STAMP"
 export PIP_USER=0 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PIP_ROOT_USER_ACTION=ignore
 unset PIP_TARGET PIP_PREFIX PYTHONUSERBASE VIRTUAL_ENV || true
 if [ "$INSTALLER" = uv ]; then
+  # uv trusts its own copy of the web's roots by default; pip, apt and curl trust the system's
+  # store, where a company proxy's CA lives. Trust the same certificates pip does.
+  export UV_NATIVE_TLS=${UV_NATIVE_TLS:-1} UV_SYSTEM_CERTS=${UV_SYSTEM_CERTS:-1}
   if ! "$VENV/bin/uv" --version >/dev/null 2>&1; then
     run_logged "installing uv into $VENV (pip)" "$PY" -m pip install uv
   fi
