@@ -130,6 +130,28 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_name() -> str:
+    """How to run this installation's ``provider-events`` from a shell: the bare name when it
+    is the one on PATH, else its path (``.venv/bin/provider-events`` from a clone whose venv
+    is not activated), else this interpreter with ``-m``."""
+    import os
+    import shlex
+    import shutil
+    import sys
+
+    script = os.path.join(sys.prefix, "bin", "provider-events")
+    on_path = shutil.which("provider-events")
+    if on_path and os.path.abspath(on_path) == os.path.abspath(script):
+        return "provider-events"
+    if os.access(script, os.X_OK):
+        try:
+            relative = os.path.relpath(script)
+        except (OSError, ValueError):  # no current directory
+            relative = script
+        return shlex.quote(relative if not relative.startswith("..") else script)
+    return shlex.join([sys.executable, "-m", "provider_events.cli"])
+
+
 #: The longest synthetic history ``--days`` accepts (about ten years).
 MAX_DAYS = 3660.0
 
@@ -335,11 +357,12 @@ def _answers(
         env = f"PGOPTIONS='-c search_path={args.schema}'"
     else:
         env = f"PROVIDER_EVENTS_STATE_DIR={demo_dir}"
+    cli = command_name()
     console.print(
         "Explore the same data:\n"
-        f"  {env} provider-events stats --since {since} --until {until} --group-by model\n"
-        f"  {env} provider-events recommend --since {since} --until {until} --json\n"
-        f"  {env} provider-events report --since {since} --until {until} --html week.html",
+        f"  {env} {cli} stats --since {since} --until {until} --group-by model\n"
+        f"  {env} {cli} recommend --since {since} --until {until} --json\n"
+        f"  {env} {cli} report --since {since} --until {until} --html week.html",
         highlight=False,
         soft_wrap=True,
     )
