@@ -148,7 +148,9 @@ def command_name() -> str:
             relative = os.path.relpath(script)
         except (OSError, ValueError):  # no current directory
             relative = script
-        return shlex.quote(relative if not relative.startswith("..") else script)
+        # .venv/bin/provider-events from the clone's root; elsewhere the absolute path.
+        short = not relative.startswith("..") and relative.count(os.sep) <= 2
+        return shlex.quote(relative if short else script)
     return shlex.join([sys.executable, "-m", "provider_events.cli"])
 
 
