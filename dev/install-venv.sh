@@ -81,6 +81,8 @@ if ! venv_works; then
   rm -rf "$VENV"
   mkdir -p "$LOG_DIR"
   say "creating $VENV with $(command -v "$base") (Python $version)"
+  printf '\n=== %s: creating %s\n$ %s -m venv %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$VENV" \
+    "$base" "$VENV" >>"$LOG"
   if ! "$base" -m venv "$VENV" >>"$LOG" 2>&1; then
     rm -rf "$VENV"
     die "'$base -m venv' failed (no venv/ensurepip module): install it (Debian/Ubuntu: apt-get install python3-venv, or python$version-venv) and run make again"
