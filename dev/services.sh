@@ -12,6 +12,8 @@
 #
 # Only the export lines go to stdout; all progress goes to stderr.
 set -euo pipefail
+# runuser and other system tools live in sbin: a PATH of only /usr/bin:/bin must work too.
+case ":$PATH:" in *:/usr/sbin:*) ;; *) PATH="$PATH:/usr/sbin:/sbin" ;; esac
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
