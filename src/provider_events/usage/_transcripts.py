@@ -36,7 +36,7 @@ from typing import Any
 import msgspec
 
 from provider_events.errors import InvalidEventError, OutboxError, ProviderEventsError
-from provider_events.events._models import ProviderCompletedPayloadV1
+from provider_events.events._models import OUTCOME_LIMITS, ProviderCompletedPayloadV1
 from provider_events.settings import Settings
 
 __all__ = [
@@ -54,7 +54,9 @@ __all__ = [
 OUTCOME_NAMESPACE = uuid.UUID("6f1d6f7e-5a0b-4c58-9a43-2f7d0c6b8e11")
 BLOCK = 1 << 20
 BATCH = 2000
-MAX_LINE = 16 << 20  # a longer line is counted bad and skipped, never held whole
+MAX_LINE = 16 << 20
+_MAX_TOKENS = OUTCOME_LIMITS["tokens"]
+_MAX_COST = OUTCOME_LIMITS["cost_usd"]  # a longer line is counted bad and skipped, never held whole
 
 
 class TranscriptImportError(ProviderEventsError):
@@ -310,9 +312,14 @@ class _Outcomes:
         else:
             w5, w1 = cw_total, 0  # no breakdown: Anthropic's default cache lifetime is 5 minutes
         inp, out, read = u.input_tokens or 0, u.output_tokens or 0, u.cache_read_input_tokens or 0
+        for count in (inp, out, read, w5, w1):
+            if not 0 <= count <= _MAX_TOKENS:
+                raise InvalidEventError(f"token count {count} out of range")
+        if len(msg.model) > 200 or not msg.model.isprintable():
+            raise InvalidEventError("model name too long or not printable")
         provider = self.provider_for(session, msg.model)
         reported = line.costUSD
-        if reported is not None and reported >= 0 and reported == reported:
+        if reported is not None and 0 <= reported <= _MAX_COST:
             cost, source, version = reported, "reported", None
         else:
             priced = self.prices.price(provider, msg.model, when, inp, out, read, w5, w1)
