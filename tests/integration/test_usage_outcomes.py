@@ -124,6 +124,17 @@ def test_outcomes_travel_through_kafka_into_postgresql_with_usage_parity(
         budget = answers["pg"]["day"]["budgets"][0]
         assert budget["over"] and budget["today_usd"] == pytest.approx(0.02538, abs=1e-12)
 
+        # The spend gauges /metrics serves: one pair per budget (today is the real today,
+        # with no outcomes in it here).
+        from provider_events.observability._spend import SpendCollector
+
+        families = {f.name: f.samples for f in SpendCollector(schema.dsn).collect()}
+        [daily] = families["provider_events_budget_daily_usd"]
+        [spent] = families["provider_events_budget_spend_today_usd"]
+        assert daily.labels == {"tenant": "*", "provider": "*"} and daily.value == 0.01
+        assert spent.value == 0.0
+        assert list(SpendCollector("postgresql://nobody@127.0.0.1:1/x").collect()) == []
+
         # The CLI on PostgreSQL gives the same JSON.
         env = cli_env(schema.dsn, kafka_bootstrap, topic)
         env["PROVIDER_EVENTS_STATE_DIR"] = str(tmp_path / "cli")
