@@ -71,9 +71,9 @@ def run(args: argparse.Namespace) -> int:
         return fail("statusline: stdin is not Claude Code's status JSON", EXIT_BAD_INPUT)
     if not isinstance(doc, dict):
         return fail("statusline: stdin is not a JSON object", EXIT_BAD_INPUT)
-    model = doc.get("model") if isinstance(doc.get("model"), dict) else {}
+    model: dict[str, Any] = doc["model"] if isinstance(doc.get("model"), dict) else {}
     parts = [_text(model.get("display_name")) or _text(model.get("id")) or "Claude"]
-    cost = doc.get("cost") if isinstance(doc.get("cost"), dict) else {}
+    cost: dict[str, Any] = doc["cost"] if isinstance(doc.get("cost"), dict) else {}
     session_cost = cost.get("total_cost_usd")
     if (
         isinstance(session_cost, int | float)

@@ -125,7 +125,7 @@ class ImportSummary:
     elapsed: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+        return {k: getattr(self, k) for k in self.__slots__}
 
 
 def outcome_id(message_id: str, request_id: str | None) -> uuid.UUID:
