@@ -177,7 +177,7 @@ class PriceTable:
     def __init__(self, overrides: Path | None = None, *, use_library: bool = True) -> None:
         self._overrides = load_overrides(overrides) if overrides is not None else {}
         self._use_library = use_library
-        self._cache: dict[tuple[str | None, str, str], Rates | None] = {}
+        self._cache: dict[tuple[str | None, str, int], Rates | None] = {}
         self._library_version: str | None = None
 
     @property
@@ -191,10 +191,11 @@ class PriceTable:
     def rates(self, provider: str | None, model: str, when: datetime) -> Rates | None:
         """The rates of ``model`` served by ``provider`` at ``when``; ``None``: unpriced."""
         pid = PROVIDER_IDS.get(provider.lower()) if provider else None
-        key = (provider, model.lower(), when.strftime("%Y-%m-%d"))
+        key = (provider, model, when.toordinal())
         if key in self._cache:
             return self._cache[key]
-        found = self._overrides.get((provider, key[1])) or self._overrides.get((None, key[1]))
+        lower = model.lower()
+        found = self._overrides.get((provider, lower)) or self._overrides.get((None, lower))
         if found is None and self._use_library:
             found = self._library_rates(pid, provider, model, when)
         if len(self._cache) > 4096:

@@ -22,6 +22,7 @@ interrupted import publishes nothing twice and loses nothing.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import sqlite3
@@ -171,7 +172,7 @@ _STATE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
     path TEXT PRIMARY KEY, device INTEGER, inode INTEGER, size INTEGER, offset INTEGER
 );
-CREATE TABLE IF NOT EXISTS seen (id BLOB PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS seen (id BLOB PRIMARY KEY) WITHOUT ROWID;  -- b"<message.id>:<requestId>"
 CREATE TABLE IF NOT EXISTS sessions (session_id TEXT PRIMARY KEY, provider TEXT NOT NULL);
 """
 
@@ -253,6 +254,7 @@ def _when(text: str | None) -> datetime | None:
     return moment if moment.tzinfo is not None else None
 
 
+@functools.lru_cache(maxsize=4096)  # sessions, folders, agents repeat on every line
 def _text(value: str | None, limit: int = 200) -> str | None:
     if value is None:
         return None
@@ -409,6 +411,7 @@ def _read_file(
         pending: list[ProviderCompletedPayloadV1] = []
         done_to = start
         last_report = start
+        last_key = ""
 
         def flush(offset: int) -> None:
             if pending:
@@ -455,8 +458,13 @@ def _read_file(
                     summary.bad_lines += 1
                     continue
                 summary.responses += 1
-                oid = outcome_id(msg.id, line.requestId)
-                cur = conn.execute("INSERT OR IGNORE INTO seen VALUES (?)", (oid.bytes,))
+                response = f"{msg.id}:{line.requestId or ''}"
+                if response == last_key:  # the next content block of the same response
+                    summary.duplicates += 1
+                    continue
+                last_key = response
+                seen_key = response.encode()
+                cur = conn.execute("INSERT OR IGNORE INTO seen VALUES (?)", (seen_key,))
                 if cur.rowcount != 1:
                     summary.duplicates += 1
                     continue
@@ -464,7 +472,8 @@ def _read_file(
                     payload = outcomes.payload(line, session_hint)
                 except InvalidEventError:
                     summary.bad_lines += 1
-                    conn.execute("DELETE FROM seen WHERE id = ?", (oid.bytes,))
+                    conn.execute("DELETE FROM seen WHERE id = ?", (seen_key,))
+                    last_key = ""
                     continue
                 _count(summary, payload)
                 pending.append(payload)
