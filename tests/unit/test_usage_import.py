@@ -302,3 +302,29 @@ def test_turn_outcomes_read_only_the_new_part_and_remember_the_provider(tmp_path
     # GLM-4.6 at Z.AI: $0.6 in, $2.2 out per million
     assert rows == [{**rows[0], "provider": "zai", "outcomes": 2}]
     assert rows[0]["cost_usd"] == pytest.approx((1000 * 0.6 + 1000 * 2.2) / 1e6, abs=1e-12)
+
+
+def test_a_failed_publish_loses_nothing_and_repeats_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches of 2 across files; the second publish fails: the first batch stays done, the
+    failed one is published by the next run, and every response is published exactly once."""
+    import provider_events.usage._transcripts as transcripts
+
+    monkeypatch.setattr(transcripts, "BATCH", 2)
+    standard_folder(tmp_path / "projects")
+    settings = _settings(tmp_path)
+    sent: list[str] = []
+    calls = [0]
+
+    def flaky(payloads):  # type: ignore[no-untyped-def]
+        calls[0] += 1
+        if calls[0] == 2:
+            raise transcripts.TranscriptImportError("broker gone")
+        sent.extend(p.message_id for p in payloads)
+
+    with pytest.raises(transcripts.TranscriptImportError):
+        import_transcripts(settings, [tmp_path / "projects"], sink=flaky)
+    assert len(sent) == 2
+    import_transcripts(settings, [tmp_path / "projects"], sink=flaky)
+    assert sorted(sent) == ["m1", "m2", "m3", "m4", "m5"]

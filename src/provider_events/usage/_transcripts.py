@@ -170,7 +170,8 @@ def find_transcripts(roots: Iterable[Path]) -> list[Path]:
 # -- the state file -------------------------------------------------------------------------
 _STATE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
-    path TEXT PRIMARY KEY, device INTEGER, inode INTEGER, size INTEGER, offset INTEGER
+    path TEXT PRIMARY KEY, device INTEGER, inode INTEGER, size INTEGER, offset INTEGER,
+    head BLOB  -- sha256 of the first min(offset, 4096) bytes: a reused inode is noticed
 );
 CREATE TABLE IF NOT EXISTS seen (id BLOB PRIMARY KEY) WITHOUT ROWID;  -- b"<message.id>:<requestId>"
 CREATE TABLE IF NOT EXISTS sessions (session_id TEXT PRIMARY KEY, provider TEXT NOT NULL);
@@ -189,11 +190,13 @@ class _State:
         except (sqlite3.Error, OSError) as exc:
             raise TranscriptImportError(f"import state {self.path}: {exc}") from None
 
-    def file(self, path: str) -> tuple[int, int, int, int] | None:
+    def file(self, path: str) -> tuple[int, int, int, int, bytes] | None:
         row = self.conn.execute(
-            "SELECT device, inode, size, offset FROM files WHERE path = ?", (path,)
+            "SELECT device, inode, size, offset, head FROM files WHERE path = ?", (path,)
         ).fetchone()
-        return None if row is None else (int(row[0]), int(row[1]), int(row[2]), int(row[3]))
+        if row is None:
+            return None
+        return (int(row[0]), int(row[1]), int(row[2]), int(row[3]), bytes(row[4] or b""))
 
     def provider_of(self, session_id: str) -> str | None:
         row = self.conn.execute(
@@ -242,6 +245,18 @@ def _lines(handle: Any, start: int) -> Iterator[tuple[bytes | None, int]]:
             pos += len(tail)
             tail = b""
             skipping = True
+
+
+def _head(handle: Any, offset: int, *, restore: bool = False) -> bytes:
+    """sha256 of the file's first ``min(offset, 4096)`` bytes (the position is kept if asked)."""
+    import hashlib
+
+    here = handle.tell() if restore else None
+    handle.seek(0)
+    digest = hashlib.sha256(handle.read(min(offset, 4096))).digest()
+    if here is not None:
+        handle.seek(here)
+    return digest
 
 
 def _when(text: str | None) -> datetime | None:
@@ -380,11 +395,43 @@ def _publisher_sink(settings: Settings, delivery: str, summary: ImportSummary) -
     return send
 
 
+class _Batch:
+    """Outcomes not yet published and the state changes that follow them, in one open SQLite
+    transaction: :meth:`flush` publishes, then commits (file offsets and seen keys) together.
+    Spans files, so many small transcripts cost one publish and one commit per batch."""
+
+    def __init__(self, conn: sqlite3.Connection, send: Sink) -> None:
+        self.conn = conn
+        self.send = send
+        self.pending: list[ProviderCompletedPayloadV1] = []
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def offset(self, key: str, st: os.stat_result, offset: int, head: bytes) -> None:
+        self.conn.execute(
+            "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET "
+            "device = excluded.device, inode = excluded.inode, size = excluded.size, "
+            "offset = excluded.offset, head = excluded.head",
+            (key, st.st_dev, st.st_ino, st.st_size, offset, head),
+        )
+
+    def flush(self, *, reopen: bool = True) -> None:
+        if self.pending:
+            self.send(self.pending)
+            self.pending.clear()
+        self.conn.execute("COMMIT")
+        if reopen:
+            self.conn.execute("BEGIN IMMEDIATE")
+
+    def abort(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+
 def _read_file(
     path: Path,
     state: _State,
     outcomes: _Outcomes,
-    send: Sink,
+    batch: _Batch,
     summary: ImportSummary,
     on_bytes: Callable[[int], None] | None,
 ) -> None:
@@ -397,7 +444,12 @@ def _read_file(
     with handle:
         known = state.file(key)
         start = 0
-        if known is not None and known[:2] == (st.st_dev, st.st_ino) and known[3] <= st.st_size:
+        if (
+            known is not None
+            and known[:2] == (st.st_dev, st.st_ino)
+            and known[3] <= st.st_size
+            and _head(handle, known[3]) == known[4]  # not a new file under a reused inode
+        ):
             start = known[3]
         if start == st.st_size:
             if on_bytes:
@@ -407,87 +459,68 @@ def _read_file(
         handle.seek(start)
         session_hint = path.stem if path.parent.name != "subagents" else path.parent.parent.name
         conn = state.conn
-        conn.execute("BEGIN IMMEDIATE")
-        pending: list[ProviderCompletedPayloadV1] = []
+        pending = batch.pending
         done_to = start
         last_report = start
         last_key = ""
-
-        def flush(offset: int) -> None:
-            if pending:
-                send(pending)
-                pending.clear()
-            conn.execute(
-                "INSERT INTO files VALUES (?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET "
-                "device = excluded.device, inode = excluded.inode, size = excluded.size, "
-                "offset = excluded.offset",
-                (key, st.st_dev, st.st_ino, st.st_size, offset),
-            )
-            conn.execute("COMMIT")
-
-        try:
-            for raw, end in _lines(handle, start):
-                summary.lines += 1
-                done_to = end
-                if on_bytes and end - last_report >= BLOCK:
-                    on_bytes(end - last_report)
-                    last_report = end
-                if raw is None:
+        for raw, end in _lines(handle, start):
+            summary.lines += 1
+            done_to = end
+            if on_bytes and end - last_report >= BLOCK:
+                on_bytes(end - last_report)
+                last_report = end
+            if raw is None:
+                summary.bad_lines += 1
+                continue
+            if b'"usage"' not in raw:
+                stripped = raw.strip()
+                if stripped and not (stripped[:1] == b"{" and stripped[-1:] == b"}"):
                     summary.bad_lines += 1
-                    continue
-                if b'"usage"' not in raw:
-                    stripped = raw.strip()
-                    if stripped and not (stripped[:1] == b"{" and stripped[-1:] == b"}"):
-                        summary.bad_lines += 1
-                    continue
-                try:
-                    line = _decode_line(raw)
-                except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-                    summary.bad_lines += 1
-                    continue
-                msg = line.message
-                if line.type != "assistant" or msg is None or msg.usage is None:
-                    continue
-                if line.isApiErrorMessage:
-                    summary.skipped_api_error += 1
-                    continue
-                if not msg.model or msg.model == "<synthetic>":
-                    summary.skipped_synthetic += 1
-                    continue
-                if not msg.id:
-                    summary.bad_lines += 1
-                    continue
-                summary.responses += 1
-                response = f"{msg.id}:{line.requestId or ''}"
-                if response == last_key:  # the next content block of the same response
-                    summary.duplicates += 1
-                    continue
-                last_key = response
-                seen_key = response.encode()
-                cur = conn.execute("INSERT OR IGNORE INTO seen VALUES (?)", (seen_key,))
-                if cur.rowcount != 1:
-                    summary.duplicates += 1
-                    continue
-                try:
-                    payload = outcomes.payload(line, session_hint)
-                except InvalidEventError:
-                    summary.bad_lines += 1
-                    conn.execute("DELETE FROM seen WHERE id = ?", (seen_key,))
-                    last_key = ""
-                    continue
-                _count(summary, payload)
-                pending.append(payload)
-                if len(pending) >= BATCH:
-                    flush(end)
-                    conn.execute("BEGIN IMMEDIATE")
-            if handle.tell() > done_to:
-                summary.partial_lines += 1  # a half-written last line: read next time
-            flush(done_to)
-            summary.bytes_read += done_to - start
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+                continue
+            try:
+                line = _decode_line(raw)
+            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+                summary.bad_lines += 1
+                continue
+            msg = line.message
+            if line.type != "assistant" or msg is None or msg.usage is None:
+                continue
+            if line.isApiErrorMessage:
+                summary.skipped_api_error += 1
+                continue
+            if not msg.model or msg.model == "<synthetic>":
+                summary.skipped_synthetic += 1
+                continue
+            if not msg.id:
+                summary.bad_lines += 1
+                continue
+            summary.responses += 1
+            response = f"{msg.id}:{line.requestId or ''}"
+            if response == last_key:  # the next content block of the same response
+                summary.duplicates += 1
+                continue
+            last_key = response
+            seen_key = response.encode()
+            cur = conn.execute("INSERT OR IGNORE INTO seen VALUES (?)", (seen_key,))
+            if cur.rowcount != 1:
+                summary.duplicates += 1
+                continue
+            try:
+                payload = outcomes.payload(line, session_hint)
+            except InvalidEventError:
+                summary.bad_lines += 1
+                conn.execute("DELETE FROM seen WHERE id = ?", (seen_key,))
+                last_key = ""
+                continue
+            _count(summary, payload)
+            pending.append(payload)
+            if len(pending) >= BATCH:
+                batch.offset(key, st, end, _head(handle, end, restore=True))
+                batch.flush()
+        if handle.tell() > done_to:
+            summary.partial_lines += 1  # a half-written last line: read next time
+        batch.offset(key, st, done_to, _head(handle, done_to))
+        summary.bytes_read += done_to - start
         if on_bytes:
             on_bytes(st.st_size - last_report)
 
@@ -536,15 +569,18 @@ def import_transcripts(
                 total += p.stat().st_size
         on_total(total)
     state = _State(settings.state_dir)
+    batch: _Batch | None = None
     try:
         outcomes = _Outcomes(settings, state, provider, prices)
-        send = sink or _publisher_sink(settings, delivery, summary)
+        batch = _Batch(state.conn, sink or _publisher_sink(settings, delivery, summary))
         for path in paths:
-            try:
-                _read_file(path, state, outcomes, send, summary, on_bytes)
-            except sqlite3.Error as exc:
-                raise TranscriptImportError(f"import state {state.path}: {exc}") from None
+            _read_file(path, state, outcomes, batch, summary, on_bytes)
+        batch.flush(reopen=False)
+    except sqlite3.Error as exc:
+        raise TranscriptImportError(f"import state {state.path}: {exc}") from None
     finally:
+        if batch is not None:
+            batch.abort()
         state.close()
     summary.elapsed = time.monotonic() - started
     return summary
