@@ -28,7 +28,7 @@ import socket
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -291,6 +291,8 @@ class _Outcomes:
         self._prices = prices
         self.host = _text(socket.gethostname()) or None
         self._providers: dict[str, str] = {}
+        #: Known provider per session (``import_transcripts(providers=...)``).
+        self.sessions: Mapping[str, str] = {}
 
     @property
     def prices(self) -> Any:
@@ -303,7 +305,7 @@ class _Outcomes:
     def provider_for(self, session: str, model: str) -> str:
         if self.provider:
             return self.provider
-        known = self._providers.get(session)
+        known = self._providers.get(session) or self.sessions.get(session)
         if known is None:
             known = self.state.provider_of(session)
             if known is None:
@@ -548,6 +550,7 @@ def import_transcripts(
     on_bytes: Callable[[int], None] | None = None,
     sink: Sink | None = None,
     prices: Any | None = None,
+    providers: Mapping[str, str] | None = None,
 ) -> ImportSummary:
     """Publish every new outcome in the transcripts under ``roots`` (default: Claude Code's).
 
@@ -572,6 +575,7 @@ def import_transcripts(
     batch: _Batch | None = None
     try:
         outcomes = _Outcomes(settings, state, provider, prices)
+        outcomes.sessions = providers or {}
         batch = _Batch(state.conn, sink or _publisher_sink(settings, delivery, summary))
         for path in paths:
             _read_file(path, state, outcomes, batch, summary, on_bytes)
