@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,46 @@ def test_budget_and_statusline_show_todays_spend(
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\xff not json")))
     code, out, err = _run(capsys, "statusline")
     assert (code, out) == (2, "") and len(err.splitlines()) == 1
+
+
+def test_stats_shows_measured_cost_beside_declared(
+    local: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A selection declaring its cost and the measured outcomes of the same model: ``stats``
+    lists both per provider and model, with the difference."""
+    assert _run(capsys, "import", "claude-code", "-q")[0] == 0
+    code, _, err = _run(
+        capsys,
+        "publish",
+        "--provider",
+        "claude",
+        "--model",
+        "claude-sonnet-4-20250514",
+        "--reason",
+        "declared",
+        "--criteria",
+        '{"cost_usd": 0.01}',
+        "--correlation-id",
+        "s1",
+        "-q",
+    )
+    assert code == 0, err
+    now = datetime.now(UTC)
+    code, out, err = _run(
+        capsys,
+        "stats",
+        "--since",
+        "2025-10-01",
+        "--until",
+        (now + timedelta(hours=2)).strftime("%Y-%m-%dT%H:00"),
+        "--json",
+    )
+    assert code == 0, err
+    rows = {(r["provider_name"], r["model_name"]): r for r in json.loads(out)["measured"]}
+    sonnet = rows[("claude", "claude-sonnet-4-20250514")]
+    assert (sonnet["selections"], sonnet["declared_cost_usd"], sonnet["outcomes"]) == (1, 0.01, 4)
+    assert sonnet["measured_cost_usd"] == pytest.approx(0.52538, abs=1e-9)
+    assert sonnet["difference_usd"] == pytest.approx(0.51538, abs=1e-9)
+    assert rows[("claude", "mystery-model-1")]["measured_cost_usd"] is None
+    code, out, _ = _run(capsys, "stats", "--since", "2025-10-01")
+    assert code == 0 and "Declared vs measured cost" in out

@@ -15,7 +15,13 @@ from typing import Any
 from provider_events.errors import DatabaseError
 from provider_events.settings import Settings
 
-__all__ = ["BY", "UsageStore", "open_usage_store", "usage_answer"]
+__all__ = [
+    "BY",
+    "UsageStore",
+    "measured_beside_declared",
+    "open_usage_store",
+    "usage_answer",
+]
 
 BY = ("day", "session", "project", "provider", "model")
 MEASURES = (
@@ -193,3 +199,56 @@ def usage_answer(
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def measured_beside_declared(
+    store: UsageStore,
+    since: datetime,
+    until: datetime,
+    tenant: str | None,
+    declared: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Per provider and model: the declared cost (``stats``' cost rows of ``level="model"``)
+    beside the measured one, and their difference where both are known."""
+    sql = (
+        "SELECT provider_name, model_name, sum(outcomes), sum(unpriced), sum(input_tokens), "
+        "sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens), sum(cost_usd) "
+        "FROM provider_outcomes_hourly WHERE hour >= %s AND hour < %s"
+    )
+    params: list[Any] = [store.time_param(since), store.time_param(until)]
+    if tenant:
+        sql += " AND tenant_id = %s"
+        params.append(tenant)
+    measured = {(r[0], r[1]): _measures(r[2:]) for r in store.fetch(sql + " GROUP BY 1, 2", params)}
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for d in declared:
+        if d.get("level") != "model" or d.get("model_name") is None:
+            continue
+        rows[(d["provider_name"], d["model_name"])] = {
+            "selections": d["selections"],
+            "declared_cost_usd": d["total_cost_usd"],
+            "declared_cost_basis": d["cost_basis"],
+        }
+    out = []
+    for key in sorted(set(rows) | set(measured)):
+        dec = rows.get(
+            key, {"selections": 0, "declared_cost_usd": None, "declared_cost_basis": "none"}
+        )
+        m = measured.get(key)
+        cost = m["cost_usd"] if m and m["outcomes"] > m["unpriced"] else None
+        out.append(
+            {
+                "provider_name": key[0],
+                "model_name": key[1],
+                **dec,
+                "outcomes": m["outcomes"] if m else 0,
+                "unpriced": m["unpriced"] if m else 0,
+                "input_tokens": m["input_tokens"] if m else 0,
+                "output_tokens": m["output_tokens"] if m else 0,
+                "measured_cost_usd": cost,
+                "difference_usd": None
+                if cost is None or dec["declared_cost_usd"] is None
+                else round(cost - dec["declared_cost_usd"], 9),
+            }
+        )
+    return out
