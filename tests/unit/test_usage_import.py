@@ -328,3 +328,32 @@ def test_a_failed_publish_loses_nothing_and_repeats_nothing(
     assert len(sent) == 2
     import_transcripts(settings, [tmp_path / "projects"], sink=flaky)
     assert sorted(sent) == ["m1", "m2", "m3", "m4", "m5"]
+
+
+def test_the_price_cache_spares_a_new_process_the_library(tmp_path: Path) -> None:
+    """Rates looked up once are kept in the state directory: a fresh process (the hook at
+    Stop) prices the same model and day exactly, without importing genai-prices; a damaged
+    cache file is only a miss."""
+    import subprocess
+    import sys
+
+    when = datetime(2025, 10, 1, tzinfo=UTC)
+    first = PriceTable(cache_dir=tmp_path).price("claude", SONNET, when, 10, 20, 30, 40, 50)
+    code = (
+        "import sys; from datetime import datetime, UTC; from pathlib import Path\n"
+        "from provider_events.usage._prices import PriceTable\n"
+        f"t = PriceTable(cache_dir=Path({str(tmp_path)!r}))\n"
+        f"p = t.price('claude', {SONNET!r}, datetime(2025, 10, 1, tzinfo=UTC), 10, 20, 30, 40, 50)\n"
+        "print(repr(p.cost_usd), p.version, 'genai_prices' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [
+        repr(first.cost_usd),
+        "genai-prices",
+        first.version.split()[1],
+        "False",
+    ]
+    for f in tmp_path.glob("price-cache-*.json"):
+        f.write_text("{not json")
+    again = PriceTable(cache_dir=tmp_path).price("claude", SONNET, when, 10, 20, 30, 40, 50)
+    assert again == first

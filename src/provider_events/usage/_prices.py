@@ -171,14 +171,109 @@ def load_overrides(path: Path) -> dict[tuple[str | None, str], Rates]:
         raise ConfigError("PROVIDER_EVENTS_PRICES_FILE", f"{path}: {exc}") from None
 
 
+_MISS = object()
+
+
+def _rates_doc(rates: Rates | None) -> Any:
+    if rates is None:
+        return None
+    return {
+        "base": [str(v) for v in rates.base],
+        "tiers": [[start, [str(v) for v in tier]] for start, tier in rates.tiers],
+        "version": rates.version,
+    }
+
+
+def _rates_of(doc: Any) -> Rates | None:
+    if doc is None:
+        return None
+
+    def five(values: Any) -> tuple[Decimal, Decimal, Decimal, Decimal, Decimal]:
+        a, b, c, d, e = (Decimal(v) for v in values)
+        return a, b, c, d, e
+
+    return Rates(
+        five(doc["base"]),
+        tuple((int(start), five(tier)) for start, tier in doc["tiers"]),
+        str(doc["version"]),
+    )
+
+
+class _DiskCache:
+    """``{key: rates or null}`` in ``<dir>/price-cache-<genai-prices version>.json``; a
+    damaged or unreadable file is a miss, never an error (it is only a cache)."""
+
+    MAX_ENTRIES = 2000
+
+    def __init__(self, directory: Path) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            tag = version("genai-prices")
+        except PackageNotFoundError:
+            tag = "none"
+        self.path = directory / f"price-cache-{tag}.json"
+        self._doc: dict[str, Any] | None = None
+
+    def _load(self) -> dict[str, Any]:
+        if self._doc is None:
+            try:
+                doc = json.loads(self.path.read_text(encoding="utf-8"))
+                self._doc = doc if isinstance(doc, dict) else {}
+            except (OSError, ValueError):
+                self._doc = {}
+        return self._doc
+
+    def get(self, key: str) -> Any:
+        doc = self._load()
+        if key not in doc:
+            return _MISS
+        try:
+            return _rates_of(doc[key])
+        except (KeyError, TypeError, ValueError, ArithmeticError):
+            return _MISS
+
+    def put(self, key: str, rates: Rates | None) -> None:
+        import os
+        import tempfile
+
+        doc = self._load()
+        if len(doc) >= self.MAX_ENTRIES:
+            doc.clear()
+        doc[key] = _rates_doc(rates)
+        tmp = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".price-cache-")
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(doc, out)
+            os.replace(tmp, self.path)
+            tmp = None
+        except OSError:
+            pass  # a cache that cannot be written only costs the next process a lookup
+        finally:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+
+
 class PriceTable:
     """Prices outcomes; construct once per run (the rates are cached per model and day)."""
 
-    def __init__(self, overrides: Path | None = None, *, use_library: bool = True) -> None:
+    def __init__(
+        self,
+        overrides: Path | None = None,
+        *,
+        use_library: bool = True,
+        cache_dir: Path | None = None,
+    ) -> None:
         self._overrides = load_overrides(overrides) if overrides is not None else {}
         self._use_library = use_library
         self._cache: dict[tuple[str | None, str, int], Rates | None] = {}
         self._library_version: str | None = None
+        #: ``cache_dir``: the library's rates kept on disk per (provider, model, day) and
+        #: library version, so a short-lived process (the hook at Stop) prices a known model
+        #: without importing genai-prices and pydantic (~1 s).
+        self._disk = _DiskCache(cache_dir) if cache_dir is not None and use_library else None
 
     @property
     def library_version(self) -> str:
@@ -197,7 +292,14 @@ class PriceTable:
         lower = model.lower()
         found = self._overrides.get((provider, lower)) or self._overrides.get((None, lower))
         if found is None and self._use_library:
-            found = self._library_rates(pid, provider, model, when)
+            disk_key = f"{provider}|{model}|{key[2]}"
+            cached = self._disk.get(disk_key) if self._disk is not None else _MISS
+            if cached is _MISS:
+                found = self._library_rates(pid, provider, model, when)
+                if self._disk is not None:
+                    self._disk.put(disk_key, found)
+            else:
+                found = cached  # type: ignore[assignment]
         if len(self._cache) > 4096:
             self._cache.clear()
         self._cache[key] = found

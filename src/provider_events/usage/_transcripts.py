@@ -299,7 +299,7 @@ class _Outcomes:
         if self._prices is None:
             from provider_events.usage._prices import PriceTable
 
-            self._prices = PriceTable(self.settings.prices_file)
+            self._prices = PriceTable(self.settings.prices_file, cache_dir=self.settings.state_dir)
         return self._prices
 
     def provider_for(self, session: str, model: str) -> str:
