@@ -357,3 +357,22 @@ def test_the_price_cache_spares_a_new_process_the_library(tmp_path: Path) -> Non
         f.write_text("{not json")
     again = PriceTable(cache_dir=tmp_path).price("claude", SONNET, when, 10, 20, 30, 40, 50)
     assert again == first
+
+
+def test_fifos_and_devices_named_jsonl_are_skipped_not_opened(tmp_path: Path) -> None:
+    """A FIFO (opening it would block), a symlink to /dev/zero (it never ends) and a dangling
+    symlink are skipped and counted; the other files are imported."""
+    import os
+
+    projects = tmp_path / "projects" / "-p"
+    projects.mkdir(parents=True)
+    os.mkfifo(projects / "fifo.jsonl")
+    (projects / "zero.jsonl").symlink_to("/dev/zero")
+    (projects / "gone.jsonl").symlink_to(tmp_path / "nowhere")
+    write_lines(
+        projects / "s1.jsonl",
+        [assistant_line("s1", "/p", "2025-10-05T10:00:00Z", "m", "r", SONNET, usage(1, 1))],
+    )
+    s = import_transcripts(_settings(tmp_path), [tmp_path / "projects"])
+    assert (s.published, s.skipped_files) == (1, 3)
+    assert s.file_error is not None and "gone.jsonl" in s.file_error

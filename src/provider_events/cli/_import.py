@@ -110,4 +110,10 @@ def run(args: argparse.Namespace) -> int:
                 else ""
             )
         )
+        if s.skipped_files:
+            print(
+                f"{s.skipped_files} file(s) skipped (not regular files, or unreadable"
+                + (f"; first: {s.file_error}" if s.file_error else "")
+                + ")"
+            )
     return 0

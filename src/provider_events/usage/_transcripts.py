@@ -26,6 +26,7 @@ import functools
 import os
 import socket
 import sqlite3
+import stat
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -107,6 +108,8 @@ class ImportSummary:
 
     files: int = 0
     files_read: int = 0
+    skipped_files: int = 0
+    file_error: str | None = None
     lines: int = 0
     responses: int = 0
     published: int = 0
@@ -440,9 +443,15 @@ def _read_file(
     key = str(path)
     try:
         st = path.stat()
+        if not stat.S_ISREG(st.st_mode):  # a FIFO or device named *.jsonl would block or
+            summary.skipped_files += 1  # never end: only regular files are transcripts
+            return
         handle = path.open("rb")
-    except OSError as exc:
-        raise TranscriptImportError(f"cannot read {path}: {exc}") from None
+    except OSError as exc:  # vanished or unreadable: the others are still imported
+        summary.skipped_files += 1
+        if summary.file_error is None:
+            summary.file_error = f"cannot read {path}: {exc.strerror or exc}"
+        return
     with handle:
         known = state.file(key)
         start = 0
