@@ -173,3 +173,23 @@ def test_stats_shows_measured_cost_beside_declared(
     assert rows[("claude", "mystery-model-1")]["measured_cost_usd"] is None
     code, out, _ = _run(capsys, "stats", "--since", "2025-10-01")
     assert code == 0 and "Declared vs measured cost" in out
+
+
+def test_recommend_says_which_cost_basis_it_used(
+    local: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the demo (selections plus transcripts), a model whose responses were measured
+    is recommended on the measured basis with its measured cost; others stay declared."""
+    assert _run(capsys, "demo", "--local", "--events", "3000")[0] == 0
+    monkeypatch.setenv("PROVIDER_EVENTS_STATE_DIR", str(local / "state" / "demo"))
+    code, out, err = _run(capsys, "recommend", "--since", "8d", "--json")
+    assert code == 0, err
+    recs = json.loads(out)["recommendations"]
+    measured = [r for r in recs if r["saving_basis"] == "measured"]
+    assert measured and all(r["measured_cost_usd"] > 0 for r in measured)
+    for r in measured:
+        for a in r["alternatives"]:
+            assert a["estimated_saving_measured_usd"] == pytest.approx(
+                r["measured_cost_usd"] * (1 - a["price_ratio"]), abs=1e-8
+            )
+    assert all(r["measured_cost_usd"] is None for r in recs if r["saving_basis"] == "declared")

@@ -19,6 +19,7 @@ __all__ = [
     "BY",
     "UsageStore",
     "measured_beside_declared",
+    "measured_by_model",
     "open_usage_store",
     "usage_answer",
 ]
@@ -201,15 +202,10 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def measured_beside_declared(
-    store: UsageStore,
-    since: datetime,
-    until: datetime,
-    tenant: str | None,
-    declared: list[dict[str, Any]],
-) -> list[dict[str, Any]]:
-    """Per provider and model: the declared cost (``stats``' cost rows of ``level="model"``)
-    beside the measured one, and their difference where both are known."""
+def measured_by_model(
+    store: UsageStore, since: datetime, until: datetime, tenant: str | None
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """``{(provider, model): measures}`` over the window (the hourly rollup)."""
     sql = (
         "SELECT provider_name, model_name, sum(outcomes), sum(unpriced), sum(input_tokens), "
         "sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens), sum(cost_usd) "
@@ -219,7 +215,19 @@ def measured_beside_declared(
     if tenant:
         sql += " AND tenant_id = %s"
         params.append(tenant)
-    measured = {(r[0], r[1]): _measures(r[2:]) for r in store.fetch(sql + " GROUP BY 1, 2", params)}
+    return {(r[0], r[1]): _measures(r[2:]) for r in store.fetch(sql + " GROUP BY 1, 2", params)}
+
+
+def measured_beside_declared(
+    store: UsageStore,
+    since: datetime,
+    until: datetime,
+    tenant: str | None,
+    declared: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Per provider and model: the declared cost (``stats``' cost rows of ``level="model"``)
+    beside the measured one, and their difference where both are known."""
+    measured = measured_by_model(store, since, until, tenant)
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for d in declared:
         if d.get("level") != "model" or d.get("model_name") is None:
