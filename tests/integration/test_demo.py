@@ -61,7 +61,9 @@ def test_demo_runs_on_the_embedded_default_with_nothing_configured(tmp_path: Pat
     assert "Stored" in out and "Selections by provider" in out
     assert "Cheaper models" in out and "too little data" in out
     assert str(report) in out and report.stat().st_size > 20_000
-    assert report.read_text(encoding="utf-8").count('<svg class="chart"') == 8
+    html = report.read_text(encoding="utf-8")
+    assert html.count('<svg class="chart"') == 9  # the eight, and the measured cost
+    assert 'data-chart="measured-cost"' in html and "Measured cost by provider" in html
     assert "Measured usage by provider" in out and "Imported" in out
     with sqlite3.connect(store) as conn:
         outcomes, priced = conn.execute(

@@ -113,14 +113,16 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(backend, int):
         return backend
     with backend:
-        _answers(console, backend, window, report, args, demo_dir, via_kafka)
         dsn_used = getattr(backend, "_dsn", None) if via_kafka else None
         hint = (
             f"PGOPTIONS='-c search_path={args.schema}'"
             if via_kafka
             else f"PROVIDER_EVENTS_STATE_DIR={demo_dir}"
         )
-        _measured(console, settings, selections, window, demo_dir, dsn_used, hint)
+        # Imported first, so the report shows measured cost too; shown after the answers.
+        show_measured = _measured(console, settings, selections, window, demo_dir, dsn_used, hint)
+        _answers(console, backend, window, report, args, demo_dir, via_kafka)
+        show_measured()
     console.print(f"[dim]Done in {time.perf_counter() - started:.1f} s.[/]")
     return 0
 
@@ -327,12 +329,12 @@ def _measured(
     demo_dir: Path,
     dsn: Any,
     hint: str,
-) -> None:
-    """Measured usage: transcripts for some of the week's sessions, imported and answered."""
+) -> Any:
+    """Measured usage: transcripts for some of the week's sessions, imported now; returns the
+    function that shows the answer."""
     import shutil
 
     from provider_events.analytics._synth import synthetic_transcripts
-    from provider_events.cli._usage import _render
     from provider_events.usage._answers import open_usage_store, usage_answer
     from provider_events.usage._transcripts import import_transcripts
 
@@ -340,7 +342,6 @@ def _measured(
     shutil.rmtree(root, ignore_errors=True)
     (demo_dir / "usage-import.sqlite3").unlink(missing_ok=True)
     providers = synthetic_transcripts(selections, root)
-    console.rule("[bold]provider-events usage[/] (measured, from Claude Code transcripts)")
     sink = None
     store_settings = settings.with_overrides(sink="local")
     if dsn:  # the Kafka demo's schema: outcomes written by the consumer's outcome writer
@@ -358,6 +359,18 @@ def _measured(
 
         store_settings = settings.with_overrides(database_url=Secret(dsn))
     summary = import_transcripts(store_settings, [root], providers=providers, sink=sink)
+    store = open_usage_store(store_settings, "postgresql" if dsn else "local")
+    try:
+        answer = usage_answer(store, window.since, window.until, "provider")
+    finally:
+        store.close()
+    return lambda: _show_measured(console, summary, answer, window, hint)
+
+
+def _show_measured(console: Any, summary: Any, answer: Any, window: Any, hint: str) -> None:
+    from provider_events.cli._usage import _render
+
+    console.rule("[bold]provider-events usage[/] (measured, from Claude Code transcripts)")
     console.print(
         f"Imported [bold]{summary.published:,}[/] responses from {summary.files} transcripts "
         f"({summary.duplicates:,} repeated content-block lines skipped), priced offline"
@@ -367,11 +380,6 @@ def _measured(
             else ""
         )
     )
-    store = open_usage_store(store_settings, "postgresql" if dsn else "local")
-    try:
-        answer = usage_answer(store, window.since, window.until, "provider")
-    finally:
-        store.close()
     _render(answer, "provider")
     since, until = f"{window.since:%Y-%m-%dT%H:%MZ}", f"{window.until:%Y-%m-%dT%H:%MZ}"
     console.print(
