@@ -81,4 +81,13 @@ BEGIN
         EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', fn);
     END LOOP;
 END $$;
+-- Measured outcomes (migration 0005): the consumer's second writer inserts outcomes and folds
+-- them into the hourly rollup itself (no trigger), and the spend gauges read the budgets.
+SELECT to_regclass(format('%I.provider_outcomes', :'schema')) IS NOT NULL AS outcomes
+\gset
+\if :outcomes
+GRANT INSERT, SELECT ON :"schema".provider_outcomes TO :"consumer";
+GRANT INSERT, SELECT, UPDATE ON :"schema".provider_outcomes_hourly TO :"consumer";
+GRANT SELECT ON :"schema".provider_budgets TO :"consumer";
+\endif
 \endif

@@ -71,6 +71,11 @@ def _default_state_dir(environ: Mapping[str, str]) -> Path:
     return Path(base).expanduser() / "provider-events"
 
 
+def _default_prices_file(environ: Mapping[str, str]) -> Path:
+    base = environ.get("XDG_CONFIG_HOME") or str(Path(environ.get("HOME", "~")) / ".config")
+    return Path(base).expanduser() / "provider-events" / "prices.toml"
+
+
 def read_dotenv(path: Path) -> dict[str, str]:
     """Parse a ``.env`` file: ``KEY=VALUE`` lines, optional ``export``, quotes and comments."""
     values: dict[str, str] = {}
@@ -121,6 +126,8 @@ class Settings:
     tenant_id: str = "default"
     state_dir: Path = field(default_factory=lambda: _default_state_dir(os.environ))
     outbox_path: Path | None = None
+    #: Price overrides (TOML or JSON) for models the price table lacks or prices differently.
+    prices_file: Path = field(default_factory=lambda: _default_prices_file(os.environ))
     outbox_max_events: int = 100_000
     outbox_max_bytes: int = 256 * 1024 * 1024
     relay_autostart: bool = True
@@ -259,6 +266,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "tenant_id": ("PROVIDER_EVENTS_TENANT_ID", _text),
     "state_dir": ("PROVIDER_EVENTS_STATE_DIR", lambda n, r: Path(_text(n, r)).expanduser()),
     "outbox_path": ("PROVIDER_EVENTS_OUTBOX", lambda n, r: Path(_text(n, r)).expanduser()),
+    "prices_file": ("PROVIDER_EVENTS_PRICES_FILE", lambda n, r: Path(_text(n, r)).expanduser()),
     "outbox_max_events": ("PROVIDER_EVENTS_OUTBOX_MAX_EVENTS", _parse_int_pos),
     "outbox_max_bytes": ("PROVIDER_EVENTS_OUTBOX_MAX_BYTES", _parse_int_pos),
     "relay_autostart": ("PROVIDER_EVENTS_RELAY_AUTOSTART", _parse_bool),
@@ -314,7 +322,10 @@ def load_settings(
     env = os.environ if environ is None else environ
     dotenv_path = Path.cwd() / ".env" if dotenv is None else dotenv
     file_values = read_dotenv(dotenv_path) if dotenv_path.is_file() else {}
-    values: dict[str, Any] = {"state_dir": _default_state_dir(env)}
+    values: dict[str, Any] = {
+        "state_dir": _default_state_dir(env),
+        "prices_file": _default_prices_file(env),
+    }
     sources: dict[str, str] = {}
     problems: dict[str, ConfigError] = {}
     for name, (var, parse) in _ENV.items():

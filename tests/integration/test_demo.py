@@ -7,6 +7,7 @@ with an environment that names no service, then with both services and ``--via-k
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -60,7 +61,15 @@ def test_demo_runs_on_the_embedded_default_with_nothing_configured(tmp_path: Pat
     assert "Stored" in out and "Selections by provider" in out
     assert "Cheaper models" in out and "too little data" in out
     assert str(report) in out and report.stat().st_size > 20_000
-    assert report.read_text(encoding="utf-8").count('<svg class="chart"') == 8
+    html = report.read_text(encoding="utf-8")
+    assert html.count('<svg class="chart"') == 9  # the eight, and the measured cost
+    assert 'data-chart="measured-cost"' in html and "Measured cost by provider" in html
+    assert "Measured usage by provider" in out and "Imported" in out
+    with sqlite3.connect(store) as conn:
+        outcomes, priced = conn.execute(
+            "SELECT count(*), count(cost_usd) FROM provider_outcomes"
+        ).fetchone()
+    assert outcomes > 300 and 0 < priced < outcomes  # some models have no price: unpriced
 
 
 def test_demo_goes_through_kafka_and_the_consumer_into_postgres(
@@ -85,6 +94,12 @@ def test_demo_goes_through_kafka_and_the_consumer_into_postgres(
         assert rows is not None and rows[0] > 1500 and rows[0] == rows[1] == rows[2]
         assert rolled is not None and rolled[0] == rows[0]
         assert f"{rows[0]:,} rows" in out
+        assert "Measured usage by provider" in out
+        with psycopg.connect(database_url) as conn:
+            measured = conn.execute(
+                f'SELECT sum(outcomes) FROM "{schema}".provider_outcomes_hourly'
+            ).fetchone()
+        assert measured is not None and measured[0] > 300
     finally:
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -335,18 +335,24 @@ def test_least_privilege_roles_migrate_consume_and_read(
     roles: Roles, kafka_bootstrap: str, topic: str, tmp_path: Path
 ) -> None:
     """The owner migrates; the consumer (INSERT/SELECT, client certificate) ingests and
-    re-ingests (duplicates through the staging table); the reader runs `stats`."""
+    re-ingests (duplicates through the staging table), measured outcomes included; the reader
+    runs `stats` and `usage`."""
+    from tests.transcripts import standard_folder
+
     kafka = child_env(
         KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
         PROVIDER_EVENTS_TOPIC=topic,
         PROVIDER_EVENTS_STATE_DIR=str(tmp_path / "state"),
     )
     event_ids = publish(kafka, 5)
+    standard_folder(tmp_path / "projects")
+    imported = cli(kafka, "import", "claude-code", "--projects-dir", str(tmp_path / "projects"))
+    assert imported.returncode == 0, imported.stderr
     as_consumer = dict(kafka, DATABASE_URL=roles.consumer())
-    first = consume(as_consumer, f"tls-{uuid.uuid4().hex[:8]}", 5)
-    assert (first["inserted"], first["duplicates"]) == (5, 0)
-    again = consume(as_consumer, f"tls-{uuid.uuid4().hex[:8]}", 5)
-    assert (again["inserted"], again["duplicates"]) == (0, 5)
+    first = consume(as_consumer, f"tls-{uuid.uuid4().hex[:8]}", 10)
+    assert (first["inserted"], first["duplicates"]) == (10, 0)
+    again = consume(as_consumer, f"tls-{uuid.uuid4().hex[:8]}", 10)
+    assert (again["inserted"], again["duplicates"]) == (0, 10)
 
     with psycopg.connect(roles.reader()) as conn:
         stored = {
@@ -362,6 +368,17 @@ def test_least_privilege_roles_migrate_consume_and_read(
     assert stats.returncode == 0, stats.stderr
     report = json.loads(stats.stdout)
     assert report["backend"] == "postgresql" and report["total_selections"] == 5, report
+    usage = cli(
+        dict(kafka, DATABASE_URL=roles.reader()),
+        "usage",
+        "--json",
+        "--since",
+        "2025-09-01",
+        "--until",
+        "2025-11-01",
+    )
+    assert usage.returncode == 0, usage.stderr
+    assert json.loads(usage.stdout)["totals"]["outcomes"] == 5
 
 
 def test_consumer_and_reader_cannot_change_the_table(roles: Roles) -> None:

@@ -317,3 +317,34 @@ def test_hook_install_in_a_real_home_runs_and_delivers(
     assert (done.returncode, done.stdout) == (0, b"")
     [message] = wait_for(kcat, topic, lambda m: m.key == session)
     assert message.envelope["payload"]["selection_reason"] == "Claude Code SessionStart (resume)"
+
+
+def test_stop_hook_outcomes_reach_the_broker_after_the_sessions_selection(
+    env: dict[str, str], kcat: Kcat, topic: str, tmp_path: Path
+) -> None:
+    """UserPromptSubmit then Stop on Z.AI: the selection and the turn's measured outcome (one
+    response written as two content-block lines) arrive keyed by the session, on one partition,
+    in that order; a second Stop sends nothing more."""
+    from tests.transcripts import assistant_line, usage, write_lines
+
+    assert cli(env, "switch", "zai", "--no-event").returncode == 0
+    session = str(uuid.uuid4())
+    transcript = tmp_path / "projects" / "-work" / f"{session}.jsonl"
+    line = assistant_line(
+        session, "/work", "2025-10-06T10:00:00Z", "msg_z1", "req_z1", "glm-4.6", usage(2000, 100)
+    )
+    write_lines(transcript, [line, line])
+    stop = hook_json("Stop", session, transcript_path=str(transcript), stop_hook_active=False)
+    for stdin in (hook_json("UserPromptSubmit", session, prompt="go"), stop, stop):
+        done = cli(env, "hook", "claude", stdin=stdin)
+        assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    messages = wait_for(kcat, topic, lambda m: m.key == session, count=2)
+    assert len({m.partition for m in messages}) == 1
+    messages.sort(key=lambda m: m.offset)
+    kinds = [m.envelope["event_type"] for m in messages]
+    assert kinds == ["omninode.agent.provider.selected.v1", "omninode.agent.provider.completed.v1"]
+    outcome = messages[1].envelope["payload"]
+    assert (outcome["provider_name"], outcome["model_name"]) == ("zai", "glm-4.6")
+    assert outcome["cost_usd"] == pytest.approx((2000 * 0.6 + 100 * 2.2) / 1e6, abs=1e-12)
+    time.sleep(2)
+    assert len([m for m in kcat.consume(topic) if m.key == session]) == 2

@@ -24,6 +24,7 @@ REQUIRED_ALERTS = {
     "ProviderEventsDeadLetters",
     "ProviderEventsOutboxBacklogOld",
     "ProviderEventsPublishFailureRatioHigh",
+    "ProviderEventsSpendOverBudget",
 }
 
 

@@ -20,6 +20,7 @@ import pytest
 
 from provider_events.cli import main
 from provider_events.integrations._hook import (
+    HOOK_EVENTS,
     HookInputError,
     default_hook_command,
     detect_selection,
@@ -341,16 +342,17 @@ def test_install_adds_ours_keeps_theirs_and_is_idempotent(tmp_path: Path) -> Non
     path = tmp_path / "settings.json"
     path.write_bytes(_dump(SETTINGS))
     first = install(COMMAND, path=path)
-    assert first.changed and first.events == {"UserPromptSubmit": "added", "SessionStart": "added"}
+    assert first.changed and first.events == dict.fromkeys(HOOK_EVENTS, "added")
     ours = {"type": "command", "command": COMMAND, "timeout": 10}
     expected = json.loads(json.dumps(SETTINGS))
     expected["hooks"]["UserPromptSubmit"].append({"hooks": [ours]})
-    expected["hooks"]["SessionStart"] = [{"hooks": [ours]}]
+    for event in ("SessionStart", "Stop", "SubagentStop"):
+        expected["hooks"][event] = [{"hooks": [ours]}]
     assert _pairs(json.loads(path.read_text())) == _pairs(expected)
     after_first = path.read_bytes()
     again = install(COMMAND, path=path)
     assert not again.changed
-    assert again.events == {"UserPromptSubmit": "unchanged", "SessionStart": "unchanged"}
+    assert again.events == dict.fromkeys(HOOK_EVENTS, "unchanged")
     assert path.read_bytes() == after_first
 
 
@@ -373,7 +375,7 @@ def test_uninstall_restores_the_file_byte_for_byte(tmp_path: Path) -> None:
         path.write_bytes(_dump(original))
         install(COMMAND, path=path)
         edit = uninstall(path=path)
-        assert edit.changed and set(edit.events) == {"UserPromptSubmit", "SessionStart"}
+        assert edit.changed and set(edit.events) == set(HOOK_EVENTS)
         assert path.read_bytes() == _dump(original)
         assert not uninstall(path=path).changed
         assert path.read_bytes() == _dump(original)
@@ -457,3 +459,58 @@ def test_install_rejects_an_unknown_trailing_option(capsys: pytest.CaptureFixtur
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "--no-such-option" in err
+
+
+def test_stop_publishes_the_turns_outcomes_once_priced_for_the_sessions_provider(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Stop: silent, exit 0; the transcript's new responses are queued as completion events
+    keyed by the session, for the provider the hook sees (Z.AI here); a second Stop with
+    nothing new queues nothing; SubagentStop reads the sub-agent file too."""
+    from tests.transcripts import assistant_line, usage, write_lines
+
+    path = _settings_path(env)
+    zai = BUILTIN_PROVIDERS["zai"]
+    path.write_bytes(_dump(apply_provider(SETTINGS, zai, "sk-zai-unit", zai.base_url)))
+    transcript = tmp_path / "projects" / "-work" / f"{SESSION}.jsonl"
+    line = assistant_line(
+        SESSION, "/work", "2025-10-06T10:00:00Z", "g1", "q1", "glm-4.6", usage(1000, 10)
+    )
+    write_lines(transcript, [line, line])  # two content blocks of one response
+    stop = {
+        "session_id": SESSION,
+        "transcript_path": str(transcript),
+        "cwd": "/work",
+        "hook_event_name": "Stop",
+        "stop_hook_active": False,
+    }
+    done, _ = _hook(env, json.dumps(stop).encode())
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+    [(key, event)] = _queued(env)
+    assert key == SESSION.encode()
+    assert event["event_type"] == "omninode.agent.provider.completed.v1"
+    p = event["payload"]
+    assert (p["provider_name"], p["model_name"], p["input_tokens"]) == ("zai", "glm-4.6", 1000)
+    assert p["cost_source"] == "calculated"
+    assert p["cost_usd"] == pytest.approx((1000 * 0.6 + 10 * 2.2) / 1e6, abs=1e-12)
+    done, _ = _hook(env, json.dumps(stop).encode())
+    assert done.returncode == 0 and len(_queued(env)) == 1
+    sub = transcript.with_suffix("") / "subagents" / "agent-x.jsonl"
+    write_lines(
+        sub,
+        [
+            assistant_line(
+                SESSION,
+                "/work",
+                "2025-10-06T10:01:00Z",
+                "g2",
+                "q2",
+                "glm-4.6",
+                usage(1, 1),
+                sidechain=True,
+            )
+        ],
+    )
+    done, _ = _hook(env, json.dumps({**stop, "hook_event_name": "SubagentStop"}).encode())
+    assert done.returncode == 0 and len(_queued(env)) == 2
+    assert _log(env) == ""

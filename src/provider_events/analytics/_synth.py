@@ -4,7 +4,9 @@ Used by ``provider-events demo``, the analytics tests and the benchmark. The gui
 providers with the models ``switch`` knows, list-price-like costs per token, log-normal
 latencies, per-model quality scores, token counts, free-text reasons (some with characters that
 need escaping), several tenants in different time zones (a working-hours rhythm, quieter
-weekends), a latency incident on one provider and a rarely used model with too little data.
+weekends), a latency incident on one provider and a rarely used model with too little data. Also
+Claude Code transcripts for some of the week's sessions (:func:`synthetic_transcripts`), so
+the demo shows measured usage beside the declared figures.
 """
 
 from __future__ import annotations
@@ -12,12 +14,20 @@ from __future__ import annotations
 import math
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-__all__ = ["MODELS", "TENANTS", "ModelSpec", "Selection", "synthetic_selections"]
+__all__ = [
+    "MODELS",
+    "TENANTS",
+    "ModelSpec",
+    "Selection",
+    "synthetic_selections",
+    "synthetic_transcripts",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,3 +241,71 @@ def _one(
         tenant_id=tenant,
         selected_at=moment.astimezone(UTC),
     )
+
+
+def synthetic_transcripts(
+    selections: Sequence[Selection], root: Path, *, sessions: int = 300, seed: int = 7
+) -> dict[str, str]:
+    """Claude Code transcripts for up to ``sessions`` of the selections' sessions, in Claude
+    Code's line format (each response written as 1-3 content-block lines, some sub-agent
+    replays), under ``root/projects``; returns ``{session id: provider}``.
+
+    The served model is the selection's; token counts are typical of coding sessions (small
+    uncached input, large cache reads, some cache writes of 5 minutes and 1 hour).
+    """
+    import json
+
+    rng = random.Random(seed)
+    chosen = selections[:: max(1, len(selections) // sessions)][:sessions]
+    providers: dict[str, str] = {}
+    for n, s in enumerate(chosen):
+        sid = s.correlation_id
+        providers[sid] = s.provider_name
+        folder = root / "projects" / f"-work-{s.tenant_id}"
+        folder.mkdir(parents=True, exist_ok=True)
+        lines = []
+        for turn in range(rng.randint(1, 4)):
+            at = s.selected_at + timedelta(seconds=20 * turn + rng.randint(1, 15))
+            w1 = rng.choice((0, 0, rng.randint(0, 8000)))
+            usage = {
+                "input_tokens": rng.randint(3, 400),
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": rng.randint(5_000, 90_000),
+                "output_tokens": rng.randint(50, 3_000),
+                "cache_creation": {
+                    "ephemeral_5m_input_tokens": rng.randint(0, 12_000),
+                    "ephemeral_1h_input_tokens": w1,
+                },
+            }
+            cc = usage["cache_creation"]
+            usage["cache_creation_input_tokens"] = (
+                cc["ephemeral_5m_input_tokens"] + cc["ephemeral_1h_input_tokens"]  # type: ignore[index]
+            )
+            for block in range(rng.randint(1, 3)):
+                lines.append(
+                    {
+                        "parentUuid": None,
+                        "isSidechain": False,
+                        "userType": "external",
+                        "cwd": f"/work/{s.tenant_id}",
+                        "sessionId": sid,
+                        "version": "2.0.14",
+                        "type": "assistant",
+                        "message": {
+                            "id": f"msg_demo_{n}_{turn}",
+                            "type": "message",
+                            "role": "assistant",
+                            "model": s.model_name,
+                            "content": [{"type": "text" if block == 0 else "tool_use"}],
+                            "stop_reason": "end_turn" if block == 0 else "tool_use",
+                            "usage": usage,
+                        },
+                        "requestId": f"req_demo_{n}_{turn}",
+                        "uuid": f"demo-{n}-{turn}-{block}",
+                        "timestamp": at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+                    }
+                )
+        with (folder / f"{sid}.jsonl").open("w", encoding="utf-8") as out:
+            for line in lines:
+                out.write(json.dumps(line) + "\n")
+    return providers

@@ -27,6 +27,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("_demo", "generate a synthetic week of selections and show the answers"),
     "switch": ("_switch", "switch Claude Code to another provider and record it"),
     "hook": ("_hook", "Claude Code hook integration"),
+    "import": ("_import", "publish the measured usage in Claude Code's transcripts"),
+    "usage": ("_usage", "measured tokens and cost by day, session, project, provider, model"),
+    "budget": ("_budget", "daily spend budgets (set, show)"),
+    "statusline": ("_statusline", "Claude Code statusline: today's spend against the budget"),
 }
 
 

@@ -161,6 +161,10 @@ def run(args: argparse.Namespace) -> int:
                 "pass --metrics-port N (0 = any free port, off = disabled)",
                 EXIT_BAD_INPUT,
             )
+    if bound is not None:
+        from provider_events.observability._spend import register_spend_collector
+
+        register_spend_collector(dsn)  # budget and today's spend gauges, read at scrape time
     reporter: _Reporter = _LiveReporter() if interactive else _JsonReporter(args.verbose)
     if bound is not None:
         reporter("metrics", {"url": f"http://{metrics_addr}:{bound}/metrics", "port": bound})

@@ -125,7 +125,16 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(backend, int):
         return backend
     with backend:
+        dsn_used = getattr(backend, "_dsn", None) if via_kafka else None
+        hint = (
+            f"PGOPTIONS='-c search_path={args.schema}'"
+            if via_kafka
+            else f"PROVIDER_EVENTS_STATE_DIR={demo_dir}"
+        )
+        # Imported first, so the report shows measured cost too; shown after the answers.
+        show_measured = _measured(console, settings, selections, window, demo_dir, dsn_used, hint)
         _answers(console, backend, window, report, args, demo_dir, via_kafka)
+        show_measured()
     console.print(f"[dim]Done in {time.perf_counter() - started:.1f} s.[/]")
     return 0
 
@@ -365,6 +374,74 @@ def _answers(
         f"  {env} {cli} stats --since {since} --until {until} --group-by model\n"
         f"  {env} {cli} recommend --since {since} --until {until} --json\n"
         f"  {env} {cli} report --since {since} --until {until} --html week.html",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _measured(
+    console: Any,
+    settings: Any,
+    selections: list[Any],
+    window: Any,
+    demo_dir: Path,
+    dsn: Any,
+    hint: str,
+) -> Any:
+    """Measured usage: transcripts for some of the week's sessions, imported now; returns the
+    function that shows the answer."""
+    import shutil
+
+    from provider_events.analytics._synth import synthetic_transcripts
+    from provider_events.usage._answers import open_usage_store, usage_answer
+    from provider_events.usage._transcripts import import_transcripts
+
+    root = demo_dir / "claude"
+    shutil.rmtree(root, ignore_errors=True)
+    (demo_dir / "usage-import.sqlite3").unlink(missing_ok=True)
+    providers = synthetic_transcripts(selections, root)
+    sink = None
+    store_settings = settings.with_overrides(sink="local")
+    if dsn:  # the Kafka demo's schema: outcomes written by the consumer's outcome writer
+        from provider_events.events._envelope import build_provider_completion
+        from provider_events.events._validation import decode_envelope
+        from provider_events.store._outcomes import OutcomeWriter, outcome_row
+
+        writer = OutcomeWriter(dsn)
+
+        def sink(payloads: Any) -> None:
+            events = [build_provider_completion(p, settings=settings) for p in payloads]
+            writer.write([outcome_row(decode_envelope(e.value)) for e in events])
+
+        from provider_events.settings import Secret
+
+        store_settings = settings.with_overrides(database_url=Secret(dsn))
+    summary = import_transcripts(store_settings, [root], providers=providers, sink=sink)
+    store = open_usage_store(store_settings, "postgresql" if dsn else "local")
+    try:
+        answer = usage_answer(store, window.since, window.until, "provider")
+    finally:
+        store.close()
+    return lambda: _show_measured(console, summary, answer, window, hint)
+
+
+def _show_measured(console: Any, summary: Any, answer: Any, window: Any, hint: str) -> None:
+    from provider_events.cli._usage import _render
+
+    console.rule("[bold]provider-events usage[/] (measured, from Claude Code transcripts)")
+    console.print(
+        f"Imported [bold]{summary.published:,}[/] responses from {summary.files} transcripts "
+        f"({summary.duplicates:,} repeated content-block lines skipped), priced offline"
+        + (
+            f"; {summary.unpriced} unpriced (no price known: never shown as $0)"
+            if summary.unpriced
+            else ""
+        )
+    )
+    _render(answer, "provider")
+    since, until = f"{window.since:%Y-%m-%dT%H:%MZ}", f"{window.until:%Y-%m-%dT%H:%MZ}"
+    console.print(
+        f"  {hint} provider-events usage --since {since} --until {until} --by model",
         highlight=False,
         soft_wrap=True,
     )

@@ -136,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
             return fail(str(exc), EXIT_FAILED)
         where = f"{backend.name} ({backend.location})"
         backend_name = backend.name
+    measured = _measured_costs(args, window)
     if args.json:
         write_json(
             {
@@ -146,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
                 },
                 "backend": backend_name,
                 "options": to_jsonable(opts),
-                "recommendations": [r.to_dict() for r in recs],
+                "recommendations": [_with_measured(r.to_dict(), measured) for r in recs],
             }
         )
         return 0
@@ -155,5 +156,59 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from provider_events.analytics._render import make_console, render_recommendations
 
+<<<<<<< HEAD
     render_recommendations(make_console(), recs, window, where, opts)
+=======
+    from provider_events.analytics._render import render_recommendations
+
+    console = Console()
+    render_recommendations(console, recs, window, where, opts)
+    for r in recs:
+        d = _with_measured(r.to_dict(), measured)
+        if d["saving_basis"] == "measured" and d["alternatives"]:
+            best = max(a["estimated_saving_measured_usd"] for a in d["alternatives"])
+            console.print(
+                f"Measured: {d['provider_name']}/{d['model_name']} cost "
+                f"${d['measured_cost_usd']:,.2f} in this window (Claude Code's records); "
+                f"the best alternative would have saved about ${best:,.2f} at its price ratio."
+            )
+>>>>>>> h20
     return 0
+
+
+def _measured_costs(args: argparse.Namespace, window: object) -> dict[tuple[str, str], float]:
+    """Measured cost per (provider, model) in the window; empty where the store has none
+    (or no outcome tables yet: a PostgreSQL not migrated to 0005)."""
+    from provider_events.cli._common import EXIT_FAILED, fail, settings_or_exit
+    from provider_events.errors import DatabaseError, OutboxError
+    from provider_events.usage._answers import measured_by_model, open_usage_store
+
+    try:
+        store = open_usage_store(settings_or_exit(), args.store)
+    except DatabaseError as exc:
+        if "outcome tables are missing" in str(exc):
+            return {}
+        raise SystemExit(fail(str(exc), EXIT_FAILED)) from None
+    except OutboxError as exc:
+        raise SystemExit(fail(str(exc), EXIT_FAILED)) from None
+    try:
+        rows = measured_by_model(store, window.since, window.until, window.tenant)  # type: ignore[attr-defined]
+    except DatabaseError as exc:
+        raise SystemExit(fail(str(exc), EXIT_FAILED)) from None
+    finally:
+        store.close()
+    return {k: m["cost_usd"] for k, m in rows.items() if m["outcomes"] > m["unpriced"]}
+
+
+def _with_measured(rec: dict, measured: dict[tuple[str, str], float]) -> dict:  # type: ignore[type-arg]
+    """``rec`` plus ``saving_basis`` (``measured`` when Claude Code's records priced this
+    model in the window, else ``declared``), ``measured_cost_usd`` and, per alternative,
+    ``estimated_saving_measured_usd`` = measured cost x (1 - price ratio)."""
+    cost = measured.get((rec["provider_name"], rec["model_name"]))
+    rec["saving_basis"] = "declared" if cost is None else "measured"
+    rec["measured_cost_usd"] = cost
+    for alt in rec["alternatives"]:
+        alt["estimated_saving_measured_usd"] = (
+            None if cost is None else round(cost * (1 - alt["price_ratio"]), 9)
+        )
+    return rec

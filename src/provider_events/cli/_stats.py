@@ -8,6 +8,7 @@ with the stable field names documented in docs/analytics.md.
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 SECTIONS = ("all", "groups", "reasons", "criteria", "trends", "cost")
 
@@ -72,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
         except DatabaseError as exc:
             return fail(str(exc), EXIT_FAILED)
     data = stats.to_dict()
+    measured = _measured(args, window, data["cost"]) if args.section == "all" else None
+    if measured is not None:
+        data["measured"] = measured
     if args.json:
         if args.section != "all":
             data = {k: v for k, v in data.items() if k not in SECTIONS or k == args.section}
@@ -90,5 +94,72 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from provider_events.analytics._render import make_console, render_stats
 
+<<<<<<< HEAD
     render_stats(make_console(), stats, args.section)
+=======
+    from provider_events.analytics._render import render_stats
+
+    console = Console()
+    render_stats(console, stats, args.section)
+    if measured:
+        _render_measured(console, measured)
+>>>>>>> h20
     return 0
+
+
+def _measured(args: argparse.Namespace, window: Any, declared: Any) -> list[dict[str, Any]] | None:
+    """Measured cost beside the declared one per provider and model (docs/usage.md); ``None``
+    where the store has no outcome tables yet (a PostgreSQL not migrated to 0005)."""
+    from provider_events.cli._common import EXIT_FAILED, fail, settings_or_exit
+    from provider_events.errors import DatabaseError, OutboxError
+    from provider_events.usage._answers import measured_beside_declared, open_usage_store
+
+    try:
+        store = open_usage_store(settings_or_exit(), args.store)
+    except DatabaseError as exc:
+        if "outcome tables are missing" in str(exc):
+            return None
+        raise SystemExit(fail(str(exc), EXIT_FAILED)) from None
+    except OutboxError as exc:
+        raise SystemExit(fail(str(exc), EXIT_FAILED)) from None
+    try:
+        rows = measured_beside_declared(store, window.since, window.until, window.tenant, declared)
+    except DatabaseError as exc:
+        raise SystemExit(fail(str(exc), EXIT_FAILED)) from None
+    finally:
+        store.close()
+    return rows if any(r["outcomes"] for r in rows) else []
+
+
+def _render_measured(console: Any, rows: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    table = Table(title="Declared vs measured cost (USD) by model", title_justify="left")
+    for col in (
+        "provider",
+        "model",
+        "selections",
+        "declared",
+        "outcomes",
+        "measured",
+        "difference",
+    ):
+        table.add_column(col, justify="left" if col in ("provider", "model") else "right")
+
+    def money(v: Any) -> str:
+        return "-" if v is None else f"{v:,.4f}"
+
+    for r in rows:
+        measured = money(r["measured_cost_usd"]) + (
+            f" (+{r['unpriced']} unpriced)" if r["unpriced"] else ""
+        )
+        table.add_row(
+            r["provider_name"],
+            r["model_name"],
+            str(r["selections"]),
+            money(r["declared_cost_usd"]),
+            str(r["outcomes"]),
+            measured,
+            money(r["difference_usd"]),
+        )
+    console.print(table)

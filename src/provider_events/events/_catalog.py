@@ -8,10 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from provider_events.events._models import ProviderSelectedPayloadV1
+from provider_events.events._models import ProviderCompletedPayloadV1, ProviderSelectedPayloadV1
 
 __all__ = [
     "CATALOG",
+    "PROVIDER_COMPLETED_V1",
     "PROVIDER_SELECTED_V1",
     "EventFamily",
     "EventSpec",
@@ -51,7 +52,23 @@ PROVIDER_SELECTED_V1 = EventSpec(
     description="An agent chose an AI provider and model for a request.",
 )
 
-CATALOG: dict[str, EventSpec] = {spec.event_type: spec for spec in (PROVIDER_SELECTED_V1,)}
+#: The measured outcome of a selection (tokens, cost, stop reason), keyed like it. It travels on
+#: the selection's topic: one key (the session id) then orders a session's selections and
+#: outcomes on one partition, and one consumer, one dead-letter topic and one offset space
+#: serve both (the consumer dispatches on ``event_type``).
+PROVIDER_COMPLETED_V1 = EventSpec(
+    event_type="omninode.agent.provider.completed.v1",
+    payload_type=ProviderCompletedPayloadV1,
+    family=EventFamily.AGENT_PROVIDER,
+    key_field="correlation_id",
+    topic=PROVIDER_SELECTED_V1.topic,
+    schema_ref="registry://omninode/agent/provider_completed/v1",
+    description="What an AI provider's response measured: tokens, cost, stop reason.",
+)
+
+CATALOG: dict[str, EventSpec] = {
+    spec.event_type: spec for spec in (PROVIDER_SELECTED_V1, PROVIDER_COMPLETED_V1)
+}
 
 
 def spec_for(event_type: str) -> EventSpec:

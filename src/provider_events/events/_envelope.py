@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -10,12 +11,13 @@ from typing import Any
 import msgspec
 
 from provider_events.errors import InvalidEventError, PartitionKeyError
-from provider_events.events._catalog import CATALOG, PROVIDER_SELECTED_V1
+from provider_events.events._catalog import CATALOG, PROVIDER_COMPLETED_V1, PROVIDER_SELECTED_V1
 from provider_events.events._ids import _pool as _event_id_pool
 from provider_events.events._ids import new_correlation_id, new_event_id
 from provider_events.events._models import (
     LIMITS,
     OnexEnvelopeV1,
+    ProviderCompletedPayloadV1,
     ProviderSelectedPayloadV1,
     plainly_valid_criteria,
     reject_non_finite,
@@ -25,10 +27,12 @@ from provider_events.settings import Settings
 __all__ = [
     "EventParts",
     "OutgoingEvent",
+    "build_provider_completion",
     "build_provider_selection",
     "event_from_parts",
     "header_dict",
     "header_list",
+    "outcome_event_id",
     "provider_selection_parts",
 ]
 
@@ -375,3 +379,71 @@ def provider_selection_parts(
         provider_name,
         model_name,
     )
+
+
+# -- the measured outcome (omninode.agent.provider.completed.v1) -------------------------------
+_completed_decoder = msgspec.json.Decoder(OnexEnvelopeV1[ProviderCompletedPayloadV1])
+
+
+def outcome_event_id(outcome_id: uuid.UUID) -> str:
+    """The envelope ``event_id`` of an outcome: a version-4-shaped UUID derived from its id.
+
+    Deterministic, so the same response imported twice (a lost state file, a second machine
+    reading a synced folder) is the same event end to end, deduplicated by every store.
+    """
+    digest = hashlib.sha256(b"provider-events/outcome/" + outcome_id.bytes).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=4))
+
+
+def build_provider_completion(
+    payload: ProviderCompletedPayloadV1,
+    *,
+    settings: Settings,
+    tenant_id: str | None = None,
+    source: str | None = None,
+) -> OutgoingEvent:
+    """Wrap, validate and serialise one ``omninode.agent.provider.completed.v1`` event.
+
+    The bytes are decoded again by the validating decoder, so what goes on the wire is what
+    the consumer accepts. Raises :class:`InvalidEventError` with the reason.
+    """
+    if not isinstance(payload, ProviderCompletedPayloadV1):
+        raise InvalidEventError("payload must be a ProviderCompletedPayloadV1")
+    if not payload.correlation_id.strip():
+        raise PartitionKeyError(
+            "correlation_id is the partition key of provider events and must not be empty"
+        )
+    spec = PROVIDER_COMPLETED_V1
+    now = _now(UTC)
+    tenant = tenant_id or settings.tenant_id
+    source = source or settings.source
+    document = _Envelope(
+        spec.event_type,
+        outcome_event_id(payload.outcome_id),
+        now,
+        payload.correlation_id,
+        None,
+        settings.namespace,
+        source,
+        tenant,
+        spec.schema_ref,
+        payload,
+    )
+    try:
+        value = _encode(document)
+        _completed_decoder.decode(value)
+    except (TypeError, ValueError, msgspec.EncodeError) as exc:
+        raise InvalidEventError(str(exc)) from None
+    when = _encode(now)
+    parts: EventParts = (
+        document.event_id,
+        spec.event_type,
+        settings.topic or spec.topic,
+        payload.correlation_id.encode(),
+        value,
+        when[1:-1] if len(when) == 29 else when[1:-2] + b".000000Z",
+        *_origin(tenant, settings.namespace, source),
+        payload.provider_name,
+        payload.model_name,
+    )
+    return event_from_parts(parts)

@@ -19,6 +19,7 @@ from msgspec import Meta, Struct
 __all__ = [
     "LIMITS",
     "OnexEnvelopeV1",
+    "ProviderCompletedPayloadV1",
     "ProviderSelectedPayloadV1",
     "check_criteria",
     "plainly_valid_criteria",
@@ -251,6 +252,89 @@ class ProviderSelectedPayloadV1(Struct, kw_only=True, forbid_unknown_fields=True
         check_criteria(self.selection_criteria)
         self.selected_at = _utc(self.selected_at)
 
+
+#: Bounds of the completion payload's own fields (docs/limits.md).
+OUTCOME_LIMITS = {
+    "text": 200,  # agent, host, stop_reason, price_version, ids
+    "project": 1000,
+    "error": 2000,
+    "tokens": 2**53,  # exact in a float8 rollup and in JSON readers that use doubles
+    "cost_usd": 1e9,
+}
+OutcomeText = Annotated[str, Meta(min_length=1, max_length=OUTCOME_LIMITS["text"])]
+TokenCount = Annotated[int, Meta(ge=0, le=OUTCOME_LIMITS["tokens"])]
+CostUSD = Annotated[float, Meta(ge=0.0, le=OUTCOME_LIMITS["cost_usd"])]
+LatencyMs = Annotated[float, Meta(ge=0.0, le=ANALYTICS_HUGE)]
+COST_SOURCES = ("reported", "calculated", "unpriced")
+OUTCOME_STATUSES = ("ok", "error")
+
+
+class ProviderCompletedPayloadV1(Struct, kw_only=True, forbid_unknown_fields=True):
+    """Payload of ``omninode.agent.provider.completed.v1``: what one model response measured.
+
+    Keyed like its selection (``correlation_id``: the Claude Code session id). ``outcome_id``
+    is derived from the response's ``message.id`` and ``requestId`` (UUIDv5), so the same
+    response read twice, on any machine, is one outcome. ``cost_usd`` is ``None`` exactly when
+    ``cost_source`` is ``unpriced``: a model without a price is never reported as $0.
+    """
+
+    outcome_id: uuid.UUID
+    correlation_id: CorrelationId
+    provider_name: ProviderName
+    model_name: ModelName  # the served model (gen_ai.response.model)
+    requested_model: ModelName | None = None  # gen_ai.request.model, when a source knows it
+    completed_at: UtcTimestamp
+    agent: OutcomeText | None = None
+    sidechain: bool = False
+    project: Annotated[str, Meta(max_length=OUTCOME_LIMITS["project"])] | None = None
+    host: OutcomeText | None = None
+    input_tokens: TokenCount = 0
+    output_tokens: TokenCount = 0
+    cache_read_tokens: TokenCount = 0
+    cache_write_5m_tokens: TokenCount = 0
+    cache_write_1h_tokens: TokenCount = 0
+    cost_usd: CostUSD | None = None
+    cost_source: Annotated[str, Meta(pattern="^(reported|calculated|unpriced)$")]
+    price_version: OutcomeText | None = None
+    status: Annotated[str, Meta(pattern="^(ok|error)$")] = "ok"
+    error: Annotated[str, Meta(max_length=OUTCOME_LIMITS["error"])] | None = None
+    stop_reason: OutcomeText | None = None
+    latency_ms: LatencyMs | None = None
+    message_id: OutcomeText | None = None
+    request_id: OutcomeText | None = None
+
+    def __post_init__(self) -> None:
+        _check_no_control(self, _OUTCOME_NAMES)
+        if self.error is not None and "\x00" in self.error:
+            raise ValueError("error must not contain NUL characters")
+        if self.cost_usd is not None and not math.isfinite(self.cost_usd):
+            raise ValueError("cost_usd must be a finite number")
+        if self.latency_ms is not None and not math.isfinite(self.latency_ms):
+            raise ValueError("latency_ms must be a finite number")
+        if (self.cost_usd is None) != (self.cost_source == "unpriced"):
+            raise ValueError("cost_usd is null exactly when cost_source is 'unpriced'")
+        if self.cost_source == "calculated" and self.price_version is None:
+            raise ValueError("a calculated cost names its price_version")
+        self.completed_at = _utc(self.completed_at)
+
+    @property
+    def cache_write_tokens(self) -> int:
+        return self.cache_write_5m_tokens + self.cache_write_1h_tokens
+
+
+_OUTCOME_NAMES = (
+    "provider_name",
+    "model_name",
+    "requested_model",
+    "correlation_id",
+    "agent",
+    "host",
+    "project",
+    "price_version",
+    "stop_reason",
+    "message_id",
+    "request_id",
+)
 
 P = TypeVar("P")
 

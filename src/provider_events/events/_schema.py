@@ -63,7 +63,8 @@ def _no_control(properties: dict[str, Any]) -> None:
 
 
 def _fix_payload(schema: dict[str, Any]) -> dict[str, Any]:
-    schema["properties"]["selection_criteria"] = {**_CRITERIA, "default": {}}
+    if "selection_criteria" in schema["properties"]:
+        schema["properties"]["selection_criteria"] = {**_CRITERIA, "default": {}}
     _no_control(schema["properties"])
     return schema
 

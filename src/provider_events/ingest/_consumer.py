@@ -34,7 +34,7 @@ import msgspec
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from provider_events.errors import DatabaseError, InvalidEventError
-from provider_events.events._catalog import PROVIDER_SELECTED_V1
+from provider_events.events._catalog import PROVIDER_COMPLETED_V1, PROVIDER_SELECTED_V1
 from provider_events.events._validation import decode_envelope
 from provider_events.observability import _metrics as metrics
 from provider_events.publish._producer import describe_kafka_error, kafka_config
@@ -46,6 +46,7 @@ from provider_events.store import (
     WriteResult,
     row_from_envelope,
 )
+from provider_events.store._outcomes import OutcomeWriter, outcome_row
 from provider_events.store._pg import describe_dsn
 
 __all__ = [
@@ -158,11 +159,14 @@ class _Batch:
     dead: list[tuple[Message, str, str]] = field(default_factory=list)
     #: partition -> last offset seen in this batch.
     last: dict[int, int] = field(default_factory=dict)
+    #: completion events' rows (``store/_outcomes.py``), written by the second writer.
+    outcomes: list[tuple[Any, ...]] = field(default_factory=list)
 
     def drop_partitions(self, partitions: set[int]) -> None:
         self.messages = [m for m in self.messages if m.partition() not in partitions]
         self.rows = [r for r in self.rows if r[12] not in partitions]
         self.dead = [d for d in self.dead if d[0].partition() not in partitions]
+        self.outcomes = [r for r in self.outcomes if r[-2] not in partitions]
         for p in partitions:
             self.last.pop(p, None)
 
@@ -182,6 +186,7 @@ class IngestConsumer:
         self._dsn = dsn
         self._emit: EventSink = on_event or (lambda kind, fields: None)
         self._writer = BatchWriter(dsn)
+        self._outcome_writer = OutcomeWriter(dsn)
         self._stop = threading.Event()
         self._stop_requests = 0
         self._totals = Totals()
@@ -441,6 +446,7 @@ class IngestConsumer:
     def _rows(self, batch: _Batch) -> Iterator[Row]:
         """Decode the batch's messages, yielding rows and setting aside the undecodable."""
         expected = PROVIDER_SELECTED_V1.event_type
+        completed = PROVIDER_COMPLETED_V1.event_type
         encode = self._encode
         last = batch.last
         for msg in batch.messages:
@@ -452,6 +458,9 @@ class IngestConsumer:
                 if value is None:
                     raise InvalidEventError("message has no value (tombstone)", reason="bad_json")
                 envelope = decode_envelope(value)
+                if envelope.event_type == completed:
+                    batch.outcomes.append(outcome_row(envelope, partition, offset))
+                    continue
                 if envelope.event_type != expected:
                     raise InvalidEventError(
                         f"event_type {envelope.event_type!r} is not stored by this consumer",
@@ -521,6 +530,8 @@ class IngestConsumer:
                 # First attempt: rows stream into COPY while they are decoded. Retries: the
                 # decoded rows kept in the batch (revoked partitions already removed).
                 result = self._writer.write(decoding if attempt == 0 else batch.rows)
+                if batch.outcomes:  # the second writer: completion events (outcomes)
+                    self._write_outcomes(batch, result)
             except DatabaseUnavailableError as exc:
                 for _ in decoding:
                     pass  # finish decoding: rows and dead letters are complete for the retry
@@ -540,6 +551,20 @@ class IngestConsumer:
                 self._emit("db_recovered", {"attempts": attempt})
                 self._resume()
             return result
+
+    def _write_outcomes(self, batch: _Batch, result: WriteResult) -> None:
+        """Store the batch's outcomes (raises like the event writer); refused rows become
+        dead letters (``db_rejected``), counts join ``result``."""
+        written = self._outcome_writer.write(batch.outcomes)
+        result.inserted += written.inserted
+        result.duplicates += written.duplicates
+        for index, reason in written.rejected:
+            row = batch.outcomes[index]
+            msg = next(
+                m for m in batch.messages if m.partition() == row[-2] and m.offset() == row[-1]
+            )
+            batch.dead.append((msg, "db_rejected", reason))
+            self._emit("rejected", {"partition": row[-2], "offset": row[-1], "error": reason})
 
     def _dead_letter(self, batch: _Batch) -> bool:
         assert self._producer is not None
@@ -682,6 +707,7 @@ class IngestConsumer:
             with contextlib.suppress(KafkaException, RuntimeError):
                 self._consumer.close()
         self._writer.close()
+        self._outcome_writer.close()
 
     def _wait_for_database(self) -> bool:
         """Wait until PostgreSQL answers (False: stopped meanwhile); raise if it refuses us."""

@@ -57,7 +57,9 @@ __all__ = [
     "uninstall",
 ]
 
-HOOK_EVENTS = ("UserPromptSubmit", "SessionStart")
+HOOK_EVENTS = ("UserPromptSubmit", "SessionStart", "Stop", "SubagentStop")
+#: At these, the new part of ``transcript_path`` is read and its outcomes published.
+OUTCOME_EVENTS = ("Stop", "SubagentStop")
 MAX_STDIN = 32 << 20  # a pasted prompt can be large; beyond this the call is logged, not read
 STDIN_DEADLINE = 1.0
 DEFAULT_TIMEOUT = 3.0
@@ -76,6 +78,7 @@ class HookInput:
     source: str | None
     cwd: str | None
     model: str | None
+    transcript_path: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +181,7 @@ def parse_hook_input(data: bytes) -> HookInput:
         source=_opt_text(doc, "source", 64),
         cwd=doc["cwd"] if isinstance(doc.get("cwd"), str) else None,
         model=_opt_text({"model": model}, "model", 200),
+        transcript_path=_opt_text(doc, "transcript_path", 4096),
     )
 
 
@@ -290,6 +294,8 @@ def _publish(
         log.write(f"settings.json not used: {exc}")
         settings_env = {}
     selection = detect_selection(settings_env, env, providers, hook.model)
+    if hook.event_name in OUTCOME_EVENTS:
+        return _publish_outcomes(hook, selection.provider_name, settings, log, env)
     if hook.session_id is None:
         log.write(f"{hook.event_name}: no usable session_id; a correlation id was generated")
     from provider_events.publish._publisher import Publisher
@@ -311,6 +317,27 @@ def _publish(
             f"model={selection.model_name} session={hook.session_id}"
         )
     return result.event_id
+
+
+def _publish_outcomes(
+    hook: HookInput, provider: str, settings: Any, log: HookLog, env: Mapping[str, str]
+) -> str | None:
+    """Stop / SubagentStop: queue the outcomes of the turn (the transcript's new lines)."""
+    if hook.transcript_path is None:
+        log.write(f"{hook.event_name}: no transcript_path; no outcomes published")
+        return None
+    from provider_events.usage._transcripts import TranscriptImportError, publish_turn_outcomes
+
+    try:
+        count = publish_turn_outcomes(
+            hook.transcript_path, hook.session_id, provider, settings.state_dir, settings=settings
+        )
+    except (TranscriptImportError, OSError) as exc:
+        log.write(f"{hook.event_name}: outcomes not published: {exc}")
+        return None
+    if env.get("PROVIDER_EVENTS_HOOK_DEBUG"):
+        log.write(f"{hook.event_name}: queued {count} outcome(s) provider={provider}")
+    return f"{count} outcome(s)"
 
 
 # -- install / uninstall -----------------------------------------------------------------------

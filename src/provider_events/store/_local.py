@@ -9,6 +9,8 @@ Three layers, written in one transaction per :meth:`LocalEventStore.add`:
 * ``events``: the envelopes exactly as published (JSON bytes), the store's log;
 * ``provider_selection_events``: one normalized row per event with the PostgreSQL table's
   columns (``selection_criteria`` as JSON text, times as RFC 3339 text);
+* completion events (measured outcomes) go to ``provider_outcomes`` and its hourly rollup
+  instead (``store/_outcomes.py``), idempotent on ``outcome_id``;
 * the rollups of ``store/migrations/0002_rollups.sql`` (hourly counts and sums, reasons,
   hourly and daily histograms), so the analytics queries are the same as on PostgreSQL.
 
@@ -34,8 +36,10 @@ from provider_events.analytics._sql import (
     SQLITE_UPSERTS,
 )
 from provider_events.errors import InvalidEventError, OutboxCorruptError, OutboxError
+from provider_events.events._catalog import PROVIDER_COMPLETED_V1, PROVIDER_SELECTED_V1
 from provider_events.settings import Settings
 from provider_events.store._columns import EVENT_COLUMNS, TABLE
+from provider_events.store._outcomes import SQLITE_OUTCOMES_SCHEMA, add_outcomes_sqlite
 
 __all__ = ["LocalEventStore"]
 
@@ -70,6 +74,8 @@ def _normalize(envelope_bytes: bytes) -> tuple[tuple[Any, ...], tuple[Any, ...]]
     from provider_events.events._validation import decode_envelope
 
     env = decode_envelope(envelope_bytes)
+    if env.event_type != PROVIDER_SELECTED_V1.event_type:
+        raise InvalidEventError("not a provider-selection event")  # outcomes: _outcomes.py
     p = env.payload
     criteria = p.selection_criteria
     row = (
@@ -135,6 +141,7 @@ class LocalEventStore:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = FULL")
                 conn.executescript(_SCHEMA)
+                conn.executescript(SQLITE_OUTCOMES_SCHEMA)
                 if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
                     self._upgrade(conn)
                 conn.execute(SQLITE_NEW_ROWS)
@@ -227,7 +234,13 @@ class LocalEventStore:
                 [(e.event_id, e.value, now) for e in events],
             )
             added = conn.total_changes - before
-            self._insert_normalized(conn, (e.value for e in events))
+            completed = PROVIDER_COMPLETED_V1.event_type
+            self._insert_normalized(conn, (e.value for e in events if e.event_type != completed))
+            outcomes = [e.value for e in events if e.event_type == completed]
+            if outcomes:
+                from provider_events.events._validation import decode_envelope
+
+                add_outcomes_sqlite(conn, (decode_envelope(v) for v in outcomes))
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:

@@ -104,7 +104,24 @@ def build_report(
     stats = collect_stats(backend, window, "provider")
     recs = recommend(backend, window, opts) if stats.total_selections else []
     hourly = backend.totals(window, ("hour", "provider_name")) if stats.total_selections else {}
-    return render_report(stats, recs, hourly, now=now)
+    return render_report(stats, recs, hourly, now=now, measured=_measured(backend, window))
+
+
+def _measured(backend: Backend, window: Window) -> dict[tuple[str, str], dict[str, Any]]:
+    """Measured usage per (provider, model) from the same store (docs/usage.md); empty when
+    it holds no outcomes, or is a PostgreSQL not migrated to 0005."""
+    from provider_events.usage._answers import UsageStore, measured_by_model
+
+    conn = getattr(backend, "_conn", None)
+    if conn is None:
+        return {}
+    dialect = "sqlite" if backend.dialect == "sqlite" else "postgresql"
+    store = UsageStore(dialect, conn, backend.location)  # borrowed: not closed here
+    if dialect == "postgresql":
+        found = store.fetch("SELECT to_regclass('provider_outcomes_hourly') IS NOT NULL", [])
+        if not found[0][0]:
+            return {}
+    return measured_by_model(store, window.since, window.until, window.tenant)
 
 
 def render_report(
@@ -112,6 +129,7 @@ def render_report(
     recs: Sequence[Recommendation],
     hourly: dict[tuple[Any, ...], Measures],
     now: datetime | None = None,
+    measured: dict[tuple[str, str], dict[str, Any]] | None = None,
 ) -> str:
     """Lay out already-computed answers (I/O free; the tests feed it directly too)."""
     window = stats.window
@@ -134,6 +152,8 @@ def render_report(
         sections += _criteria_sections(stats, hourly, providers, color)
         sections.append(_reasons_section(stats, color))
         sections.append(_recommendations_section(recs, color))
+        if measured and any(m["outcomes"] for m in measured.values()):
+            sections.append(_measured_section(stats, measured, color))
     else:
         sections.append(
             card(
@@ -392,6 +412,38 @@ def _criteria_sections(
         ),
         card("Criteria by provider", "over the whole window", criteria, wide=True),
     ]
+
+
+def _measured_section(
+    stats: Stats, measured: dict[tuple[str, str], dict[str, Any]], color: _Colors
+) -> str:
+    """Measured cost per provider (from Claude Code's records) beside the declared one."""
+    declared = {c.provider_name: c.total_cost_usd for c in stats.cost if c.level == "provider"}
+    per: dict[str, list[float]] = {}
+    for (provider, _model), m in measured.items():
+        acc = per.setdefault(provider, [0.0, 0.0, 0.0])
+        acc[0] += m["cost_usd"]
+        acc[1] += m["outcomes"]
+        acc[2] += m["unpriced"]
+    bars = []
+    for provider, (cost, outcomes, unpriced) in sorted(per.items(), key=lambda kv: -kv[1][0]):
+        dec = declared.get(provider)
+        text = f"{_money(cost)} measured · " + (
+            f"{_money(dec)} declared" if dec is not None else "no declared cost"
+        )
+        if unpriced:
+            text += f" · {int(unpriced):,} unpriced"
+        bars.append(
+            Bar(provider, cost, color(provider), text, title=f"{int(outcomes):,} responses")
+        )
+    return card(
+        "Measured cost by provider",
+        "what responses cost according to Claude Code's own records, priced offline "
+        "(unpriced responses are counted apart, never as $0), beside what selections declared",
+        _svg.hbars("measured-cost", "Measured cost by provider", bars, width=1240, label_width=260),
+        wide=True,
+        ident="measured",
+    )
 
 
 def _reasons_section(stats: Stats, color: _Colors) -> str:
