@@ -156,12 +156,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from provider_events.analytics._render import make_console, render_recommendations
 
-<<<<<<< HEAD
-    render_recommendations(make_console(), recs, window, where, opts)
-=======
-    from provider_events.analytics._render import render_recommendations
-
-    console = Console()
+    console = make_console()
     render_recommendations(console, recs, window, where, opts)
     for r in recs:
         d = _with_measured(r.to_dict(), measured)
@@ -172,7 +167,6 @@ def run(args: argparse.Namespace) -> int:
                 f"${d['measured_cost_usd']:,.2f} in this window (Claude Code's records); "
                 f"the best alternative would have saved about ${best:,.2f} at its price ratio."
             )
->>>>>>> h20
     return 0
 
 

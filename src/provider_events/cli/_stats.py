@@ -94,16 +94,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from provider_events.analytics._render import make_console, render_stats
 
-<<<<<<< HEAD
-    render_stats(make_console(), stats, args.section)
-=======
-    from provider_events.analytics._render import render_stats
-
-    console = Console()
+    console = make_console()
     render_stats(console, stats, args.section)
     if measured:
         _render_measured(console, measured)
->>>>>>> h20
     return 0
 
 
