@@ -215,4 +215,7 @@ def test_piped_demo_keeps_names_whole(tmp_path: Path) -> None:
     )
     assert "gemini-2.5-flash/gemini-2.5-flash" in out
     assert "-0.000" not in out
-    assert all(len(line) <= PIPE_WIDTH for line in out.splitlines())
+    # Tables fit the pipe width (commands the demo suggests are printed whole, however long
+    # the paths in them are).
+    tables = [line for line in out.splitlines() if set(line) & set("│┃┏┡└━─")]
+    assert tables and [line for line in tables if len(line) > PIPE_WIDTH] == []
