@@ -1,13 +1,24 @@
-"""The Claude Code hook: record which provider and model each session and prompt runs on.
+"""The Claude Code hook: record which provider and model each turn really ran on.
 
-``provider-events hook claude`` is registered for ``UserPromptSubmit`` and ``SessionStart``.
-Claude Code gives it the hook JSON on stdin (``session_id``, ``hook_event_name``, ``cwd``,
-``transcript_path``, ``prompt`` or ``source`` ...). It publishes one provider-selection event in
-background mode (committed to the local outbox; the relay delivers it) keyed by the session id,
-so every event of a session lands on one partition in order. The prompt text is never read into
-the event.
+``provider-events hook claude`` is registered for ``SessionStart``, ``UserPromptSubmit``,
+``Stop`` and ``SubagentStop``. Claude Code gives it the hook JSON on stdin (``session_id``,
+``hook_event_name``, ``cwd``, ``transcript_path``, ``prompt_id`` ...). One selection event is
+published per turn, at its end, keyed by the session id so every event of a session lands on
+one partition in order:
 
-The rules of a hook that runs before every prompt:
+* ``SessionStart`` remembers the session's ``model`` when Claude Code reports one;
+* ``UserPromptSubmit`` remembers when the prompt was submitted and how long the transcript was
+  (and publishes a previous turn that never reached ``Stop``, e.g. an interrupted one);
+* ``Stop`` reads the transcript lines written since (incrementally, bounded in bytes and time)
+  and publishes the turn with the ``model`` of its API requests and ``selected_at`` = the
+  prompt's time; ``SubagentStop`` does the same with the sub-agent's transcript;
+* any other event is ignored (logged, nothing published).
+
+Where the transcript has nothing, the model comes from :mod:`._claude_model`'s fallbacks; the
+``selection_reason`` says which source decided, and ``selection_criteria["claude_code"]`` holds
+the turn's details (main or sub-agent, model source, prompt id, number of requests).
+
+The rules of a hook that runs on every prompt:
 
 * nothing on stdout (for ``UserPromptSubmit`` stdout becomes part of the model's context);
 * exit 0 always (exit 2 would block the prompt), whatever stdin or the configuration holds;
@@ -16,11 +27,8 @@ The rules of a hook that runs before every prompt:
 * problems go to ``<state dir>/hook.log`` (kept under 256 KiB, one previous file).
 
 Which provider: per key, the hook's own environment (Claude Code applied settings.json's ``env``
-to it when the session started, so it describes the running session even after a switch that
-awaits a restart) then settings.json's ``env``. The base URL and tier models are matched against
-the provider table (:func:`provider_events.integrations._providers.identify`). Which model: the hook JSON's
-``model`` when Claude Code sends one, else ``ANTHROPIC_MODEL`` (tier aliases like ``opus`` are
-resolved), else the sonnet-tier model.
+to it when the session started) then settings.json's ``env``; the base URL and tier models are
+matched against the provider table (:func:`provider_events.integrations._providers.identify`).
 
 Import-light: no rich, confluent_kafka, asyncio or prometheus_client on this path.
 """
@@ -57,7 +65,7 @@ __all__ = [
     "uninstall",
 ]
 
-HOOK_EVENTS = ("UserPromptSubmit", "SessionStart")
+HOOK_EVENTS = ("UserPromptSubmit", "SessionStart", "Stop", "SubagentStop")
 MAX_STDIN = 32 << 20  # a pasted prompt can be large; beyond this the call is logged, not read
 STDIN_DEADLINE = 1.0
 DEFAULT_TIMEOUT = 3.0
@@ -76,6 +84,12 @@ class HookInput:
     source: str | None
     cwd: str | None
     model: str | None
+    transcript_path: str | None = None
+    prompt_id: str | None = None
+    agent_id: str | None = None
+    agent_type: str | None = None
+    agent_transcript_path: str | None = None
+    stop_hook_active: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +98,10 @@ class Selection:
     model_name: str
     criteria: dict[str, Any]
     exact: bool
+    #: The model of each tier (``haiku``, ``sonnet``, ``opus``) for this provider setup.
+    tiers: Mapping[str, str | None] | None = None
+    #: ``ANTHROPIC_MODEL`` from the environment or settings.json's ``env``.
+    anthropic_model: str | None = None
 
 
 # -- the log -----------------------------------------------------------------------------------
@@ -176,22 +194,31 @@ def parse_hook_input(data: bytes) -> HookInput:
         event_name=_opt_text(doc, "hook_event_name", 64) or "hook",
         session_id=_opt_text(doc, "session_id"),
         source=_opt_text(doc, "source", 64),
-        cwd=doc["cwd"] if isinstance(doc.get("cwd"), str) else None,
+        cwd=_opt_text(doc, "cwd", 4096),
         model=_opt_text({"model": model}, "model", 200),
+        transcript_path=_opt_text(doc, "transcript_path", 4096),
+        prompt_id=_opt_text(doc, "prompt_id"),
+        agent_id=_opt_text(doc, "agent_id"),
+        agent_type=_opt_text(doc, "agent_type"),
+        agent_transcript_path=_opt_text(doc, "agent_transcript_path", 4096),
+        stop_hook_active=doc.get("stop_hook_active") is True,
     )
 
 
 # -- working out provider and model ------------------------------------------------------------
-_ALIAS = re.compile(r"^(haiku|sonnet|opus)(\[1m\])?$")
-
-
 def detect_selection(
     settings_env: Mapping[str, Any],
     environ: Mapping[str, str],
     providers: Mapping[str, Provider],
     hook_model: str | None = None,
 ) -> Selection:
-    """Provider and model Claude Code runs on: the process environment, then settings.json."""
+    """Provider and model Claude Code runs on: the process environment, then settings.json.
+
+    The model is ``hook_model`` when given, else ``ANTHROPIC_MODEL``, else the sonnet tier
+    (tier aliases resolved); the hook itself prefers the transcript (see :func:`run_claude_hook`).
+    """
+    from provider_events.integrations._claude_model import resolve_alias
+
     keys = (ENV_BASE_URL, *ENV_MODEL_KEYS.values(), "ANTHROPIC_MODEL")
     merged: dict[str, str] = {}
     for key in keys:
@@ -205,16 +232,9 @@ def detect_selection(
         for t in TIERS
     }
     model = hook_model or merged.get("ANTHROPIC_MODEL")
-    alias = _ALIAS.match(model) if model else None
-    if alias:
-        model = tiers[alias.group(1)] or model
-    model = model or tiers["sonnet"] or "unknown"
+    model = resolve_alias(model, tiers) if model else (tiers["sonnet"] or "unknown")
     criteria = dict(provider.criteria) if provider is not None else {}
-    return Selection(match.name, model, criteria, match.exact)
-
-
-def _reason(hook: HookInput) -> str:
-    return f"Claude Code {hook.event_name}" + (f" ({hook.source})" if hook.source else "")
+    return Selection(match.name, model, criteria, match.exact, tiers, merged.get("ANTHROPIC_MODEL"))
 
 
 # -- the hook itself ---------------------------------------------------------------------------
@@ -271,6 +291,179 @@ def _publish(
     except (HookInputError, OSError) as exc:
         log.write(f"ignored hook call, event not published: {exc}")
         return None
+    if hook.event_name not in HOOK_EVENTS:
+        log.write(
+            f"{hook.event_name}: not an event this hook is registered for "
+            f"({', '.join(HOOK_EVENTS)}); nothing published"
+        )
+        return None
+    if hook.session_id is None:
+        log.write(f"{hook.event_name}: no usable session_id; nothing published")
+        return None
+    from provider_events.integrations._claude_state import open_session, prune_sessions
+    from provider_events.integrations._transcript import transcript_size
+
+    state_dir = Path(settings.state_dir)
+    if hook.event_name == "SessionStart":
+        with open_session(state_dir, hook.session_id) as state:
+            if hook.model:
+                state["session_model"] = hook.model
+        prune_sessions(state_dir)
+        return None
+    if hook.event_name == "UserPromptSubmit":
+        turn = {
+            "prompt_id": hook.prompt_id,
+            "at": _now(),
+            "offset": transcript_size(hook.transcript_path),
+        }
+        with open_session(state_dir, hook.session_id) as state:
+            previous = state.get("turn")
+            state["turn"] = turn
+        if isinstance(previous, dict):  # that turn never reached Stop (interrupted)
+            return _publish_turn(hook, previous, env, settings, log, path, interrupted=True)
+        return None
+    if hook.event_name == "SubagentStop":
+        return _publish_subagent(hook, env, settings, log, path)
+    with open_session(state_dir, hook.session_id) as state:
+        turn = state.pop("turn", None)
+        read_up_to = state.get("offset")
+    if not isinstance(turn, dict):
+        if hook.stop_hook_active:  # a continuation of a turn already recorded
+            log.write("Stop: continuation of a recorded turn; nothing published")
+            return None
+        turn = {"prompt_id": hook.prompt_id, "at": None, "offset": read_up_to}
+    return _publish_turn(hook, turn, env, settings, log, path, interrupted=False)
+
+
+def _now() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _when(text: Any) -> Any:
+    """An RFC 3339 text as an aware datetime; ``None`` when absent or unreadable."""
+    if not isinstance(text, str):
+        return None
+    from datetime import datetime
+
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value if value.tzinfo is not None else None
+
+
+def _read(path: str | None, offset: Any, log: HookLog, what: str, max_seconds: float = 1.0) -> Any:
+    """The transcript's assistant records after ``offset`` (``None``: unreadable, logged)."""
+    from provider_events.integrations._transcript import read_assistant_records
+
+    if not path:
+        return None
+    start = offset if isinstance(offset, int) and offset >= 0 else 0
+    try:
+        read = read_assistant_records(path, start, max_seconds=max_seconds)
+    except OSError as exc:
+        log.write(f"{what}: transcript not read ({type(exc).__name__}: {exc.strerror})")
+        return None
+    if read.truncated:
+        log.write(f"{what}: transcript read stopped at its bound (offset {read.offset})")
+    return read
+
+
+def _publish_turn(
+    hook: HookInput,
+    turn: Mapping[str, Any],
+    env: Mapping[str, str],
+    settings: Any,
+    log: HookLog,
+    path: Path | None,
+    *,
+    interrupted: bool,
+) -> str | None:
+    """Publish one main-conversation turn that began at ``turn`` (see the module doc)."""
+    offset = turn.get("offset")
+    if not isinstance(offset, int):
+        # No prompt was seen (the hook was installed mid-session): the last 4 MiB hold the
+        # turn's lines; older lines would name older turns' models.
+        size = _size(hook.transcript_path)
+        offset = max(0, size - (4 << 20)) if size is not None else 0
+    read = _read(hook.transcript_path, offset, log, hook.event_name)
+    records = [r for r in read.records if not r.sidechain] if read is not None else []
+    if read is not None and hook.session_id is not None:
+        from provider_events.integrations._claude_state import open_session
+
+        with open_session(Path(settings.state_dir), hook.session_id) as state:
+            state["offset"] = read.offset
+    prompt_id = turn.get("prompt_id") if isinstance(turn.get("prompt_id"), str) else None
+    details: dict[str, Any] = {"turn": "interrupted" if interrupted else "main"}
+    if prompt_id:
+        details["prompt_id"] = prompt_id
+    label = "Claude Code turn" + (" (interrupted)" if interrupted else "")
+    return _publish_selection(
+        hook, records, details, label, turn.get("at"), env, settings, log, path
+    )
+
+
+def _publish_subagent(
+    hook: HookInput, env: Mapping[str, str], settings: Any, log: HookLog, path: Path | None
+) -> str | None:
+    """Publish a sub-agent's turn from its own transcript (or, in versions without one, the
+    sidechain lines of the main transcript)."""
+    from provider_events.integrations._claude_state import open_session
+
+    assert hook.session_id is not None
+    key = hook.agent_id or hook.agent_transcript_path or "sidechain"
+    with open_session(Path(settings.state_dir), hook.session_id) as state:
+        agents = _dict(state.get("agents"))
+        offset = agents.get(key)
+        turn = _dict(state.get("turn"))
+    if hook.agent_transcript_path:
+        read = _read(hook.agent_transcript_path, offset, log, hook.event_name)
+        records = list(read.records) if read is not None else []
+    else:
+        start = offset if isinstance(offset, int) else turn.get("offset")
+        read = _read(hook.transcript_path, start, log, hook.event_name)
+        records = [r for r in read.records if r.sidechain] if read is not None else []
+    if read is not None:
+        with open_session(Path(settings.state_dir), hook.session_id) as state:
+            agents = _dict(state.get("agents"))
+            agents[key] = read.offset
+            state["agents"] = agents
+    details: dict[str, Any] = {"turn": "subagent"}
+    if hook.agent_type:
+        details["agent_type"] = hook.agent_type
+    if hook.agent_id:
+        details["agent_id"] = hook.agent_id
+    prompt_id = hook.prompt_id or turn.get("prompt_id")
+    if isinstance(prompt_id, str):
+        details["prompt_id"] = prompt_id
+    label = "Claude Code sub-agent turn" + (f" ({hook.agent_type})" if hook.agent_type else "")
+    at = read.first_timestamp if read is not None else None
+    return _publish_selection(hook, records, details, label, at, env, settings, log, path)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _size(path: str | None) -> int | None:
+    from provider_events.integrations._transcript import transcript_size
+
+    return transcript_size(path)
+
+
+def _publish_selection(
+    hook: HookInput,
+    records: list[Any],
+    details: dict[str, Any],
+    label: str,
+    at: Any,
+    env: Mapping[str, str],
+    settings: Any,
+    log: HookLog,
+    path: Path | None,
+) -> str | None:
     from provider_events.errors import ConfigError
     from provider_events.integrations._providers import BUILTIN_PROVIDERS, load_providers
     from provider_events.integrations._switch import (
@@ -284,23 +477,48 @@ def _publish(
     except ConfigError as exc:
         log.write(f"provider file problem, using the built-in providers: {exc}")
         providers = dict(BUILTIN_PROVIDERS)
+    user_settings = path or claude_settings_path(env)
     try:
-        settings_env = read_settings(path or claude_settings_path(env)).env
+        settings_env = read_settings(user_settings).env
     except SwitchError as exc:
         log.write(f"settings.json not used: {exc}")
         settings_env = {}
-    selection = detect_selection(settings_env, env, providers, hook.model)
-    if hook.session_id is None:
-        log.write(f"{hook.event_name}: no usable session_id; a correlation id was generated")
+    selection = detect_selection(settings_env, env, providers)
+    if records:
+        models = list(dict.fromkeys(r.model for r in records))
+        model, source = records[-1].model, "transcript"
+        details["requests"] = len(
+            {r.request_id or r.message_id or i for i, r in enumerate(records)}
+        )
+        if len(models) > 1:
+            details["models"] = models
+    else:
+        from provider_events.integrations._claude_model import fallback_model
+        from provider_events.integrations._claude_state import open_session
+
+        assert hook.session_id is not None
+        with open_session(Path(settings.state_dir), hook.session_id) as state:
+            session_model = state.get("session_model")
+        model, source = fallback_model(
+            session_model=session_model if isinstance(session_model, str) else None,
+            anthropic_model=selection.anthropic_model,
+            project_dir=env.get("CLAUDE_PROJECT_DIR") or hook.cwd,
+            user_settings=user_settings,
+            tiers=selection.tiers or {},
+        )
+    details["model_source"] = source
+    criteria = {**selection.criteria, "claude_code": details}
+    reason = f"{label}: model from {_SOURCES.get(source, source)}"
     from provider_events.publish._publisher import Publisher
 
     result = Publisher(settings).publish_sync(
         delivery="background",
         provider_name=selection.provider_name,
-        model_name=selection.model_name,
+        model_name=model,
         correlation_id=hook.session_id,
-        selection_reason=_reason(hook),
-        selection_criteria=selection.criteria,
+        selection_reason=reason,
+        selection_criteria=criteria,
+        selected_at=_when(at),
     )
     if not result.accepted:
         log.write(f"{hook.event_name}: event not queued ({result.status.value}): {result.error}")
@@ -308,9 +526,16 @@ def _publish(
     if env.get("PROVIDER_EVENTS_HOOK_DEBUG"):
         log.write(
             f"{hook.event_name}: queued {result.event_id} provider={selection.provider_name} "
-            f"model={selection.model_name} session={hook.session_id}"
+            f"model={model} source={source} session={hook.session_id}"
         )
     return result.event_id
+
+
+_SOURCES = {
+    "transcript": "the transcript",
+    "session": "SessionStart",
+    "default": "the provider's default (sonnet tier)",
+}
 
 
 # -- install / uninstall -----------------------------------------------------------------------
@@ -325,7 +550,7 @@ def default_hook_command() -> str:
     import subprocess
     import sys
 
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # the provider_events directory
     command = shlex.join([sys.executable, "-m", "provider_events.cli", "hook", "claude"])
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     probe = "import provider_events, os; print(os.path.dirname(provider_events.__file__))"
@@ -427,8 +652,8 @@ def install(
                     # a further one of ours is a duplicate: dropped
                 if kept or not group.get("hooks"):
                     groups.append(dict(group, hooks=kept) if "hooks" in group else group)
-            if event not in outcome:
-                groups.append({"hooks": [dict(entry)]})
+            if event not in outcome:  # the layout Claude Code's hooks reference documents
+                groups.append({"matcher": "", "hooks": [dict(entry)]})
                 outcome[event] = "added"
             hooks[event] = groups
         new["hooks"] = hooks

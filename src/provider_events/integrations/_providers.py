@@ -39,6 +39,7 @@ __all__ = [
     "TIERS",
     "Match",
     "Provider",
+    "custom_name",
     "identify",
     "load_providers",
     "providers_file",
@@ -346,13 +347,32 @@ class Match:
 
     @property
     def name(self) -> str:
-        """A provider name for events: the match, the closest, else the base URL's host."""
+        """A provider name for events: the match, the closest, else :func:`custom_name`."""
         if self.provider is not None:
             return self.provider.name
         if self.closest is not None:
             return self.closest.name
-        host = urlsplit(self.base_url or "").hostname
-        return host or "custom"
+        return custom_name(self.base_url)
+
+
+def custom_name(base_url: str | None) -> str:
+    """The name of a provider no definition matches: ``custom:`` and the base URL's host, with
+    the port when the URL gives one (``custom:127.0.0.1:8080``, ``custom:llm.example.com``).
+
+    Never the user name, password, path or query of the URL (they may hold a secret); at most
+    100 characters (the event's limit); ``custom`` alone when the URL has no usable host.
+    """
+    try:
+        parts = urlsplit((base_url or "").strip())
+        host = parts.hostname
+        port = parts.port
+    except ValueError:  # a port out of range, brackets that do not close ...
+        return "custom"
+    if not host or any(c.isspace() or ord(c) < 32 for c in host):
+        return "custom"
+    host = f"[{host}]" if ":" in host else host
+    name = f"custom:{host}" + (f":{port}" if port is not None else "")
+    return name[:100]
 
 
 def _norm(url: str | None) -> str | None:
