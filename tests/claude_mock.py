@@ -8,12 +8,11 @@ usage, ``message_stop``), otherwise one JSON message; every answer has a ``reque
 
 What it answers is scripted by markers in the conversation's first user text:
 
-* ``MOCK_TOOL``: the first answer calls the ``Bash`` tool (``echo mock-tool-ran``); once the
-  tool result is back, a text answer ends the turn;
-* ``MOCK_AGENT``: the first answer calls the sub-agent tool (``Task``, or ``Agent`` in versions
-  that renamed it) with a prompt holding ``MOCK_SUBAGENT``; the sub-agent's own request gets a
-  text answer; the parent then ends its turn with text;
-* anything else: one text answer.
+* ``MOCK_TOOL``: a call of the ``Bash`` tool (``echo mock-tool-ran``);
+* ``MOCK_AGENT``: a call of the sub-agent tool (``Task``, or ``Agent`` in versions that renamed
+  it) with a prompt holding ``MOCK_SUBAGENT``; the sub-agent's own request gets a text answer;
+* each marker is one tool call, in the order they appear (the next once the previous tool's
+  result is back); then, or without any marker, a text answer ends the turn.
 
 Every request is recorded (:class:`Recorded`: the model asked for, whether it was a main
 conversation request, i.e. one that offered tools); the test compares the models recorded
@@ -149,9 +148,15 @@ class MockAnthropic:
         offered = body.get("tools")
         tools: list[Any] = offered if isinstance(offered, list) else []
         names = {t.get("name") for t in tools if isinstance(t, dict)}
-        answered = bool(messages) and _has_tool_result(messages[-1])
-        if not answered and SUBAGENT_MARK not in first:
-            if TOOL_MARK in first and "Bash" in names:
+        # Each marker is one tool call, in the order they appear; then a text answer.
+        steps = sorted(
+            (first.index(mark), mark) for mark in (TOOL_MARK, AGENT_MARK) if mark in first
+        )
+        done = sum(1 for m in messages if _has_tool_result(m))
+        if SUBAGENT_MARK not in first and done < len(steps):
+            mark = steps[done][1]
+            agent = next((n for n in AGENT_TOOLS if n in names), None)
+            if mark == TOOL_MARK and "Bash" in names:
                 block = {
                     "type": "tool_use",
                     "id": f"toolu_{uuid.uuid4().hex[:20]}",
@@ -159,8 +164,7 @@ class MockAnthropic:
                     "input": {"command": "echo mock-tool-ran", "description": "Print a word"},
                 }
                 return [block], "tool_use", first
-            agent = next((n for n in AGENT_TOOLS if n in names), None)
-            if AGENT_MARK in first and agent is not None:
+            if mark == AGENT_MARK and agent is not None:
                 block = {
                     "type": "tool_use",
                     "id": f"toolu_{uuid.uuid4().hex[:20]}",

@@ -24,7 +24,7 @@ def claude_arguments(args: list[str]) -> tuple[bool, Path | None]:
     """``(is a claude call, --settings value)`` for the arguments after ``hook``; not a claude
     call when the first positional is another action or ``--help`` is asked for."""
     settings: Path | None = None
-    action = None
+    positionals: list[str] = []
     i = 0
     while i < len(args):
         arg = args[i]
@@ -37,10 +37,15 @@ def claude_arguments(args: list[str]) -> tuple[bool, Path | None]:
             continue
         if arg.startswith("--settings="):
             settings = Path(arg.split("=", 1)[1])
-        elif action is None and not arg.startswith("-"):
-            action = arg
+        elif not arg.startswith("-"):
+            positionals.append(arg)
         i += 1
-    return action == "claude", settings
+    # A stray value (`--setting x claude`) must not hide `claude`; another action wins only
+    # when it comes first.
+    first = positionals[0] if positionals else None
+    if first in ("install", "uninstall", "status"):
+        return False, None
+    return "claude" in positionals, settings
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
