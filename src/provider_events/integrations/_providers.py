@@ -39,7 +39,10 @@ __all__ = [
     "TIERS",
     "Match",
     "Provider",
+    "check_definition",
+    "check_name",
     "custom_name",
+    "default_providers_file",
     "identify",
     "load_providers",
     "providers_file",
@@ -58,7 +61,7 @@ ENV_MODEL_KEYS = {
 ENV_KEYS = (ENV_BASE_URL, ENV_TOKEN, *ENV_MODEL_KEYS.values())
 PROVIDERS_FILE_ENV = "PROVIDER_EVENTS_PROVIDERS_FILE"
 #: Names that are sub-commands of ``switch``, never providers.
-RESERVED = frozenset({"list", "status"})
+RESERVED = frozenset({"list", "status", "add"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,6 +317,32 @@ def _apply(name: str, spec: Any, base: Provider | None) -> Provider:
     )
 
 
+def default_providers_file(environ: Mapping[str, str] | None = None) -> Path:
+    """Where ``switch add`` writes when there is no providers file yet."""
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_CONFIG_HOME", "").strip() or str(Path(env.get("HOME", "~")) / ".config")
+    return Path(base).expanduser() / "provider-events" / "providers.toml"
+
+
+def check_name(name: Any, where: Path | str) -> str:
+    """``name`` if it can name a provider; :class:`ConfigError` otherwise."""
+    if (
+        not isinstance(name, str)
+        or not name
+        or name in RESERVED
+        or name.startswith("-")
+        or len(name) > 100
+        or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in name)
+    ):
+        raise ConfigError(PROVIDERS_FILE_ENV, f"{where}: {name!r} cannot be a provider name")
+    return name
+
+
+def check_definition(name: str, spec: Mapping[str, Any]) -> Provider:
+    """Validate a new provider's definition as the providers file would be read."""
+    return _apply(name, dict(spec), None)
+
+
 def load_providers(environ: Mapping[str, str] | None = None) -> dict[str, Provider]:
     """Built-in providers with the user's file applied on top (raises :class:`ConfigError`)."""
     providers = dict(BUILTIN_PROVIDERS)
@@ -321,10 +350,7 @@ def load_providers(environ: Mapping[str, str] | None = None) -> dict[str, Provid
     if path is None:
         return providers
     for name, spec in _read_file(path).items():
-        if not isinstance(name, str) or not name or name in RESERVED or name.startswith("-"):
-            raise ConfigError(PROVIDERS_FILE_ENV, f"{path}: {name!r} cannot be a provider name")
-        if any(c.isspace() or ord(c) < 32 for c in name) or len(name) > 100:
-            raise ConfigError(PROVIDERS_FILE_ENV, f"{path}: {name!r} cannot be a provider name")
+        check_name(name, path)
         providers[name] = _apply(name, spec, providers.get(name))
     return providers
 
