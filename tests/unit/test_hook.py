@@ -83,12 +83,15 @@ def env(tmp_path: Path) -> dict[str, str]:
     child = {
         k: v
         for k, v in os.environ.items()
-        if k not in ENV_KEYS and not k.startswith(("ANTHROPIC_", "CLAUDE_", "PROVIDER_EVENTS_"))
+        if k not in ENV_KEYS
+        and not k.startswith(("ANTHROPIC_", "CLAUDE_", "PROVIDER_EVENTS_", "KAFKA_"))
     }
     child.update(
         HOME=str(home),
         PROVIDER_EVENTS_STATE_DIR=str(tmp_path / "state"),
         PROVIDER_EVENTS_RELAY_AUTOSTART="false",
+        # configured, so events go to the outbox whatever listens at the default address
+        KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:9",
         PYTHONPATH=str(ROOT / "src"),
     )
     return child

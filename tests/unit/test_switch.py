@@ -90,6 +90,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("PROVIDER_EVENTS_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("PROVIDER_EVENTS_RELAY_AUTOSTART", "false")
+    # configured, so events go to the outbox whatever listens at the default address
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9")
     for var in (
         *KEY_VARS,
         *ENV_KEYS,

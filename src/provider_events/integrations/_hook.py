@@ -509,8 +509,10 @@ def _publish_selection(
     details["model_source"] = source
     criteria = {**selection.criteria, "claude_code": details}
     reason = f"{label}: model from {_SOURCES.get(source, source)}"
+    from provider_events.integrations._sink import zero_config_sink
     from provider_events.publish._publisher import Publisher
 
+    settings = zero_config_sink(settings)
     result = Publisher(settings).publish_sync(
         delivery="background",
         provider_name=selection.provider_name,

@@ -437,10 +437,11 @@ def publish_switch_event(provider: Provider) -> tuple[str | None, str | None]:
     Never raises: a publish problem must not fail a switch that already happened.
     """
     try:
+        from provider_events.integrations._sink import zero_config_sink
         from provider_events.publish._publisher import Publisher
         from provider_events.settings import load_settings
 
-        publisher = Publisher(load_settings())
+        publisher = Publisher(zero_config_sink(load_settings()))
         try:
             result = publisher.publish_sync(
                 delivery="background",
