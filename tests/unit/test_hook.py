@@ -691,3 +691,21 @@ def test_unknown_options_exit_two_and_write_nothing(
     assert done.stdout == "" and done.stderr.count("\n") == 1 and "error" in done.stderr
     assert _settings_path(env).read_bytes() == before and not target.exists()
     assert _files(Path(env["HOME"])) == [".claude/settings.json"]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory", "missing"])
+def test_a_hostile_transcript_path_falls_back_at_once(
+    kind: str, env: dict[str, str], tmp_path: Path
+) -> None:
+    """A FIFO, a device, a directory or a missing file as transcript: the turn is still
+    published (with a fallback model), quickly, and the log says why."""
+    path = {"device": Path("/dev/zero"), "directory": tmp_path}.get(kind, tmp_path / "t")
+    if kind == "fifo":
+        os.mkfifo(path)
+    started = time.perf_counter()
+    done, _ = _hook(env, _payload(STOP_JSON, path))
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+    assert time.perf_counter() - started < 10
+    [(_, event)] = _queued(env)
+    assert event["payload"]["selection_criteria"]["claude_code"]["model_source"] == "default"
+    assert "transcript not read" in _log(env)

@@ -4,7 +4,10 @@ transcripts Claude Code 2.1.197 wrote (``tests/fixtures/claude_code_2.1.197``)."
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+
+import pytest
 
 from provider_events.integrations._transcript import read_assistant_records, transcript_size
 
@@ -74,3 +77,12 @@ def test_hostile_lines_are_skipped(tmp_path: Path) -> None:
     read = read_assistant_records(path)
     assert [(r.model, r.timestamp) for r in read.records] == [("ok", None)]
     assert read.bad_lines == 1
+
+
+def test_only_regular_files_are_read(tmp_path: Path) -> None:
+    """A FIFO (which would block), a directory or a device is an OSError, at once."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path in (fifo, tmp_path, Path("/dev/zero")):
+        with pytest.raises(OSError):
+            read_assistant_records(path)

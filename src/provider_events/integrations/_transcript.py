@@ -16,12 +16,13 @@ the start. Import-light (standard library only): the Claude Code hook calls it o
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -121,8 +122,15 @@ def read_assistant_records(
     records: list[AssistantRecord] = []
     first_timestamp: str | None = None
     bad = 0
-    with Path(path).open("rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
+    # O_NONBLOCK: a FIFO named as a transcript must not block the open; only regular files
+    # are read (a device such as /dev/zero would be read to the byte bound for nothing).
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    with os.fdopen(fd, "rb") as fh:
+        size = info.st_size
         if offset < 0 or offset > size:
             offset = 0  # replaced or truncated since: read it again from the start
         fh.seek(offset)
