@@ -709,3 +709,33 @@ def test_a_hostile_transcript_path_falls_back_at_once(
     [(_, event)] = _queued(env)
     assert event["payload"]["selection_criteria"]["claude_code"]["model_source"] == "default"
     assert "transcript not read" in _log(env)
+
+
+@pytest.mark.parametrize("where", ["after", "before", "equals"])
+def test_hook_claude_reads_the_settings_file_it_is_given(
+    where: str, env: dict[str, str], tmp_path: Path
+) -> None:
+    """``hook claude --settings F`` (in any position) takes the provider from F's ``env``."""
+    other = tmp_path / "other.json"
+    zai = BUILTIN_PROVIDERS["zai"]
+    other.write_bytes(_dump(apply_provider({}, zai, "sk-unit", zai.base_url)))
+    args = {
+        "after": ["claude", "--settings", str(other)],
+        "before": ["--settings", str(other), "claude"],
+        "equals": ["claude", f"--settings={other}"],
+    }[where]
+    transcript = tmp_path / "t.jsonl"
+    transcript.write_text(_assistant("glm-4.6"))
+    done = subprocess.run(
+        [sys.executable, "-m", "provider_events.cli", "hook", *args],
+        input=_payload(STOP_JSON, transcript),
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+    [(_, event)] = _queued(env)
+    assert (event["payload"]["provider_name"], event["payload"]["model_name"]) == (
+        "zai",
+        "glm-4.6",
+    )
