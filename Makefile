@@ -23,9 +23,10 @@ install: ## create .venv and install the package with its dev tools (editable) i
 
 venv: install
 
-deps: ## Debian packages the tests use besides Kafka/PostgreSQL/kcat (Prometheus, Chromium)
+deps: ## what the tests use besides Kafka/PostgreSQL/kcat (Prometheus, Chromium, Claude Code)
 	@dev/install-prometheus.sh
 	@dev/install-chromium.sh
+	@dev/install-claude-code.sh >/dev/null
 
 services: ## start real Kafka (KRaft, 127.0.0.1:29092) and PostgreSQL; print the export lines
 	@$(SERVICES) up

@@ -5,6 +5,7 @@ implementation keeps, and where it deliberately changes, the guide's behaviour.
 """
 
 from provider_events import (
+    PROVIDER_SELECTION_TOPIC,
     DeliveryStatus,
     Publisher,
     PublishResult,
@@ -13,6 +14,7 @@ from provider_events import (
 )
 
 __all__ = [
+    "PROVIDER_SELECTION_TOPIC",
     "DeliveryStatus",
     "PublishResult",
     "Publisher",

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
+# Plain sorted(); ruff's isort-style order would put PROVIDER_SELECTION_TOPIC second.
+__all__ = [  # noqa: RUF022
     "CATALOG",
     "ConfigError",
     "DatabaseError",
@@ -28,6 +29,7 @@ __all__ = [
     "OutboxCorruptError",
     "OutboxError",
     "OutboxFullError",
+    "PROVIDER_SELECTION_TOPIC",
     "PartitionKeyError",
     "ProviderEventsError",
     "ProviderSelectedPayloadV1",
@@ -39,16 +41,19 @@ __all__ = [
     "decode_envelope",
     "enable_publisher_metrics",
     "get_partition_key",
+    "get_partition_key_for_event",
     "load_settings",
     "publish_provider_selection",
     "publish_provider_selection_sync",
     "validate_event",
+    "validate_partition_key",
 ]
 
 _WHERE = {
     "CATALOG": "events._catalog",
     "EventFamily": "events._catalog",
     "EventSpec": "events._catalog",
+    "PROVIDER_SELECTION_TOPIC": "events._catalog",
     "ConfigError": "errors",
     "DatabaseError": "errors",
     "InvalidEventError": "errors",
@@ -70,6 +75,8 @@ _WHERE = {
     "decode_envelope": "events._validation",
     "validate_event": "events._validation",
     "get_partition_key": "events._partition_key_policy",
+    "get_partition_key_for_event": "events._partition_key_policy",
+    "validate_partition_key": "events._partition_key_policy",
     "enable_publisher_metrics": "observability._publisher_metrics",
 }
 
@@ -84,9 +91,18 @@ if TYPE_CHECKING:
         PartitionKeyError,
         ProviderEventsError,
     )
-    from provider_events.events._catalog import CATALOG, EventFamily, EventSpec
+    from provider_events.events._catalog import (
+        CATALOG,
+        PROVIDER_SELECTION_TOPIC,
+        EventFamily,
+        EventSpec,
+    )
     from provider_events.events._models import OnexEnvelopeV1, ProviderSelectedPayloadV1
-    from provider_events.events._partition_key_policy import get_partition_key
+    from provider_events.events._partition_key_policy import (
+        get_partition_key,
+        get_partition_key_for_event,
+        validate_partition_key,
+    )
     from provider_events.events._validation import ValidationResult, decode_envelope, validate_event
     from provider_events.observability._publisher_metrics import enable_publisher_metrics
     from provider_events.publish._publisher import (

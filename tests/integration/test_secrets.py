@@ -303,16 +303,18 @@ def run_successful_commands(world: World) -> None:
     world.run("hook install", env, "hook", "install", expect=0)
     world.run("hook status", env, "hook", "status", expect=0)
     prompt = world.secrets.add("secret typed into a prompt", recognisable("PromptSecret"))
+    session = f"s-{uuid.uuid4().hex[:8]}"
     for event, extra in (
         ("SessionStart", {"source": "startup"}),
         ("UserPromptSubmit", {"prompt": f"my token is {prompt}, keep it safe"}),
+        ("Stop", {}),  # the turn's event is published here
     ):
         world.run(
             f"hook claude {event}",
             env,
             "hook",
             "claude",
-            stdin=hook_input(event, f"s-{uuid.uuid4().hex[:8]}", **extra),
+            stdin=hook_input(event, session, **extra),
             expect=0,
         )
     world.run("hook claude garbage", env, "hook", "claude", stdin="\x00 not json {", expect=0)
@@ -368,7 +370,7 @@ def run_failing_commands(world: World) -> None:
             (f"{name} doctor", env, ["doctor"], 1, None, None),
             (f"{name} doctor json", env, ["doctor", "--json"], 1, None, None),
             (f"{name} switch", env, ["switch", "zai"], 0, None, None),
-            (f"{name} hook", env, ["hook", "claude"], 0, hook_input("SessionStart", "s-f"), None),
+            (f"{name} hook", env, ["hook", "claude"], 0, hook_input("Stop", "s-f"), None),
         ])  # fmt: skip
     chains += [
         [("kafka-wrong consume", variants["kafka-wrong"], consume, 1, None, None)],

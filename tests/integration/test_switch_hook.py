@@ -162,26 +162,41 @@ def test_switch_event_reaches_the_broker(
 
 
 def test_hook_events_reach_the_broker_in_session_order(
-    env: dict[str, str], kcat: Kcat, topic: str
+    env: dict[str, str], kcat: Kcat, topic: str, tmp_path: Path
 ) -> None:
-    """SessionStart then UserPromptSubmit: both arrive keyed by the session, in order."""
+    """Two turns of a session: one event each, at Stop, keyed by the session, in order; the
+    first names the transcript's model, the second (no request) the provider's default."""
     assert cli(env, "switch", "gemini-2.5-flash", "--no-event").returncode == 0
     session = str(uuid.uuid4())
-    for stdin in (
-        hook_json("SessionStart", session, source="startup"),
-        hook_json("UserPromptSubmit", session, prompt="hello there"),
-    ):
+    transcript = tmp_path / "t.jsonl"
+    transcript.write_text("")
+    line = {"type": "assistant", "requestId": "r1", "message": {"id": "m1", "model": "gemini-x"}}
+    steps: list[tuple[str, dict[str, Any]]] = [
+        ("SessionStart", {"source": "startup"}),
+        ("UserPromptSubmit", {"prompt": "hello there", "prompt_id": "p1"}),
+        ("Stop", {"prompt_id": "p1", "stop_hook_active": False}),
+        ("UserPromptSubmit", {"prompt": "again", "prompt_id": "p2"}),
+        ("Stop", {"prompt_id": "p2", "stop_hook_active": False}),
+    ]
+    for i, (event, extra) in enumerate(steps):
+        if i == 2:
+            transcript.write_text(json.dumps(line) + "\n")
+        stdin = hook_json(event, session, transcript_path=str(transcript), **extra)
         done = cli(env, "hook", "claude", stdin=stdin)
         assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
     messages = wait_for(kcat, topic, lambda m: m.key == session, count=2)
-    assert len({m.partition for m in messages}) == 1
+    assert len(messages) == 2 and len({m.partition for m in messages}) == 1
     messages.sort(key=lambda m: m.offset)
-    reasons = [m.envelope["payload"]["selection_reason"] for m in messages]
-    assert reasons == ["Claude Code SessionStart (startup)", "Claude Code UserPromptSubmit"]
+    payloads = [m.envelope["payload"] for m in messages]
+    assert [p["selection_reason"] for p in payloads] == [
+        "Claude Code turn: model from the transcript",
+        "Claude Code turn: model from the provider's default (sonnet tier)",
+    ]
+    assert [p["model_name"] for p in payloads] == ["gemini-x", "gemini-2.5-flash"]
+    assert [p["selection_criteria"]["claude_code"]["prompt_id"] for p in payloads] == ["p1", "p2"]
     for m in messages:
         assert m.envelope["correlation_id"] == session
         assert m.envelope["payload"]["provider_name"] == "gemini-2.5-flash"
-        assert m.envelope["payload"]["model_name"] == "gemini-2.5-flash"
         assert "hello there" not in (m.payload or "")
 
 
@@ -208,7 +223,7 @@ def test_hook_latency_is_that_of_a_one_shot_producer(
     publish += ["--provider", "zai", "--model", "glm-4.6", "--reason", "bench"]
     for session in sessions:
         started = time.perf_counter()
-        done = cli(env, "hook", "claude", stdin=hook_json("UserPromptSubmit", session))
+        done = cli(env, "hook", "claude", stdin=hook_json("Stop", session))
         hook_times.append(time.perf_counter() - started)
         assert (done.returncode, done.stdout) == (0, "")
         started = time.perf_counter()
@@ -243,7 +258,7 @@ def test_garbage_on_stdin_exits_zero_logs_and_sends_nothing(
     log = (Path(env["PROVIDER_EVENTS_STATE_DIR"]) / "hook.log").read_text()
     assert "stdin is not JSON" in log and "event not published" in log
     sentinel = str(uuid.uuid4())
-    assert cli(env, "hook", "claude", stdin=hook_json("UserPromptSubmit", sentinel)).returncode == 0
+    assert cli(env, "hook", "claude", stdin=hook_json("Stop", sentinel)).returncode == 0
     assert [m.key for m in wait_for(kcat, topic, lambda m: True)] == [sentinel]
 
 
@@ -259,14 +274,14 @@ def test_no_key_material_in_any_output_log_event_or_file_name(
         cli(env, "switch", "zai", "--verbose"),
         cli(env, "switch", "status", "--verbose"),
         cli(env, "switch", "list"),
-        cli(env, "hook", "claude", stdin=hook_json("SessionStart", "s-1", source="startup")),
+        cli(env, "hook", "claude", stdin=hook_json("Stop", "s-1")),
         cli(env, "hook", "install"),
         cli(env, "hook", "status"),
         cli(env, "switch", "openrouter", "--verbose"),
         cli({k: v for k, v in env.items() if k != "TOGETHER_API_KEY"}, "switch", "together"),
         cli({**env, "GEMINI_API_KEY": bad_key}, "switch", "gemini-pro"),
         cli(env, "switch", "claude", "--verbose"),
-        cli(env, "hook", "claude", stdin=hook_json("UserPromptSubmit", "s-2")),
+        cli(env, "hook", "claude", stdin=hook_json("Stop", "s-2")),
     ]
     codes = [r.returncode for r in runs]
     assert codes == [0, 0, 0, 0, 0, 0, 0, 2, 2, 0, 0]
@@ -309,14 +324,14 @@ def test_hook_install_in_a_real_home_runs_and_delivers(
     session = str(uuid.uuid4())
     done = subprocess.run(
         ["sh", "-c", command],
-        input=hook_json("SessionStart", session, source="resume"),
+        input=hook_json("Stop", session),
         env={k: v for k, v in env.items() if k != "PYTHONPATH"} | {"PATH": os.environ["PATH"]},
         capture_output=True,
         timeout=60,
     )
     assert (done.returncode, done.stdout) == (0, b"")
     [message] = wait_for(kcat, topic, lambda m: m.key == session)
-    assert message.envelope["payload"]["selection_reason"] == "Claude Code SessionStart (resume)"
+    assert message.envelope["payload"]["selection_reason"].startswith("Claude Code turn: ")
 
 
 def test_stop_hook_outcomes_reach_the_broker_after_the_sessions_selection(
@@ -335,7 +350,9 @@ def test_stop_hook_outcomes_reach_the_broker_after_the_sessions_selection(
     )
     write_lines(transcript, [line, line])
     stop = hook_json("Stop", session, transcript_path=str(transcript), stop_hook_active=False)
-    for stdin in (hook_json("UserPromptSubmit", session, prompt="go"), stop, stop):
+    # The second Stop is a continuation of the same turn (a Stop hook made Claude go on).
+    again = hook_json("Stop", session, transcript_path=str(transcript), stop_hook_active=True)
+    for stdin in (hook_json("UserPromptSubmit", session, prompt="go"), stop, again):
         done = cli(env, "hook", "claude", stdin=stdin)
         assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
     messages = wait_for(kcat, topic, lambda m: m.key == session, count=2)

@@ -1,9 +1,11 @@
-"""``provider-events hook``: the Claude Code hook (input, provider detection, silence, exit 0)
-and ``hook install``/``uninstall`` on settings.json.
+"""``provider-events hook``: the Claude Code hook (input, provider detection, silence, exit 0,
+one selection per turn from the transcript) and ``hook install``/``uninstall`` on settings.json.
 
-Hook runs are real child processes fed real hook JSON on stdin; their events go to a temporary
-outbox with the relay's autostart off, so nothing here needs a broker (see
-``tests/integration/test_switch_hook.py`` for delivery).
+Hook runs are real child processes fed hook JSON on stdin in the exact shapes Claude Code
+2.1.197 sends (recorded from the real CLI into ``tests/fixtures/claude_code_2.1.197``, with its
+transcripts); their events go to a temporary outbox with the relay's autostart off, so nothing
+here needs a broker (see ``tests/integration/test_switch_hook.py`` and
+``tests/integration/test_claude_code.py`` for delivery and the real CLI).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,6 @@ import pytest
 
 from provider_events.cli import main
 from provider_events.integrations._hook import (
-    HOOK_EVENTS,
     HookInputError,
     default_hook_command,
     detect_selection,
@@ -33,22 +35,24 @@ from provider_events.integrations._switch import SettingsFileError, apply_provid
 from provider_events.publish._outbox import Outbox
 
 ROOT = Path(__file__).resolve().parents[2]
-SESSION = "9f2c3e4a-1b2d-4c5e-8f90-a1b2c3d4e5f6"
-PROMPT_JSON = {
-    "session_id": SESSION,
-    "transcript_path": f"/home/u/.claude/projects/-work/{SESSION}.jsonl",
-    "cwd": "/work",
-    "permission_mode": "default",
-    "hook_event_name": "UserPromptSubmit",
-    "prompt": "Refactor the relay please",
+FIXTURES = ROOT / "tests" / "fixtures" / "claude_code_2.1.197"
+#: The hook JSON Claude Code 2.1.197 sent for one `claude -p` run with a tool call and a
+#: sub-agent, by event name (the last of each).
+REAL = {
+    doc["hook_event_name"]: doc
+    for doc in map(json.loads, (FIXTURES / "hook_payloads.jsonl").read_text().splitlines())
 }
-START_JSON = {
-    "session_id": SESSION,
-    "transcript_path": f"/home/u/.claude/projects/-work/{SESSION}.jsonl",
-    "cwd": "/work",
-    "hook_event_name": "SessionStart",
-    "source": "startup",
-}
+SESSION = REAL["Stop"]["session_id"]
+PROMPT_ID = REAL["Stop"]["prompt_id"]
+PROMPT_JSON = {**REAL["UserPromptSubmit"], "prompt": "Refactor the relay please"}
+START_JSON = REAL["SessionStart"]
+STOP_JSON = REAL["Stop"]
+#: The transcript's first assistant line, as Claude Code wrote it.
+ASSISTANT_LINE = next(
+    line
+    for line in (FIXTURES / "transcript.jsonl").read_text().splitlines()
+    if json.loads(line)["type"] == "assistant"
+)
 USER_HOOKS: dict[str, Any] = {
     "UserPromptSubmit": [{"hooks": [{"type": "command", "command": "~/bin/log-prompt.sh"}]}],
     "PostToolUse": [
@@ -79,12 +83,15 @@ def env(tmp_path: Path) -> dict[str, str]:
     child = {
         k: v
         for k, v in os.environ.items()
-        if k not in ENV_KEYS and not k.startswith(("ANTHROPIC_", "CLAUDE_", "PROVIDER_EVENTS_"))
+        if k not in ENV_KEYS
+        and not k.startswith(("ANTHROPIC_", "CLAUDE_", "PROVIDER_EVENTS_", "KAFKA_"))
     }
     child.update(
         HOME=str(home),
         PROVIDER_EVENTS_STATE_DIR=str(tmp_path / "state"),
         PROVIDER_EVENTS_RELAY_AUTOSTART="false",
+        # configured, so events go to the outbox whatever listens at the default address
+        KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:9",
         PYTHONPATH=str(ROOT / "src"),
     )
     return child
@@ -92,6 +99,41 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 def _settings_path(env: dict[str, str]) -> Path:
     return Path(env["HOME"]) / ".claude" / "settings.json"
+
+
+def _assistant(model: str, n: int = 1, sidechain: bool = False) -> str:
+    """An assistant transcript line in Claude Code's shape, for ``model``."""
+    doc = json.loads(ASSISTANT_LINE)
+    doc["message"]["model"] = model
+    doc["message"]["id"] = f"msg_{model}_{n}"
+    doc["requestId"] = f"req_{model}_{n}"
+    doc["isSidechain"] = sidechain
+    return json.dumps(doc, separators=(",", ":")) + "\n"
+
+
+def _payload(doc: dict[str, Any], transcript: Path, **extra: Any) -> bytes:
+    return json.dumps({**doc, "transcript_path": str(transcript), **extra}).encode()
+
+
+def _turn(
+    env: dict[str, str],
+    transcript: Path,
+    lines: list[str],
+    *extra: str,
+    prompt: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """UserPromptSubmit, ``lines`` appended to the transcript, then Stop; the queued events."""
+    transcript.parent.mkdir(parents=True, exist_ok=True)
+    with transcript.open("a") as fh:
+        fh.write('{"type":"user","message":{"role":"user","content":"earlier"}}\n')
+    for stdin in (_payload(prompt or PROMPT_JSON, transcript), None):
+        if stdin is None:
+            with transcript.open("a") as fh:
+                fh.writelines(lines)
+            stdin = _payload(STOP_JSON, transcript, cwd=(prompt or PROMPT_JSON)["cwd"])
+        done, _ = _hook(env, stdin, *extra)
+        assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+    return [event for _, event in _queued(env)]
 
 
 def _hook(
@@ -109,15 +151,22 @@ def _hook(
     return done, time.perf_counter() - started
 
 
-def _queued(env: dict[str, str]) -> list[tuple[bytes, dict[str, Any]]]:
+SELECTED = "omninode.agent.provider.selected.v1"
+COMPLETED = "omninode.agent.provider.completed.v1"
+
+
+def _queued(env: dict[str, str], event_type: str = SELECTED) -> list[tuple[bytes, dict[str, Any]]]:
+    """The queued events of one type (at Stop the hook queues the turn's selection and, from
+    the transcript's usage, its measured outcomes)."""
     path = Path(env["PROVIDER_EVENTS_STATE_DIR"]) / "outbox.sqlite3"
     if not path.exists():
         return []
     outbox = Outbox(path)
     try:
-        return [(row.key, json.loads(row.value)) for row in outbox.batch()]
+        rows = [(row.key, json.loads(row.value)) for row in outbox.batch()]
     finally:
         outbox.close()
+    return [(key, event) for key, event in rows if event["event_type"] == event_type]
 
 
 def _log(env: dict[str, str]) -> str:
@@ -135,8 +184,16 @@ def test_parse_user_prompt_submit_and_session_start() -> None:
         None,
     )
     assert "Refactor" not in repr(prompt)
+    assert prompt.prompt_id == PROMPT_ID
     start = parse_hook_input(json.dumps(START_JSON).encode())
-    assert (start.event_name, start.source, start.cwd) == ("SessionStart", "startup", "/work")
+    assert (start.event_name, start.source, start.cwd) == (
+        "SessionStart",
+        "startup",
+        "/tmp/ccfx/proj",
+    )
+    stop = parse_hook_input(json.dumps(REAL["SubagentStop"]).encode())
+    assert (stop.agent_type, stop.stop_hook_active) == ("general-purpose", False)
+    assert stop.agent_transcript_path and stop.agent_transcript_path.endswith(".jsonl")
 
 
 @pytest.mark.parametrize(
@@ -187,46 +244,172 @@ def test_model_choice_order() -> None:
 
 
 def test_native_and_foreign_setups() -> None:
-    """No override is claude; a foreign base URL is named by its host, with no criteria."""
+    """No override is claude; a foreign base URL is ``custom:`` and its host, with no criteria."""
     native = detect_selection({}, {}, BUILTIN_PROVIDERS)
     assert (native.provider_name, native.model_name) == ("claude", "claude-sonnet-4-5-20250929")
     foreign = detect_selection(
         {"ANTHROPIC_BASE_URL": "https://llm.corp.example/anthropic"}, {}, BUILTIN_PROVIDERS
     )
     assert (foreign.provider_name, foreign.criteria, foreign.exact) == (
-        "llm.corp.example",
+        "custom:llm.corp.example",
         {},
         False,
     )
 
 
 # -- the hook process ----------------------------------------------------------------------------
-def test_hook_is_silent_exits_zero_and_queues_the_event(env: dict[str, str]) -> None:
-    """UserPromptSubmit: no output at all, exit 0, one event keyed by the session id."""
+def test_a_turn_is_published_at_stop_with_the_transcripts_model(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Prompt then Stop: silent, exit 0, one event keyed by the session, with the model of the
+    turn's API requests, the prompt's time, and the turn's details; nothing at the prompt."""
     path = _settings_path(env)
     zai = BUILTIN_PROVIDERS["zai"]
     path.write_bytes(_dump(apply_provider(SETTINGS, zai, "sk-zai-unit", zai.base_url)))
-    done, seconds = _hook(env, json.dumps(PROMPT_JSON).encode())
-    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
-    assert seconds < 5
-    [(key, event)] = _queued(env)
-    assert key == SESSION.encode()
+    transcript = tmp_path / "t.jsonl"
+    transcript.write_text(_assistant("glm-4.5-air", 0))  # an earlier turn's request
+    before = time.time()
+    [event] = _turn(env, transcript, [_assistant("glm-4.6", 1), _assistant("glm-4.6", 2)])
     assert event["correlation_id"] == SESSION
     payload = event["payload"]
     assert (payload["provider_name"], payload["model_name"]) == ("zai", "glm-4.6")
-    assert payload["selection_reason"] == "Claude Code UserPromptSubmit"
-    assert payload["selection_criteria"] == dict(zai.criteria)
-    assert "Refactor" not in json.dumps(event) and "sk-zai-unit" not in json.dumps(event)
+    assert payload["selection_reason"] == "Claude Code turn: model from the transcript"
+    details = {"turn": "main", "prompt_id": PROMPT_ID, "requests": 2, "model_source": "transcript"}
+    assert payload["selection_criteria"] == {**zai.criteria, "claude_code": details}
+    selected = datetime.fromisoformat(payload["selected_at"].replace("Z", "+00:00"))
+    assert before - 1 <= selected.timestamp() <= time.time()
+    assert selected < datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00"))
+    text = json.dumps(event)
+    assert "Refactor" not in text and "sk-zai-unit" not in text
     assert _log(env) == ""
 
 
-def test_session_start_names_its_source(env: dict[str, str]) -> None:
-    """SessionStart's reason carries the source; with no settings file the provider is claude."""
-    done, _ = _hook(env, json.dumps(START_JSON).encode())
-    assert (done.returncode, done.stdout) == (0, b"")
+def test_the_real_cli_run_publishes_its_turn_and_its_sub_agent(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """The payloads and transcripts of a real run (tool call, sub-agent) replayed in order give
+    one sub-agent event and one turn event, both with the model the API was asked for, and
+    nothing for the other events."""
+    main, sub = tmp_path / "main.jsonl", tmp_path / "sub.jsonl"
+    main.write_bytes(b"")
+    for line in (FIXTURES / "hook_payloads.jsonl").read_text().splitlines():
+        doc = json.loads(line)
+        if doc["hook_event_name"] in ("SubagentStop", "Stop", "SessionEnd"):
+            main.write_bytes((FIXTURES / "transcript.jsonl").read_bytes())
+            sub.write_bytes((FIXTURES / "subagent_transcript.jsonl").read_bytes())
+        extra = {"agent_transcript_path": str(sub)} if "agent_transcript_path" in doc else {}
+        done, _ = _hook(env, _payload(doc, main, **extra))
+        assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+    events = [event["payload"] for _, event in _queued(env)]
+    assert [p["model_name"] for p in events] == ["claude-opus-4-8", "claude-opus-4-8"]
+    assert [p["selection_criteria"]["claude_code"]["turn"] for p in events] == ["subagent", "main"]
+    assert events[0]["selection_reason"] == (
+        "Claude Code sub-agent turn (general-purpose): model from the transcript"
+    )
+    assert events[1]["selection_criteria"]["claude_code"]["requests"] == 3
+    assert events[0]["provider_name"] == "claude"  # no base URL in this environment
+    log = _log(env)
+    for ignored in ("PreToolUse", "PostToolUse", "SessionEnd"):
+        assert f"{ignored}: not an event this hook is registered for" in log
+
+
+@pytest.mark.parametrize("event", ["PreToolUse", "PostToolUse", "Notification", "PreCompact"])
+def test_unregistered_events_publish_nothing(event: str, env: dict[str, str]) -> None:
+    """Any other hook event exits 0 silently, publishes nothing and says so in the log."""
+    doc = {**REAL["PreToolUse"], "hook_event_name": event}
+    done, _ = _hook(env, json.dumps(doc).encode())
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+    assert _queued(env) == []
+    assert f"{event}: not an event this hook is registered for" in _log(env)
+
+
+def test_synthetic_lines_and_sidechains_do_not_name_the_turns_model(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """``<synthetic>`` lines and sub-agent lines are skipped; a turn that used two models lists
+    both and is recorded with the last; a half-written last line is left alone."""
+    transcript = tmp_path / "t.jsonl"
+    lines = [
+        _assistant("claude-opus-4-8", 1),
+        _assistant("claude-haiku-4-5", 2, sidechain=True),
+        _assistant("claude-sonnet-5", 3),
+        _assistant("<synthetic>", 4),
+        _assistant("half-written", 5)[:-40],
+    ]
+    [event] = _turn(env, transcript, lines)
+    assert event["payload"]["model_name"] == "claude-sonnet-5"
+    details = event["payload"]["selection_criteria"]["claude_code"]
+    assert details["models"] == ["claude-opus-4-8", "claude-sonnet-5"]
+
+
+def test_a_session_start_model_is_the_fallback_without_its_display_suffix(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """A turn with no request in the transcript takes SessionStart's model, ``[1m]`` stripped."""
+    transcript = tmp_path / "t.jsonl"
+    start = {**START_JSON, "model": "claude-opus-4-8[1m]", "transcript_path": str(transcript)}
+    assert _hook(env, json.dumps(start).encode())[0].returncode == 0
+    [event] = _turn(env, transcript, [])
+    payload = event["payload"]
+    assert payload["model_name"] == "claude-opus-4-8"
+    assert payload["selection_reason"] == "Claude Code turn: model from SessionStart"
+
+
+@pytest.mark.parametrize(
+    ("setup", "model", "source"),
+    [
+        ({"env": {"ANTHROPIC_MODEL": "opus"}}, "claude-opus-4-1-20250805", "ANTHROPIC_MODEL"),
+        ({"project": "settings.local.json"}, "my-haiku", "settings (project settings.local.json)"),
+        ({"project": "settings.json"}, "my-haiku", "settings (project settings.json)"),
+        ({"user": True}, "my-haiku", "settings (user settings.json)"),
+        ({}, "claude-sonnet-4-5-20250929", "default"),
+    ],
+)
+def test_fallback_order_without_a_transcript(
+    setup: dict[str, Any], model: str, source: str, env: dict[str, str], tmp_path: Path
+) -> None:
+    """ANTHROPIC_MODEL, then ``model`` in the project's and the user's settings (aliases
+    resolved through ANTHROPIC_DEFAULT_*_MODEL), then the provider's default; the reason says
+    which decided."""
+    env = {**env, **setup.get("env", {}), "ANTHROPIC_DEFAULT_HAIKU_MODEL": "my-haiku"}
+    project = tmp_path / "project"
+    if "project" in setup:
+        (project / ".claude").mkdir(parents=True)
+        (project / ".claude" / setup["project"]).write_text('{"model": "haiku"}')
+    if setup.get("user"):
+        _settings_path(env).write_text('{"model": "haiku"}')
+    prompt = {**PROMPT_JSON, "cwd": str(project)}
+    [event] = _turn(env, tmp_path / "missing" / "t.jsonl", [], prompt=prompt)
+    payload = event["payload"]
+    assert payload["model_name"] == model
+    assert payload["selection_criteria"]["claude_code"]["model_source"] == source
+
+
+def test_an_interrupted_turn_is_published_at_the_next_prompt(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """A prompt whose turn never reached Stop is recorded when the next prompt comes."""
+    transcript = tmp_path / "t.jsonl"
+    transcript.write_text("")
+    assert _hook(env, _payload(PROMPT_JSON, transcript))[0].returncode == 0
+    with transcript.open("a") as fh:
+        fh.write(_assistant("claude-opus-4-8"))
+    assert _hook(env, _payload(PROMPT_JSON, transcript, prompt_id="p-2"))[0].returncode == 0
     [(_, event)] = _queued(env)
-    assert event["payload"]["selection_reason"] == "Claude Code SessionStart (startup)"
-    assert event["payload"]["provider_name"] == "claude"
+    payload = event["payload"]
+    assert payload["model_name"] == "claude-opus-4-8"
+    assert (
+        payload["selection_reason"] == "Claude Code turn (interrupted): model from the transcript"
+    )
+
+
+def test_a_continued_stop_is_not_a_second_turn(env: dict[str, str], tmp_path: Path) -> None:
+    """A second Stop for the same turn (``stop_hook_active``) publishes nothing."""
+    transcript = tmp_path / "t.jsonl"
+    assert len(_turn(env, transcript, [_assistant("m1")])) == 1
+    done, _ = _hook(env, _payload(STOP_JSON, transcript, stop_hook_active=True))
+    assert done.returncode == 0 and len(_queued(env)) == 1
+    assert "continuation of a recorded turn" in _log(env)
 
 
 @pytest.mark.parametrize(
@@ -247,13 +430,11 @@ def test_garbage_stdin_exits_zero_and_logs_why(stdin: bytes, why: str, env: dict
     assert log.count("\n") == 1 and why in log and "event not published" in log
 
 
-def test_a_large_pasted_prompt_is_still_recorded(env: dict[str, str]) -> None:
-    """A 3 MiB prompt is read and recorded like any other (the prompt itself is not kept)."""
+def test_a_large_pasted_prompt_is_still_recorded(env: dict[str, str], tmp_path: Path) -> None:
+    """A 3 MiB prompt is read and its turn recorded like any other (the prompt is not kept)."""
     big = {**PROMPT_JSON, "prompt": "x" * (3 << 20)}
-    done, _ = _hook(env, json.dumps(big).encode())
-    assert (done.returncode, done.stdout) == (0, b"")
-    [(key, event)] = _queued(env)
-    assert key == SESSION.encode() and "xxxx" not in json.dumps(event)
+    [event] = _turn(env, tmp_path / "t.jsonl", [_assistant("m")], prompt=big)
+    assert event["correlation_id"] == SESSION and "xxxx" not in json.dumps(event)
 
 
 def test_stdin_is_read_within_a_size_bound() -> None:
@@ -292,49 +473,69 @@ def test_stdin_left_open_cannot_block(env: dict[str, str]) -> None:
     assert "gave up after 0.5s" in _log(env)
 
 
-def test_bad_configuration_and_settings_still_exit_zero(env: dict[str, str]) -> None:
+def test_bad_configuration_and_settings_still_exit_zero(
+    env: dict[str, str], tmp_path: Path
+) -> None:
     """A broken publisher setting or settings.json is logged; the hook still exits 0 silently."""
     bad = {**env, "PROVIDER_EVENTS_DELIVERY_TIMEOUT": "soon"}
-    done, _ = _hook(bad, json.dumps(PROMPT_JSON).encode())
+    done, _ = _hook(bad, json.dumps(STOP_JSON).encode())
     assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
     assert "configuration problem" in _log(env) and "PROVIDER_EVENTS_DELIVERY_TIMEOUT" in _log(env)
     _settings_path(env).write_bytes(b"{not json")
-    done, _ = _hook(env, json.dumps(PROMPT_JSON).encode())
-    assert (done.returncode, done.stdout) == (0, b"")
+    [event] = _turn(env, tmp_path / "t.jsonl", [_assistant("m")])
     assert "settings.json not used" in _log(env)
-    assert [e["payload"]["provider_name"] for _, e in _queued(env)] == ["claude"]
+    assert event["payload"]["provider_name"] == "claude"
 
 
-def test_unexpected_arguments_never_make_exit_two(env: dict[str, str]) -> None:
-    """Exit 2 would block the prompt, so stray arguments after ``claude`` are ignored."""
-    done, _ = _hook(env, json.dumps(PROMPT_JSON).encode(), "--some-future-flag", "x")
-    assert (done.returncode, done.stdout) == (0, b"")
-    assert len(_queued(env)) == 1
+def test_unexpected_arguments_never_make_exit_two(env: dict[str, str], tmp_path: Path) -> None:
+    """Exit 2 would block the prompt, so arguments ``hook claude`` does not know are ignored,
+    wherever they are."""
+    transcript = tmp_path / "t.jsonl"
+    assert len(_turn(env, transcript, [_assistant("m")], "--some-future-flag", "x")) == 1
+    for args in (["--setting", "x", "claude"], ["claude", "--settings"], ["-v", "claude", "y"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "provider_events.cli", "hook", *args],
+            input=_payload(STOP_JSON, transcript),
+            env=env,
+            capture_output=True,
+            timeout=60,
+        )
+        assert (done.returncode, done.stdout, done.stderr) == (0, b"", b""), args
 
 
-def test_hook_path_imports_stay_lean(env: dict[str, str]) -> None:
-    """The hook never imports rich, confluent_kafka, asyncio, prometheus_client or psycopg."""
-    done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "provider_events.cli", "hook", "claude"],
-        input=json.dumps(PROMPT_JSON).encode(),
-        env=env,
-        capture_output=True,
-        timeout=60,
-    )
-    assert done.returncode == 0
-    imported = {
-        line.rsplit("|", 1)[-1].strip()
-        for line in done.stderr.decode().splitlines()
-        if line.startswith("import time:")
-    }
+def test_hook_path_imports_stay_lean(env: dict[str, str], tmp_path: Path) -> None:
+    """The hook never imports rich, confluent_kafka, asyncio, prometheus_client or psycopg.
+
+    Pricing a turn's outcomes loads the price table (genai-prices, with pydantic and asyncio)
+    only when a (provider, model, day) is not in the state directory's price cache yet: the
+    first Stop of a model that day; every later one stays lean."""
+    transcript = tmp_path / "t.jsonl"
+    imported: set[str] = set()
+    for n in (1, 2):
+        with transcript.open("a") as fh:
+            fh.write(_assistant("m", n))
+        done = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "provider_events.cli", "hook", "claude"],
+            input=_payload(STOP_JSON, transcript),
+            env=env,
+            capture_output=True,
+            timeout=60,
+        )
+        assert done.returncode == 0
+        imported = {
+            line.rsplit("|", 1)[-1].strip()
+            for line in done.stderr.decode().splitlines()
+            if line.startswith("import time:")
+        }
     assert "provider_events.publish._publisher" in imported
-    heavy = {"rich", "confluent_kafka", "asyncio", "prometheus_client", "psycopg"}
-    assert heavy.isdisjoint(imported)
-    assert len(_queued(env)) == 1
+    heavy = {"rich", "confluent_kafka", "asyncio", "prometheus_client", "psycopg", "pydantic"}
+    assert heavy.isdisjoint(imported), heavy & imported
+    assert len(_queued(env)) == 2 and len(_queued(env, COMPLETED)) == 2
 
 
 # -- install / uninstall ---------------------------------------------------------------------------
 COMMAND = "/usr/bin/python3 -m provider_events.cli hook claude"
+EVENTS = ("UserPromptSubmit", "SessionStart", "Stop", "SubagentStop")
 
 
 def test_install_adds_ours_keeps_theirs_and_is_idempotent(tmp_path: Path) -> None:
@@ -342,17 +543,17 @@ def test_install_adds_ours_keeps_theirs_and_is_idempotent(tmp_path: Path) -> Non
     path = tmp_path / "settings.json"
     path.write_bytes(_dump(SETTINGS))
     first = install(COMMAND, path=path)
-    assert first.changed and first.events == dict.fromkeys(HOOK_EVENTS, "added")
+    assert first.changed and first.events == dict.fromkeys(EVENTS, "added")
     ours = {"type": "command", "command": COMMAND, "timeout": 10}
     expected = json.loads(json.dumps(SETTINGS))
-    expected["hooks"]["UserPromptSubmit"].append({"hooks": [ours]})
+    expected["hooks"]["UserPromptSubmit"].append({"matcher": "", "hooks": [ours]})
     for event in ("SessionStart", "Stop", "SubagentStop"):
-        expected["hooks"][event] = [{"hooks": [ours]}]
+        expected["hooks"][event] = [{"matcher": "", "hooks": [ours]}]
     assert _pairs(json.loads(path.read_text())) == _pairs(expected)
     after_first = path.read_bytes()
     again = install(COMMAND, path=path)
     assert not again.changed
-    assert again.events == dict.fromkeys(HOOK_EVENTS, "unchanged")
+    assert again.events == dict.fromkeys(EVENTS, "unchanged")
     assert path.read_bytes() == after_first
 
 
@@ -375,7 +576,7 @@ def test_uninstall_restores_the_file_byte_for_byte(tmp_path: Path) -> None:
         path.write_bytes(_dump(original))
         install(COMMAND, path=path)
         edit = uninstall(path=path)
-        assert edit.changed and set(edit.events) == set(HOOK_EVENTS)
+        assert edit.changed and set(edit.events) == set(EVENTS)
         assert path.read_bytes() == _dump(original)
         assert not uninstall(path=path).changed
         assert path.read_bytes() == _dump(original)
@@ -399,7 +600,7 @@ def test_installed_command_runs_as_claude_code_would(
     monkeypatch.delenv("CLAUDE_CONFIG_DIR", raising=False)
     assert main(["hook", "install"]) == 0
     out = capsys.readouterr().out
-    assert "UserPromptSubmit: added" in out and "SessionStart: added" in out
+    assert all(f"{event}: added" in out for event in EVENTS)
     doc = json.loads(_settings_path(env).read_text())
     command = doc["hooks"]["UserPromptSubmit"][0]["hooks"][0]["command"]
     assert command == default_hook_command()
@@ -407,7 +608,7 @@ def test_installed_command_runs_as_claude_code_would(
     assert f"UserPromptSubmit: {command}" in capsys.readouterr().out
     done = subprocess.run(
         ["sh", "-c", command],
-        input=json.dumps(PROMPT_JSON).encode(),
+        input=json.dumps(STOP_JSON).encode(),
         env=env,
         capture_output=True,
         timeout=60,
@@ -486,7 +687,7 @@ def test_stop_publishes_the_turns_outcomes_once_priced_for_the_sessions_provider
     }
     done, _ = _hook(env, json.dumps(stop).encode())
     assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
-    [(key, event)] = _queued(env)
+    [(key, event)] = _queued(env, COMPLETED)
     assert key == SESSION.encode()
     assert event["event_type"] == "omninode.agent.provider.completed.v1"
     p = event["payload"]
@@ -494,7 +695,7 @@ def test_stop_publishes_the_turns_outcomes_once_priced_for_the_sessions_provider
     assert p["cost_source"] == "calculated"
     assert p["cost_usd"] == pytest.approx((1000 * 0.6 + 10 * 2.2) / 1e6, abs=1e-12)
     done, _ = _hook(env, json.dumps(stop).encode())
-    assert done.returncode == 0 and len(_queued(env)) == 1
+    assert done.returncode == 0 and len(_queued(env, COMPLETED)) == 1
     sub = transcript.with_suffix("") / "subagents" / "agent-x.jsonl"
     write_lines(
         sub,
@@ -512,5 +713,141 @@ def test_stop_publishes_the_turns_outcomes_once_priced_for_the_sessions_provider
         ],
     )
     done, _ = _hook(env, json.dumps({**stop, "hook_event_name": "SubagentStop"}).encode())
-    assert done.returncode == 0 and len(_queued(env)) == 2
+    assert done.returncode == 0 and len(_queued(env, COMPLETED)) == 2
     assert _log(env) == ""
+
+
+# -- options in any order ------------------------------------------------------------------------
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "provider_events.cli", "hook", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=env["HOME"],
+    )
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        ["install", "--settings", "{f}"],
+        ["--settings", "{f}", "install"],
+        ["install", "--settings={f}"],
+        ["--command", COMMAND, "install", "--settings", "{f}"],
+    ],
+)
+def test_install_and_uninstall_honour_settings_in_any_order(
+    order: list[str], env: dict[str, str], tmp_path: Path
+) -> None:
+    """``--settings F`` before or after the action edits F, and never ~/.claude/settings.json."""
+    target = tmp_path / "elsewhere" / "settings.json"
+    args = [a.replace("{f}", str(target)) for a in order]
+    done = _cli(env, *args)
+    assert done.returncode == 0, done.stderr
+    assert set(json.loads(target.read_text())["hooks"]) == set(EVENTS)
+    assert not _settings_path(env).exists()
+    for args in (["uninstall", "--settings", str(target)], ["--settings", str(target), "status"]):
+        done = _cli(env, *args)
+        assert done.returncode == 0, done.stderr
+        assert str(target) in done.stdout
+    assert "hooks" not in json.loads(target.read_text())
+    assert not _settings_path(env).exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["install", "--help"],
+        ["--help", "install"],
+        ["uninstall", "-h"],
+        ["claude", "--help"],
+        ["install", "--settings", "{f}", "--help"],
+    ],
+)
+def test_help_never_writes_anything(args: list[str], env: dict[str, str], tmp_path: Path) -> None:
+    """``--help`` anywhere prints the usage and exits 0 with no file created or changed."""
+    before = _files(Path(env["HOME"]))
+    target = tmp_path / "f.json"
+    done = _cli(env, *[a.replace("{f}", str(target)) for a in args])
+    assert done.returncode == 0 and "usage: provider-events hook" in done.stdout
+    assert _files(Path(env["HOME"])) == before and not target.exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["install", "--setting", "{f}"],
+        ["--setting", "{f}", "install"],
+        ["uninstall", "--setings", "{f}"],
+        ["install", "extra"],
+        ["install", "--settings"],
+        ["bogus"],
+    ],
+)
+def test_unknown_options_exit_two_and_write_nothing(
+    args: list[str], env: dict[str, str], tmp_path: Path
+) -> None:
+    """A typo'd option (never taken as an abbreviation), a stray argument or a missing value:
+    one line on stderr, exit 2, nothing written anywhere."""
+    _settings_path(env).write_bytes(_dump(SETTINGS))
+    before = _settings_path(env).read_bytes()
+    target = tmp_path / "f.json"
+    done = _cli(env, *[a.replace("{f}", str(target)) for a in args])
+    assert done.returncode == 2
+    assert done.stdout == "" and done.stderr.count("\n") == 1 and "error" in done.stderr
+    assert _settings_path(env).read_bytes() == before and not target.exists()
+    assert _files(Path(env["HOME"])) == [".claude/settings.json"]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory", "missing"])
+def test_a_hostile_transcript_path_falls_back_at_once(
+    kind: str, env: dict[str, str], tmp_path: Path
+) -> None:
+    """A FIFO, a device, a directory or a missing file as transcript: the turn is still
+    published (with a fallback model), quickly, and the log says why."""
+    path = {"device": Path("/dev/zero"), "directory": tmp_path}.get(kind, tmp_path / "t")
+    if kind == "fifo":
+        os.mkfifo(path)
+    started = time.perf_counter()
+    done, _ = _hook(env, _payload(STOP_JSON, path))
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+    assert time.perf_counter() - started < 10
+    [(_, event)] = _queued(env)
+    assert event["payload"]["selection_criteria"]["claude_code"]["model_source"] == "default"
+    assert "transcript not read" in _log(env)
+
+
+@pytest.mark.parametrize("where", ["after", "before", "equals"])
+def test_hook_claude_reads_the_settings_file_it_is_given(
+    where: str, env: dict[str, str], tmp_path: Path
+) -> None:
+    """``hook claude --settings F`` (in any position) takes the provider from F's ``env``."""
+    other = tmp_path / "other.json"
+    zai = BUILTIN_PROVIDERS["zai"]
+    other.write_bytes(_dump(apply_provider({}, zai, "sk-unit", zai.base_url)))
+    args = {
+        "after": ["claude", "--settings", str(other)],
+        "before": ["--settings", str(other), "claude"],
+        "equals": ["claude", f"--settings={other}"],
+    }[where]
+    transcript = tmp_path / "t.jsonl"
+    transcript.write_text(_assistant("glm-4.6"))
+    done = subprocess.run(
+        [sys.executable, "-m", "provider_events.cli", "hook", *args],
+        input=_payload(STOP_JSON, transcript),
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+    [(_, event)] = _queued(env)
+    assert (event["payload"]["provider_name"], event["payload"]["model_name"]) == (
+        "zai",
+        "glm-4.6",
+    )

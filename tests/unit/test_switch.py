@@ -90,6 +90,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("PROVIDER_EVENTS_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("PROVIDER_EVENTS_RELAY_AUTOSTART", "false")
+    # configured, so events go to the outbox whatever listens at the default address
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9")
     for var in (
         *KEY_VARS,
         *ENV_KEYS,
@@ -441,7 +443,8 @@ def test_list_marks_the_active_provider_and_hides_keys(
 def test_status_of_a_partial_or_foreign_setup(
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A known base URL with other models is "custom (closest: …)"; a foreign URL names its host."""
+    """A known base URL with other models is "custom (closest: …)"; a foreign URL is
+    ``custom:`` and its host."""
     path = home / ".claude" / "settings.json"
     path.parent.mkdir()
     env = {"ANTHROPIC_BASE_URL": "https://api.z.ai/api/anthropic/", "ANTHROPIC_MODEL": "x"}
@@ -451,8 +454,8 @@ def test_status_of_a_partial_or_foreign_setup(
     assert out.splitlines()[0] == "Active provider: custom (closest: zai; models differ)"
     assert "ANTHROPIC_MODEL=x" in out
     path.write_text(json.dumps({"env": {"ANTHROPIC_BASE_URL": "https://llm.example.com/v1"}}))
-    assert (
-        _switch(capsys, "status")[1].splitlines()[0] == "Active provider: custom (llm.example.com)"
+    assert _switch(capsys, "status")[1].splitlines()[0] == (
+        "Active provider: custom:llm.example.com (no definition matches; see 'switch add')"
     )
 
 
@@ -588,3 +591,78 @@ def test_wrapper_script_takes_the_same_arguments(settings_file: Path) -> None:
         [str(script), "together"], env=env, capture_output=True, text=True, timeout=60
     )
     assert missing.returncode == 2 and "TOGETHER_API_KEY is not set" in missing.stderr
+
+
+# -- switch add ------------------------------------------------------------------------------------
+def test_add_defines_a_provider_that_switch_and_status_then_know(
+    settings_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``switch add`` appends a TOML table to the providers file (created, comments of an
+    existing one kept); the new provider then switches and is recognised by status."""
+    config = settings_file.parents[1] / ".config" / "provider-events" / "providers.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text('# my providers\n[zai]\nmodels = { sonnet = "glm-4.6-plus" }\n')
+    code, out, err = _switch(
+        capsys,
+        "add",
+        "local-proxy",
+        "--base-url",
+        "http://127.0.0.1:8080/",
+        "--model",
+        "big",
+        "--haiku-model",
+        "small",
+        "--key-env",
+        "LOCAL_PROXY_KEY",
+    )
+    assert (code, err) == (0, "")
+    assert "Added provider local-proxy" in out and str(config) in out
+    text = config.read_text()
+    assert text.startswith("# my providers\n[zai]\n")
+    assert '["local-proxy"]\nbase_url = "http://127.0.0.1:8080/"' in text
+    monkeypatch.setenv("LOCAL_PROXY_KEY", TOKEN)
+    assert _switch(capsys, "local-proxy", "--no-event")[0] == 0
+    env = json.loads(settings_file.read_text())["env"]
+    assert (env["ANTHROPIC_DEFAULT_HAIKU_MODEL"], env["ANTHROPIC_DEFAULT_OPUS_MODEL"]) == (
+        "small",
+        "big",
+    )
+    assert _switch(capsys, "status")[1].startswith("Active provider: local-proxy")
+
+
+def test_add_to_a_json_providers_file(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A JSON providers file gets the definition under its ``providers`` object."""
+    path = home / "providers.json"
+    path.write_text('{"providers": {}}')
+    monkeypatch.setenv("PROVIDER_EVENTS_PROVIDERS_FILE", str(path))
+    args = ["add", "p1", "--base-url", "https://x.example", "--model", "m", "--key-env", "K"]
+    assert _switch(capsys, *args)[0] == 0
+    assert json.loads(path.read_text())["providers"]["p1"]["models"] == dict.fromkeys(
+        ("haiku", "sonnet", "opus"), "m"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "why"),
+    [
+        (["add", "zai", "--base-url", "https://x", "--model", "m", "--key-env", "K"], "exists"),
+        (["add", "p", "--base-url", "ftp://x", "--model", "m", "--key-env", "K"], "http(s) URL"),
+        (["add", "p", "--base-url", "https://x", "--key-env", "K"], "--model"),
+        (["add", "p", "--base-url", "https://x", "--model", "m"], "--key-env"),
+        (["add", "p", "--base-url", "https://x", "--model", "m", "--key-env", "1X"], "variable"),
+        (["add", "P", "--base-url", "https://x", "--model", "m", "--key-env", "K"], "lower case"),
+        (["add", "list", "--base-url", "https://x", "--model", "m", "--key-env", "K"], "cannot be"),
+        (["add"], "needs a NAME"),
+        (["zai", "--model", "m"], "only goes with 'switch add'"),
+        (["status", "extra"], "only goes with 'switch add'"),
+    ],
+)
+def test_add_refuses_bad_input_and_writes_nothing(
+    args: list[str], why: str, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Bad ``switch add`` input (or its options elsewhere): one line, exit 2, no file."""
+    code, out, err = _switch(capsys, *args)
+    assert (code, out) == (2, "") and why in err and err.count("\n") == 1
+    assert not (home / ".config").exists()

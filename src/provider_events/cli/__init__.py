@@ -44,6 +44,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from provider_events.cli._common import EXIT_BAD_INPUT, ArgumentParser, fail
 
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["hook"]:
+        # `hook claude` runs inside Claude Code: it never fails on its arguments (exit 2 would
+        # block the prompt), so it skips argparse; every other `hook` action is parsed strictly.
+        from provider_events.cli._hook import claude_arguments, run_claude
+
+        is_claude, settings = claude_arguments(args[1:])
+        if is_claude:
+            return run_claude(settings)
     prog = "provider-events"
     parser = ArgumentParser(
         prog=prog, description="Provider-selection events: publish, deliver, ingest, analyse."

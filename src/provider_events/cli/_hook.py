@@ -1,8 +1,14 @@
 """``provider-events hook claude|install|uninstall|status``: the Claude Code hook.
 
 ``hook claude`` is what Claude Code runs: hook JSON on stdin, nothing on stdout, exit 0 always
-(problems go to ``<state dir>/hook.log``). ``install`` registers it for UserPromptSubmit and
-SessionStart in settings.json (idempotent); ``uninstall`` removes only entries running it.
+(problems go to ``<state dir>/hook.log``). ``install`` registers it for SessionStart,
+UserPromptSubmit, Stop and SubagentStop in settings.json (idempotent); ``uninstall`` removes only
+entries running it.
+
+Options go anywhere (``hook install --settings F`` = ``hook --settings F install``), are never
+abbreviated, and an unknown one is an error (exit 2, nothing written), except for ``hook claude``:
+exit 2 would block Claude Code's prompt, so :func:`claude_arguments` reads its ``--settings``
+leniently and ignores anything else (``provider-events`` routes it there before argparse).
 """
 
 from __future__ import annotations
@@ -14,7 +20,36 @@ from pathlib import Path
 from provider_events.cli._common import EXIT_OK, add_claude_settings_argument
 
 
+def claude_arguments(args: list[str]) -> tuple[bool, Path | None]:
+    """``(is a claude call, --settings value)`` for the arguments after ``hook``; not a claude
+    call when the first positional is another action or ``--help`` is asked for."""
+    settings: Path | None = None
+    positionals: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ("-h", "--help"):
+            return False, None
+        if arg in ("--settings", "--command"):
+            if arg == "--settings" and i + 1 < len(args):
+                settings = Path(args[i + 1])
+            i += 2
+            continue
+        if arg.startswith("--settings="):
+            settings = Path(arg.split("=", 1)[1])
+        elif not arg.startswith("-"):
+            positionals.append(arg)
+        i += 1
+    # A stray value (`--setting x claude`) must not hide `claude`; another action wins only
+    # when it comes first.
+    first = positionals[0] if positionals else None
+    if first in ("install", "uninstall", "status"):
+        return False, None
+    return "claude" in positionals, settings
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.allow_abbrev = False  # `--setting F` is a typo to report, not `--settings F`
     p.add_argument(
         "action",
         choices=("claude", "install", "uninstall", "status"),
@@ -28,18 +63,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="install: the command to register (default: this Python running "
         "'-m provider_events.cli hook claude')",
     )
-    # `hook claude` must never fail on arguments (exit 2 blocks the prompt): extras are ignored.
-    p.add_argument("extra", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    p.epilog = (
+        "Options may come before or after the action. 'hook claude' ignores arguments it does "
+        "not know (exit 2 would block Claude Code's prompt)."
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     if args.action == "claude":
-        return _claude(args.settings)
+        return run_claude(args.settings)
     from provider_events.cli._common import fail
     from provider_events.integrations._switch import SwitchError
 
-    if args.extra:  # options after the action (`hook install --settings X`): parse them too
-        _parse_trailing_options(args)
     try:
         if args.action == "install":
             return _install(args)
@@ -50,19 +85,8 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(exc), exc.exit_code)
 
 
-def _parse_trailing_options(args: argparse.Namespace) -> None:
-    """``extra`` holds what followed the action; only ``hook claude`` may ignore it."""
-    from provider_events.cli._common import ArgumentParser
-
-    trailing = ArgumentParser(prog=f"provider-events hook {args.action}")
-    add_claude_settings_argument(trailing)
-    trailing.add_argument("--command", default=None)
-    more = trailing.parse_args(args.extra)  # unknown options: one line, exit 2
-    args.settings = more.settings or args.settings
-    args.command = more.command or args.command
-
-
-def _claude(settings_path: Path | None) -> int:
+def run_claude(settings_path: Path | None) -> int:
+    """``hook claude``: run the hook; exit 0 whatever happens."""
     try:
         # Nothing may reach stdout: for UserPromptSubmit it becomes part of the prompt.
         devnull = os.open(os.devnull, os.O_WRONLY)

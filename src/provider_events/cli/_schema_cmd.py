@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     if args.list:
         for spec in CATALOG.values():
             print(
-                f"{spec.schema_ref}\t{spec.event_type}\t{spec.family.value}\tkey={spec.key_field}\ttopic={spec.topic}"
+                f"{spec.schema_ref}\t{spec.event_type}\t{spec.family.name}\tkey={spec.key_field}\ttopic={spec.topic}"
             )
         return EXIT_OK
     if args.write:

@@ -1,4 +1,7 @@
-"""``provider-events switch PROVIDER|list|status`` (and ``scripts/toggle-claude-provider.sh``).
+"""``provider-events switch PROVIDER|list|status|add`` (and ``scripts/toggle-claude-provider.sh``).
+
+``switch add NAME --base-url URL --model M --key-env VAR`` defines a new provider in the user's
+providers file (``--haiku-model``/``--sonnet-model``/``--opus-model`` set one tier each).
 
 Points Claude Code at a provider by editing the ``env`` block of its settings.json, then queues
 the provider-selection event in background mode. Exit 0 switched (a publish problem is a warning,
@@ -31,8 +34,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="status",
         metavar="PROVIDER",
         help="claude, zai, together, openrouter, gemini-pro, gemini-flash, gemini-2.5-flash "
-        "(or one from your providers file); 'list' shows them, 'status' (default) the active one",
+        "(or one from your providers file); 'list' shows them, 'status' (default) the active "
+        "one, 'add NAME ...' defines a new one",
     )
+    p.add_argument("name", nargs="?", metavar="NAME", help="add: the new provider's name")
+    add = p.add_argument_group("add NAME (stored in the providers file)")
+    add.add_argument("--base-url", metavar="URL", help="the Anthropic-compatible base URL")
+    add.add_argument("--model", metavar="MODEL", help="the model of every tier")
+    for tier in ("haiku", "sonnet", "opus"):
+        add.add_argument(f"--{tier}-model", metavar="MODEL", help=f"the {tier}-tier model")
+    add.add_argument("--key-env", metavar="VAR", help="the variable holding the API key")
+    add.add_argument("--display-name", metavar="TEXT", help="a display name (default: NAME)")
     add_claude_settings_argument(p)
     p.add_argument(
         "--no-event", action="store_true", help="switch without publishing the selection event"
@@ -93,7 +105,20 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"providers file: {exc}", EXIT_BAD_INPUT)
     name = args.provider.strip().lower()
     out = _Out(args.quiet and name not in ("list", "status"))
+    add_options = [
+        o
+        for o in (
+            *("base_url", "model", "haiku_model", "sonnet_model", "opus_model"),
+            *("key_env", "display_name"),
+        )
+        if getattr(args, o) is not None
+    ]
+    if name != "add" and (args.name is not None or add_options):
+        extra = args.name if args.name is not None else "--" + add_options[0].replace("_", "-")
+        return fail(f"{extra!r} only goes with 'switch add'", EXIT_BAD_INPUT)
     try:
+        if name == "add":
+            return _add(out, args)
         if name == "list":
             return _list(out, providers, args.settings)
         if name == "status":
@@ -133,7 +158,7 @@ def _status(out: _Out, providers: dict[str, Any], path: Path | None) -> int:
     elif match.closest is not None:
         headline = f"Active provider: custom (closest: {match.closest.name}; models differ)"
     else:
-        headline = f"Active provider: custom ({match.name})"
+        headline = f"Active provider: {match.name} (no definition matches; see 'switch add')"
     out.line(headline, "bold")
     out.field("base URL", match.base_url or "Anthropic (no override)")
     out.field("models", _models(match.models))
@@ -175,4 +200,31 @@ def _switch(out: _Out, args: argparse.Namespace, providers: dict[str, Any], name
         else:
             print(f"warning: selection event not recorded: {problem}", file=sys.stderr)
     out.line(RESTART, "yellow")
+    return EXIT_OK
+
+
+def _add(out: _Out, args: argparse.Namespace) -> int:
+    from provider_events.integrations._switch import add_provider
+
+    if not args.name:
+        return fail("switch add needs a NAME", EXIT_BAD_INPUT)
+    if args.name != args.name.lower():
+        return fail(f"{args.name!r}: provider names are lower case (switch lowers them)", 2)
+    missing = [o for o in ("base_url", "key_env") if getattr(args, o) is None]
+    models = {t: getattr(args, f"{t}_model") or args.model for t in ("haiku", "sonnet", "opus")}
+    missing += [f"{t}_model" for t, m in models.items() if m is None and args.model is None]
+    if missing:
+        flags = ", ".join("--" + m.replace("_", "-") for m in missing[:2])
+        return fail(f"switch add needs {flags} (and --model or one per tier)", EXIT_BAD_INPUT)
+    spec: dict[str, Any] = {}
+    if args.display_name is not None:
+        spec["display_name"] = args.display_name
+    spec.update(base_url=args.base_url, models=models, api_key_env=args.key_env)
+    path, provider = add_provider(args.name, spec)
+    out.line(f"Added provider {provider.name} ({provider.display_name})", "bold green")
+    out.field("base URL", provider.base_url or "")
+    out.field("models", _models(provider.models))
+    out.field("key", f"from {provider.api_key_env} (not shown)")
+    out.field("file", str(path))
+    out.line(f"Switch to it with: provider-events switch {provider.name}")
     return EXIT_OK

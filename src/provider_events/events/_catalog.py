@@ -14,6 +14,7 @@ __all__ = [
     "CATALOG",
     "PROVIDER_COMPLETED_V1",
     "PROVIDER_SELECTED_V1",
+    "PROVIDER_SELECTION_TOPIC",
     "EventFamily",
     "EventSpec",
     "spec_for",
@@ -22,9 +23,13 @@ __all__ = [
 
 
 class EventFamily(StrEnum):
-    """Event families of the partition-key policy; each names the field its events key on."""
+    """Event families of the partition-key policy; each names the field its events key on.
 
-    AGENT_PROVIDER = "AGENT_PROVIDER"
+    The member's *name* is the guide's spelling (``AGENT_PROVIDER``); its *value* is the
+    reference implementation's (``"agent.provider"``). Neither is part of the wire format.
+    """
+
+    AGENT_PROVIDER = "agent.provider"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +74,9 @@ PROVIDER_COMPLETED_V1 = EventSpec(
 CATALOG: dict[str, EventSpec] = {
     spec.event_type: spec for spec in (PROVIDER_SELECTED_V1, PROVIDER_COMPLETED_V1)
 }
+
+#: The reference implementation's name for the provider-selection topic.
+PROVIDER_SELECTION_TOPIC = PROVIDER_SELECTED_V1.topic
 
 
 def spec_for(event_type: str) -> EventSpec:

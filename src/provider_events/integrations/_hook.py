@@ -1,13 +1,24 @@
-"""The Claude Code hook: record which provider and model each session and prompt runs on.
+"""The Claude Code hook: record which provider and model each turn really ran on.
 
-``provider-events hook claude`` is registered for ``UserPromptSubmit`` and ``SessionStart``.
-Claude Code gives it the hook JSON on stdin (``session_id``, ``hook_event_name``, ``cwd``,
-``transcript_path``, ``prompt`` or ``source`` ...). It publishes one provider-selection event in
-background mode (committed to the local outbox; the relay delivers it) keyed by the session id,
-so every event of a session lands on one partition in order. The prompt text is never read into
-the event.
+``provider-events hook claude`` is registered for ``SessionStart``, ``UserPromptSubmit``,
+``Stop`` and ``SubagentStop``. Claude Code gives it the hook JSON on stdin (``session_id``,
+``hook_event_name``, ``cwd``, ``transcript_path``, ``prompt_id`` ...). One selection event is
+published per turn, at its end, keyed by the session id so every event of a session lands on
+one partition in order:
 
-The rules of a hook that runs before every prompt:
+* ``SessionStart`` remembers the session's ``model`` when Claude Code reports one;
+* ``UserPromptSubmit`` remembers when the prompt was submitted and how long the transcript was
+  (and publishes a previous turn that never reached ``Stop``, e.g. an interrupted one);
+* ``Stop`` reads the transcript lines written since (incrementally, bounded in bytes and time)
+  and publishes the turn with the ``model`` of its API requests and ``selected_at`` = the
+  prompt's time; ``SubagentStop`` does the same with the sub-agent's transcript;
+* any other event is ignored (logged, nothing published).
+
+Where the transcript has nothing, the model comes from :mod:`._claude_model`'s fallbacks; the
+``selection_reason`` says which source decided, and ``selection_criteria["claude_code"]`` holds
+the turn's details (main or sub-agent, model source, prompt id, number of requests).
+
+The rules of a hook that runs on every prompt:
 
 * nothing on stdout (for ``UserPromptSubmit`` stdout becomes part of the model's context);
 * exit 0 always (exit 2 would block the prompt), whatever stdin or the configuration holds;
@@ -16,11 +27,8 @@ The rules of a hook that runs before every prompt:
 * problems go to ``<state dir>/hook.log`` (kept under 256 KiB, one previous file).
 
 Which provider: per key, the hook's own environment (Claude Code applied settings.json's ``env``
-to it when the session started, so it describes the running session even after a switch that
-awaits a restart) then settings.json's ``env``. The base URL and tier models are matched against
-the provider table (:func:`provider_events.integrations._providers.identify`). Which model: the hook JSON's
-``model`` when Claude Code sends one, else ``ANTHROPIC_MODEL`` (tier aliases like ``opus`` are
-resolved), else the sonnet-tier model.
+to it when the session started) then settings.json's ``env``; the base URL and tier models are
+matched against the provider table (:func:`provider_events.integrations._providers.identify`).
 
 Import-light: no rich, confluent_kafka, asyncio or prometheus_client on this path.
 """
@@ -79,6 +87,11 @@ class HookInput:
     cwd: str | None
     model: str | None
     transcript_path: str | None = None
+    prompt_id: str | None = None
+    agent_id: str | None = None
+    agent_type: str | None = None
+    agent_transcript_path: str | None = None
+    stop_hook_active: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +100,10 @@ class Selection:
     model_name: str
     criteria: dict[str, Any]
     exact: bool
+    #: The model of each tier (``haiku``, ``sonnet``, ``opus``) for this provider setup.
+    tiers: Mapping[str, str | None] | None = None
+    #: ``ANTHROPIC_MODEL`` from the environment or settings.json's ``env``.
+    anthropic_model: str | None = None
 
 
 # -- the log -----------------------------------------------------------------------------------
@@ -179,23 +196,31 @@ def parse_hook_input(data: bytes) -> HookInput:
         event_name=_opt_text(doc, "hook_event_name", 64) or "hook",
         session_id=_opt_text(doc, "session_id"),
         source=_opt_text(doc, "source", 64),
-        cwd=doc["cwd"] if isinstance(doc.get("cwd"), str) else None,
+        cwd=_opt_text(doc, "cwd", 4096),
         model=_opt_text({"model": model}, "model", 200),
         transcript_path=_opt_text(doc, "transcript_path", 4096),
+        prompt_id=_opt_text(doc, "prompt_id"),
+        agent_id=_opt_text(doc, "agent_id"),
+        agent_type=_opt_text(doc, "agent_type"),
+        agent_transcript_path=_opt_text(doc, "agent_transcript_path", 4096),
+        stop_hook_active=doc.get("stop_hook_active") is True,
     )
 
 
 # -- working out provider and model ------------------------------------------------------------
-_ALIAS = re.compile(r"^(haiku|sonnet|opus)(\[1m\])?$")
-
-
 def detect_selection(
     settings_env: Mapping[str, Any],
     environ: Mapping[str, str],
     providers: Mapping[str, Provider],
     hook_model: str | None = None,
 ) -> Selection:
-    """Provider and model Claude Code runs on: the process environment, then settings.json."""
+    """Provider and model Claude Code runs on: the process environment, then settings.json.
+
+    The model is ``hook_model`` when given, else ``ANTHROPIC_MODEL``, else the sonnet tier
+    (tier aliases resolved); the hook itself prefers the transcript (see :func:`run_claude_hook`).
+    """
+    from provider_events.integrations._claude_model import resolve_alias
+
     keys = (ENV_BASE_URL, *ENV_MODEL_KEYS.values(), "ANTHROPIC_MODEL")
     merged: dict[str, str] = {}
     for key in keys:
@@ -209,16 +234,9 @@ def detect_selection(
         for t in TIERS
     }
     model = hook_model or merged.get("ANTHROPIC_MODEL")
-    alias = _ALIAS.match(model) if model else None
-    if alias:
-        model = tiers[alias.group(1)] or model
-    model = model or tiers["sonnet"] or "unknown"
+    model = resolve_alias(model, tiers) if model else (tiers["sonnet"] or "unknown")
     criteria = dict(provider.criteria) if provider is not None else {}
-    return Selection(match.name, model, criteria, match.exact)
-
-
-def _reason(hook: HookInput) -> str:
-    return f"Claude Code {hook.event_name}" + (f" ({hook.source})" if hook.source else "")
+    return Selection(match.name, model, criteria, match.exact, tiers, merged.get("ANTHROPIC_MODEL"))
 
 
 # -- the hook itself ---------------------------------------------------------------------------
@@ -275,59 +293,70 @@ def _publish(
     except (HookInputError, OSError) as exc:
         log.write(f"ignored hook call, event not published: {exc}")
         return None
-    from provider_events.errors import ConfigError
-    from provider_events.integrations._providers import BUILTIN_PROVIDERS, load_providers
-    from provider_events.integrations._switch import (
-        SwitchError,
-        claude_settings_path,
-        read_settings,
-    )
-
-    try:
-        providers = load_providers(env)
-    except ConfigError as exc:
-        log.write(f"provider file problem, using the built-in providers: {exc}")
-        providers = dict(BUILTIN_PROVIDERS)
-    try:
-        settings_env = read_settings(path or claude_settings_path(env)).env
-    except SwitchError as exc:
-        log.write(f"settings.json not used: {exc}")
-        settings_env = {}
-    selection = detect_selection(settings_env, env, providers, hook.model)
-    if hook.event_name in OUTCOME_EVENTS:
-        return _publish_outcomes(hook, selection.provider_name, settings, log, env)
-    if hook.session_id is None:
-        log.write(f"{hook.event_name}: no usable session_id; a correlation id was generated")
-    from provider_events.publish._publisher import Publisher
-
-    result = Publisher(settings).publish_sync(
-        delivery="background",
-        provider_name=selection.provider_name,
-        model_name=selection.model_name,
-        correlation_id=hook.session_id,
-        selection_reason=_reason(hook),
-        selection_criteria=selection.criteria,
-    )
-    if not result.accepted:
-        log.write(f"{hook.event_name}: event not queued ({result.status.value}): {result.error}")
-        return None
-    if env.get("PROVIDER_EVENTS_HOOK_DEBUG"):
+    if hook.event_name not in HOOK_EVENTS:
         log.write(
-            f"{hook.event_name}: queued {result.event_id} provider={selection.provider_name} "
-            f"model={selection.model_name} session={hook.session_id}"
+            f"{hook.event_name}: not an event this hook is registered for "
+            f"({', '.join(HOOK_EVENTS)}); nothing published"
         )
-    return result.event_id
+        return None
+    if hook.session_id is None:
+        log.write(f"{hook.event_name}: no usable session_id; nothing published")
+        return None
+    from provider_events.integrations._claude_state import open_session, prune_sessions
+    from provider_events.integrations._transcript import transcript_size
+    from provider_events.integrations._turns import now, publish_subagent, publish_turn
+
+    state_dir = Path(settings.state_dir)
+    if hook.event_name == "SessionStart":
+        with open_session(state_dir, hook.session_id) as state:
+            if hook.model:
+                state["session_model"] = hook.model
+        prune_sessions(state_dir)
+        return None
+    if hook.event_name == "UserPromptSubmit":
+        turn = {
+            "prompt_id": hook.prompt_id,
+            "at": now(),
+            "offset": transcript_size(hook.transcript_path),
+        }
+        with open_session(state_dir, hook.session_id) as state:
+            previous = state.get("turn")
+            state["turn"] = turn
+        if isinstance(previous, dict):  # that turn never reached Stop (interrupted)
+            return publish_turn(hook, previous, env, settings, log, path, interrupted=True)
+        return None
+    if hook.event_name == "SubagentStop":
+        event_id = publish_subagent(hook, env, settings, log, path)
+        _publish_outcomes(hook, env, settings, log, path)
+        return event_id
+    with open_session(state_dir, hook.session_id) as state:
+        turn = state.pop("turn", None)
+        read_up_to = state.get("offset")
+    if not isinstance(turn, dict):
+        if hook.stop_hook_active:  # a continuation of a turn already recorded
+            log.write("Stop: continuation of a recorded turn; no selection published")
+            _publish_outcomes(hook, env, settings, log, path)
+            return None
+        turn = {"prompt_id": hook.prompt_id, "at": None, "offset": read_up_to}
+    event_id = publish_turn(hook, turn, env, settings, log, path, interrupted=False)
+    _publish_outcomes(hook, env, settings, log, path)
+    return event_id
 
 
 def _publish_outcomes(
-    hook: HookInput, provider: str, settings: Any, log: HookLog, env: Mapping[str, str]
-) -> str | None:
-    """Stop / SubagentStop: queue the outcomes of the turn (the transcript's new lines)."""
+    hook: HookInput, env: Mapping[str, str], settings: Any, log: HookLog, path: Path | None
+) -> int | None:
+    """Stop / SubagentStop: queue the measured outcomes of the turn (the transcript's new
+    lines, and its sub-agent files), for the provider this session runs on."""
     if hook.transcript_path is None:
         log.write(f"{hook.event_name}: no transcript_path; no outcomes published")
         return None
+    from provider_events.integrations._sink import zero_config_sink
+    from provider_events.integrations._turns import session_selection
     from provider_events.usage._transcripts import TranscriptImportError, publish_turn_outcomes
 
+    provider = session_selection(env, log, path)[0].provider_name
+    settings = zero_config_sink(settings)
     try:
         count = publish_turn_outcomes(
             hook.transcript_path, hook.session_id, provider, settings.state_dir, settings=settings
@@ -337,7 +366,7 @@ def _publish_outcomes(
         return None
     if env.get("PROVIDER_EVENTS_HOOK_DEBUG"):
         log.write(f"{hook.event_name}: queued {count} outcome(s) provider={provider}")
-    return f"{count} outcome(s)"
+    return count
 
 
 # -- install / uninstall -----------------------------------------------------------------------
@@ -457,8 +486,8 @@ def install(
                     # a further one of ours is a duplicate: dropped
                 if kept or not group.get("hooks"):
                     groups.append(dict(group, hooks=kept) if "hooks" in group else group)
-            if event not in outcome:
-                groups.append({"hooks": [dict(entry)]})
+            if event not in outcome:  # the layout Claude Code's hooks reference documents
+                groups.append({"matcher": "", "hooks": [dict(entry)]})
                 outcome[event] = "added"
             hooks[event] = groups
         new["hooks"] = hooks

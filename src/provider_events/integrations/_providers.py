@@ -39,6 +39,10 @@ __all__ = [
     "TIERS",
     "Match",
     "Provider",
+    "check_definition",
+    "check_name",
+    "custom_name",
+    "default_providers_file",
     "identify",
     "load_providers",
     "providers_file",
@@ -57,7 +61,7 @@ ENV_MODEL_KEYS = {
 ENV_KEYS = (ENV_BASE_URL, ENV_TOKEN, *ENV_MODEL_KEYS.values())
 PROVIDERS_FILE_ENV = "PROVIDER_EVENTS_PROVIDERS_FILE"
 #: Names that are sub-commands of ``switch``, never providers.
-RESERVED = frozenset({"list", "status"})
+RESERVED = frozenset({"list", "status", "add"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,6 +317,32 @@ def _apply(name: str, spec: Any, base: Provider | None) -> Provider:
     )
 
 
+def default_providers_file(environ: Mapping[str, str] | None = None) -> Path:
+    """Where ``switch add`` writes when there is no providers file yet."""
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_CONFIG_HOME", "").strip() or str(Path(env.get("HOME", "~")) / ".config")
+    return Path(base).expanduser() / "provider-events" / "providers.toml"
+
+
+def check_name(name: Any, where: Path | str) -> str:
+    """``name`` if it can name a provider; :class:`ConfigError` otherwise."""
+    if (
+        not isinstance(name, str)
+        or not name
+        or name in RESERVED
+        or name.startswith("-")
+        or len(name) > 100
+        or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in name)
+    ):
+        raise ConfigError(PROVIDERS_FILE_ENV, f"{where}: {name!r} cannot be a provider name")
+    return name
+
+
+def check_definition(name: str, spec: Mapping[str, Any]) -> Provider:
+    """Validate a new provider's definition as the providers file would be read."""
+    return _apply(name, dict(spec), None)
+
+
 def load_providers(environ: Mapping[str, str] | None = None) -> dict[str, Provider]:
     """Built-in providers with the user's file applied on top (raises :class:`ConfigError`)."""
     providers = dict(BUILTIN_PROVIDERS)
@@ -320,10 +350,7 @@ def load_providers(environ: Mapping[str, str] | None = None) -> dict[str, Provid
     if path is None:
         return providers
     for name, spec in _read_file(path).items():
-        if not isinstance(name, str) or not name or name in RESERVED or name.startswith("-"):
-            raise ConfigError(PROVIDERS_FILE_ENV, f"{path}: {name!r} cannot be a provider name")
-        if any(c.isspace() or ord(c) < 32 for c in name) or len(name) > 100:
-            raise ConfigError(PROVIDERS_FILE_ENV, f"{path}: {name!r} cannot be a provider name")
+        check_name(name, path)
         providers[name] = _apply(name, spec, providers.get(name))
     return providers
 
@@ -346,13 +373,32 @@ class Match:
 
     @property
     def name(self) -> str:
-        """A provider name for events: the match, the closest, else the base URL's host."""
+        """A provider name for events: the match, the closest, else :func:`custom_name`."""
         if self.provider is not None:
             return self.provider.name
         if self.closest is not None:
             return self.closest.name
-        host = urlsplit(self.base_url or "").hostname
-        return host or "custom"
+        return custom_name(self.base_url)
+
+
+def custom_name(base_url: str | None) -> str:
+    """The name of a provider no definition matches: ``custom:`` and the base URL's host, with
+    the port when the URL gives one (``custom:127.0.0.1:8080``, ``custom:llm.example.com``).
+
+    Never the user name, password, path or query of the URL (they may hold a secret); at most
+    100 characters (the event's limit); ``custom`` alone when the URL has no usable host.
+    """
+    try:
+        parts = urlsplit((base_url or "").strip())
+        host = parts.hostname
+        port = parts.port
+    except ValueError:  # a port out of range, brackets that do not close ...
+        return "custom"
+    if not host or any(c.isspace() or ord(c) < 32 for c in host):
+        return "custom"
+    host = f"[{host}]" if ":" in host else host
+    name = f"custom:{host}" + (f":{port}" if port is not None else "")
+    return name[:100]
 
 
 def _norm(url: str | None) -> str | None:

@@ -44,6 +44,7 @@ __all__ = [
     "Status",
     "SwitchError",
     "SwitchOutcome",
+    "add_provider",
     "apply_provider",
     "claude_settings_path",
     "dump_settings",
@@ -436,10 +437,11 @@ def publish_switch_event(provider: Provider) -> tuple[str | None, str | None]:
     Never raises: a publish problem must not fail a switch that already happened.
     """
     try:
+        from provider_events.integrations._sink import zero_config_sink
         from provider_events.publish._publisher import Publisher
         from provider_events.settings import load_settings
 
-        publisher = Publisher(load_settings())
+        publisher = Publisher(zero_config_sink(load_settings()))
         try:
             result = publisher.publish_sync(
                 delivery="background",
@@ -456,3 +458,96 @@ def publish_switch_event(provider: Provider) -> tuple[str | None, str | None]:
     if not result.accepted:
         return None, f"{result.status.value}: {result.error}"
     return result.event_id, None
+
+
+# -- adding a provider definition ------------------------------------------------------------------
+def _toml_string(text: str) -> str:
+    # A JSON string without \u escapes of surrogates is a valid TOML basic string.
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _toml_table(name: str, spec: Mapping[str, Any]) -> str:
+    lines = [f"[{_toml_string(name)}]"]
+    for key, value in spec.items():
+        if isinstance(value, dict):
+            inner = ", ".join(f"{k} = {_toml_string(v)}" for k, v in value.items())
+            lines.append(f"{key} = {{ {inner} }}")
+        else:
+            lines.append(f"{key} = {_toml_string(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def add_provider(
+    name: str, spec: Mapping[str, Any], *, environ: Mapping[str, str] | None = None
+) -> tuple[Path, Provider]:
+    """Add a provider definition to the user's providers file (created when missing).
+
+    ``spec`` holds the file's fields (``base_url``, ``models``, ``api_key_env`` ...). The name
+    must be new (built-in or already in the file: edit the file instead). The file is appended
+    to (TOML, comments kept) or re-serialised (JSON), atomically, under the same lock as a
+    switch; raises :class:`SwitchError` (bad input, nothing written) or a write error.
+    """
+    from provider_events.errors import ConfigError
+    from provider_events.integrations._providers import (
+        check_definition,
+        check_name,
+        default_providers_file,
+        load_providers,
+        providers_file,
+    )
+
+    env = os.environ if environ is None else environ
+    path = providers_file(env) or default_providers_file(env)
+    try:
+        check_name(name, path)
+        provider = check_definition(name, spec)
+        existing = load_providers(env) if path.exists() else {}
+    except ConfigError as exc:
+        raise SwitchError(f"{exc}; nothing was written") from None
+    if name in existing or name in _builtin_names():
+        raise SwitchError(
+            f"provider {name!r} already exists; edit {path} to change it (nothing was written)"
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with _dir_lock(path.parent):
+            try:
+                raw: bytes | None = path.read_bytes()
+                mode = os.stat(path).st_mode & 0o7777
+            except FileNotFoundError:
+                raw, mode = None, 0o644
+            data = _with_definition(path, raw, name, dict(spec))
+            _write_atomic(path.resolve() if path.is_symlink() else path, data, mode)
+    except OSError as exc:
+        raise _WriteError(f"cannot write {path}: {exc.strerror}; it was not changed") from None
+    return path, provider
+
+
+def _builtin_names() -> frozenset[str]:
+    from provider_events.integrations._providers import BUILTIN_PROVIDERS
+
+    return frozenset(BUILTIN_PROVIDERS)
+
+
+def _with_definition(path: Path, raw: bytes | None, name: str, spec: dict[str, Any]) -> bytes:
+    """The file's new bytes with ``name`` defined; checked to read back as ``spec``."""
+    text = (raw or b"").decode("utf-8", "replace")
+    if path.suffix.lower() == ".json":
+        doc = json.loads(text) if text.strip() else {}
+        holder = doc["providers"] if isinstance(doc.get("providers"), dict) else doc
+        holder[name] = spec
+        new = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+        check = json.loads(new)
+        check = check["providers"] if isinstance(check.get("providers"), dict) else check
+    else:
+        import tomllib
+
+        sep = "" if not text or text.endswith("\n\n") else ("\n" if text.endswith("\n") else "\n\n")
+        new = text + sep + _toml_table(name, spec)
+        check = tomllib.loads(new)
+        check = check["providers"] if isinstance(check.get("providers"), dict) else check
+    if check.get(name) != spec:
+        raise SwitchError(
+            f"{path}: the definition would not read back as given; nothing was written"
+        )
+    return new.encode("utf-8")

@@ -424,12 +424,14 @@ async def publish_provider_selection(
     correlation_id: str | uuid.UUID | None = None,
     selection_reason: str = "",
     selection_criteria: Mapping[str, Any] | None = None,
-    *,
     causation_id: str | uuid.UUID | None = None,
+    *,
     tenant_id: str | None = None,
     delivery: Delivery = "sync",
 ) -> bool:
     """Publish one provider selection; ``True`` only once the broker acknowledged it.
+
+    The positional order is the reference implementation's (``causation_id`` is the sixth).
 
     ``False`` means not (yet) delivered: the event was spooled to the outbox when Kafka did
     not answer within the delivery timeout (it will be delivered later), or it was invalid.
@@ -455,8 +457,8 @@ def publish_provider_selection_sync(
     correlation_id: str | uuid.UUID | None = None,
     selection_reason: str = "",
     selection_criteria: Mapping[str, Any] | None = None,
-    *,
     causation_id: str | uuid.UUID | None = None,
+    *,
     tenant_id: str | None = None,
     delivery: Delivery = "sync",
 ) -> bool:
