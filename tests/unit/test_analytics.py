@@ -24,6 +24,8 @@ from provider_events.analytics._answers import (
     field_names,
 )
 from provider_events.analytics._model import (
+    BIN_MAX,
+    BIN_MIN,
     GAMMA,
     ZERO_BIN,
     Window,
@@ -97,13 +99,21 @@ def test_non_numbers_are_not_measures() -> None:
 
 
 def test_bins_hold_their_values() -> None:
-    """Bin b holds (GAMMA**(b-1), GAMMA**b]; zero has its own bin."""
+    """Bin b holds (GAMMA**(b-1), GAMMA**b]; zero has its own bin; values beyond the bin range
+    fall into the end bins, so a histogram never has more than BIN_MAX - BIN_MIN + 2 bins."""
     rng = random.Random(1)
     for _ in range(2000):
         v = rng.lognormvariate(0, 8)
         b = bin_of(v)
-        assert GAMMA ** (b - 1) < v * (1 + 1e-12) and v <= GAMMA**b * (1 + 1e-12)
+        if BIN_MIN < b < BIN_MAX:
+            assert GAMMA ** (b - 1) < v * (1 + 1e-12) and v <= GAMMA**b * (1 + 1e-12)
+        else:
+            assert (b == BIN_MAX and v > GAMMA ** (BIN_MAX - 1)) or (
+                b == BIN_MIN and v <= GAMMA**BIN_MIN * (1 + 1e-12)
+            )
     assert bin_of(0.0) == ZERO_BIN and bin_of(1.0) == 0
+    assert bin_of(1e100) == BIN_MAX and bin_of(1e-100) == BIN_MIN
+    assert len({bin_of(10.0**e) for e in range(-300, 300)}) <= BIN_MAX - BIN_MIN + 1
 
 
 def test_percentiles_from_bins_are_within_one_bin_and_exact_for_one_value() -> None:
