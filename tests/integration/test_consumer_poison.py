@@ -377,3 +377,43 @@ def test_consume_cli_survives_poison_then_exits_0(
     assert proc.returncode == 0, proc.stderr
     stopped = [json.loads(x) for x in proc.stdout.splitlines() if '"stopped"' in x][-1]
     assert stopped["dead_lettered"] == 1 and stopped["messages"] == 1
+
+
+# -- e: bounded histograms, existing rows migrated --------------------------------------------
+def test_migration_0004_rebins_existing_histograms_like_a_rebuild(database_url: str) -> None:
+    """Rows stored under 0003 with extreme values: after 0004 every histogram has bins within
+    [-1400, 1400] (plus the zero bin) and equals a rebuild from the raw rows."""
+    from provider_events.store import ROLLUP_TABLES, discover, migrate
+    from provider_events.store._scratch import scratch_schema
+
+    with scratch_schema(database_url, "rebin") as schema:
+        migrate(schema.dsn, migrations=discover()[:3])
+        values = [0.0, 1e-100, 3e-50, 1e-13, 1e-6, 2.5, 1e12, 5e40, 1e100]
+        with psycopg.connect(schema.dsn, autocommit=True) as conn:
+            for i, v in enumerate(values):
+                conn.execute(
+                    "INSERT INTO provider_selection_events (event_id, correlation_id, "
+                    "provider_name, model_name, selection_reason, selection_criteria, "
+                    "selected_at, namespace, source, event_timestamp) VALUES (gen_random_uuid(), "
+                    "'c', 'p', 'm', 'r', jsonb_build_object('latency_ms', %s::float8, "
+                    "'cost_per_token', %s::float8), now() - interval '1 hour', 'n', 's', now())",
+                    [v, values[-1 - i]],
+                )
+        migrate(schema.dsn)
+        hist = [t for t in ROLLUP_TABLES if "_hist_" in t]
+        with psycopg.connect(schema.dsn, autocommit=True) as conn:
+
+            def snapshot() -> dict[str, list[Any]]:
+                return {
+                    t: conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2, 3, 4").fetchall()
+                    for t in hist
+                }
+
+            migrated = snapshot()
+            conn.execute("SELECT provider_events_rebuild_rollups()")
+            assert snapshot() == migrated
+            [(lo, hi)] = conn.execute(
+                "SELECT min(b), max(b) FROM provider_selection_hist_hourly, unnest(bins) b "
+                "WHERE b <> -1000000"
+            ).fetchall()
+            assert (lo, hi) == (-1400, 1400)
