@@ -38,6 +38,7 @@ from psycopg.pq import Format
 
 from provider_events.errors import ConfigError, DatabaseError
 from provider_events.settings import redact_dsn
+from provider_events.store import _rollups
 from provider_events.store._columns import EVENT_COLUMNS, KAFKA_COLUMNS, TABLE
 
 __all__ = [
@@ -397,11 +398,21 @@ class BatchWriter:
     failure, so a caller that gets :class:`DatabaseUnavailableError` just calls again later.
     """
 
-    def __init__(self, dsn: str, *, application_name: str = "provider-events-consumer") -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        application_name: str = "provider-events-consumer",
+        rollups_by_writer: bool = True,
+    ) -> None:
         self._dsn = dsn
+        self._rollups_by_writer = rollups_by_writer
         self._application_name = application_name
         self._conn: psycopg.Connection[Any] | None = None
         self._staging_ready = False
+        #: Whether this writer aggregates the rollups itself (migration 0004; see _rollups).
+        self._own_rollups = False
+        self._deltas_ready = False
 
     # -- connection -------------------------------------------------------------------------
     def _connection(self) -> psycopg.Connection[Any]:
@@ -409,6 +420,8 @@ class BatchWriter:
             self._conn = connect(self._dsn, application_name=self._application_name)
             self._conn.adapters.register_dumper(None, _JsonbBytesDumper)
             self._staging_ready = False
+            self._deltas_ready = False
+            self._own_rollups = self._rollups_by_writer and _rollups.supported(self._conn)
         return self._conn
 
     def _drop_connection(self) -> None:
@@ -445,10 +458,15 @@ class BatchWriter:
         stream = rows if isinstance(rows, list) else _keeping(rows, kept)
         try:
             conn = self._connection()
-            with conn.transaction(), conn.cursor() as cur, cur.copy(_COPY_DIRECT) as copy:
-                copy.set_types(_TYPES)
-                for row in stream:
-                    copy.write_row(row)
+            with conn.transaction(), conn.cursor() as cur:
+                if self._own_rollups:
+                    cur.execute(_rollups.SKIP_TRIGGER)
+                with cur.copy(_COPY_DIRECT) as copy:
+                    copy.set_types(_TYPES)
+                    for row in stream:
+                        copy.write_row(row)
+                if self._own_rollups:
+                    self._fold(cur, kept)
             return WriteResult(inserted=len(kept))
         except pg_errors.UniqueViolation as exc:
             if exc.diag.constraint_name != EVENT_ID_CONSTRAINT:
@@ -479,6 +497,8 @@ class BatchWriter:
     def _write_staged(self, rows: Sequence[Row]) -> WriteResult:
         conn = self._connection()
         with conn.transaction(), conn.cursor() as cur:
+            if self._own_rollups:
+                cur.execute(_rollups.SKIP_TRIGGER)
             if not self._staging_ready:
                 cur.execute(_CREATE_STAGE)
             with cur.copy(_COPY_STAGE) as copy:
@@ -489,6 +509,15 @@ class BatchWriter:
             inserted = {r[0] for r in cur.fetchall()}
             cur.execute(_CONFLICTS_IN_STAGE)
             conflicts = [(r[0], r[1]) for r in cur.fetchall()]
+            if self._own_rollups and inserted:
+                refused = set(conflicts)
+                folded: set[uuid.UUID] = set()
+                new = []
+                for row in rows:  # the row of each new event_id that was stored (not refused)
+                    if row[0] in inserted and row[0] not in folded and row[12:14] not in refused:
+                        folded.add(row[0])
+                        new.append(row)
+                self._fold(cur, new)
         self._staging_ready = True
         return WriteResult(
             inserted=len(inserted),
@@ -497,6 +526,10 @@ class BatchWriter:
             path="staged",
             conflicts=conflicts,
         )
+
+    def _fold(self, cur: psycopg.Cursor[Any], rows: Sequence[Row]) -> None:
+        _rollups.apply_deltas(cur, rows, self._deltas_ready)
+        self._deltas_ready = True
 
     def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         """Store ``letters`` in :data:`DEAD_LETTER_TABLE`, once each per source position."""
