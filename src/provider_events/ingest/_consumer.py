@@ -509,6 +509,9 @@ class IngestConsumer:
                         self._totals.first_message_at = time.time()
                     if not self._handle(_Batch(messages)):
                         break
+                    # idle time counts from the end of the work: a batch slower to write
+                    # than --until-idle must not end the run with messages still waiting
+                    self._last_message = time.monotonic()
         finally:
             self._totals.elapsed = time.monotonic() - started
             self._totals.lag = sum(self._lag.values()) if self._lag else None
