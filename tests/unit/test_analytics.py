@@ -314,3 +314,37 @@ def test_report_escapes_reasons_and_loads_nothing(store_dir: Path, tmp_path: Pat
     assert "default-src 'none'" in unescape(html)
     assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "https://" not in html
+
+
+def test_a_stored_year_9999_event_does_not_crash_an_empty_window_on_the_local_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An event stored before the timestamp window existed (year 9999): stats and report over
+    an empty window answer instead of raising OverflowError."""
+    import dataclasses
+    import json as _json
+
+    from provider_events.events import _validation
+
+    event = build_provider_selection(
+        settings=SETTINGS,
+        provider_name="claude",
+        model_name="m",
+        selection_reason="r",
+        selection_criteria={"latency_ms": 5},
+    )
+    doc = _json.loads(event.value)
+    doc["payload"]["selected_at"] = "9999-12-31T23:30:00Z"
+    old = dataclasses.replace(event, value=_json.dumps(doc).encode())
+    with monkeypatch.context() as patched:  # as the store accepted it before the bounds
+        patched.setattr(_validation, "check_bounds", lambda *a, **k: None)
+        store = LocalEventStore(tmp_path / "events.sqlite3")
+        assert store.add([old]) == 1
+        store.close()
+    monkeypatch.setenv("PROVIDER_EVENTS_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["stats", "--since", "2h", "--store", "local"]) == 0
+    assert main(["stats", "--since", "2h", "--store", "local", "--json"]) == 0
+    assert main(["report", "--since", "2h", "--store", "local", "--html", "r.html"]) == 0
