@@ -11,6 +11,12 @@ Two comparisons: the table with its indexes alone (migration 0001: the consumer'
 and the full schema (every migration, including the rollup triggers of 0002, which do their
 work once per statement: one big COPY statement and the consumer's per-batch COPYs differ).
 
+Two more, through the consumer's batch writer (no Kafka, bounded: ~1 minute at scale 1):
+the adversarial histogram case (22,000 events with distinct, wildly spread latency and cost
+values in one hour for one provider, then 20,000 ordinary events for that provider and hour
+against 20,000 for a clean provider: target <= 1.5x the clean time), and the write rate with
+the rollups maintained against the bare table (migration 0001 only), on the same rows.
+
 BENCH_INGEST_PARTITIONED=1 adds a third run into a monthly range-partitioned variant of the
 table (unique (event_id, selected_at)), to measure what partitioning costs at ingest.
 """
@@ -20,6 +26,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -42,7 +49,15 @@ from benchmarks._harness import Comparison, Context  # noqa: E402
 from provider_events.events._envelope import build_provider_selection  # noqa: E402
 from provider_events.events._ids import format_timestamp, uuid7  # noqa: E402
 from provider_events.settings import load_settings  # noqa: E402
-from provider_events.store import COLUMNS, TABLE, Migration, discover, migrate  # noqa: E402
+from provider_events.store import (  # noqa: E402
+    COLUMNS,
+    TABLE,
+    BatchWriter,
+    Migration,
+    Row,
+    discover,
+    migrate,
+)
 from provider_events.store._scratch import scratch_schema  # noqa: E402
 
 PARTITIONS = 6
@@ -288,6 +303,130 @@ def _partition_months(conn: psycopg.Connection[Any]) -> None:
 
 #: (label, migrations): the table and its indexes alone measure the consumer's own overhead;
 #: the full schema adds the ingest-time work later migrations attach (rollup triggers).
+def _rows(n: int, provider: str, hour: datetime, criteria: Any) -> list[Row]:
+    """``n`` table rows for ``provider`` within ``hour``; ``criteria(i)`` gives each one's."""
+    out: list[Row] = []
+    for i in range(n):
+        at = hour + timedelta(microseconds=i * 97 % 3_599_000_000)
+        out.append(
+            (
+                uuid.uuid4(),
+                f"req-{i}",
+                provider,
+                "model-x",
+                "bench",
+                json.dumps(criteria(i)).encode(),
+                at,
+                "tenant-a",
+                "omninode",
+                "bench",
+                None,
+                at,
+                None,
+                None,
+            )
+        )
+    return out
+
+
+def _ordinary(i: int) -> dict[str, Any]:
+    return {"cost_per_token": (1e-6, 3e-6, 1.5e-5)[i % 3], "latency_ms": 40 + i % 400}
+
+
+def _write(dsn: str, rows: list[Row], batch: int) -> float:
+    writer = BatchWriter(dsn)
+    try:
+        started = time.perf_counter()
+        for k in range(0, len(rows), batch):
+            writer.write(rows[k : k + batch])
+        return time.perf_counter() - started
+    finally:
+        writer.close()
+
+
+def adversarial_histograms(ctx: Context, console: Console) -> Comparison:
+    """After 22,000 distinct, widely spread values for one provider and hour, 20,000 ordinary
+    events for it against 20,000 for a clean provider (same hour, same schema, batches of
+    5,000; alternating order, medians of 3 rounds)."""
+    assert ctx.database_url
+    n_adv, n = 22_000, 20_000  # the issue's sizes at any --scale (about a minute)
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    rng = random.Random(15)
+
+    def spread(i: int) -> dict[str, Any]:  # every value distinct, from 1e-100 to 1e100
+        return {
+            "cost_per_token": 10.0 ** rng.uniform(-100, 100),
+            "latency_ms": 10.0 ** rng.uniform(-100, 100),
+            "quality_score": rng.random(),
+        }
+
+    times: dict[str, list[float]] = {"victim": [], "clean": []}
+    with scratch_schema(ctx.database_url, "bench_adv") as schema:
+        migrate(schema.dsn)
+        _write(schema.dsn, _rows(n_adv, "victim", hour, spread), 5000)
+        with psycopg.connect(schema.dsn) as conn:
+            bins = conn.execute(
+                "SELECT max(cardinality(bins)) FROM provider_selection_hist_hourly_provider"
+            ).fetchone()
+        for r in range(3):
+            order = ("victim", "clean") if r % 2 == 0 else ("clean", "victim")
+            for who in order:
+                rows = _rows(n, who, hour + timedelta(hours=r % 2), _ordinary)
+                times[who].append(_write(schema.dsn, rows, 5000))
+    victim, clean = statistics.median(times["victim"]), statistics.median(times["clean"])
+    console.print(f"  adversarial: victim {victim:.2f}s, clean {clean:.2f}s, {bins[0]} bins/row")
+    return Comparison(
+        name=f"ingest {n:,} ordinary events after {n_adv:,} adversarial values",
+        ours=victim,
+        peer=clean,
+        unit="s",
+        peer_name="same events, clean provider",
+        better="lower",
+        target=1.5,
+        notes={
+            "largest histogram row (bins)": bins[0] if bins else None,
+            "victim seconds": ", ".join(f"{x:.2f}" for x in times["victim"]),
+            "clean seconds": ", ".join(f"{x:.2f}" for x in times["clean"]),
+        },
+    )
+
+
+def rollups_vs_bare(ctx: Context, console: Console) -> list[Comparison]:
+    """The batch writer's rate with every migration (rollups kept) against the bare table,
+    same rows, batches of 5,000 and 20,000, alternating order, medians of 3 rounds."""
+    assert ctx.database_url
+    n = 30_000  # at any --scale: bounded, and smaller batches would measure nothing
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=30)
+    out: list[Comparison] = []
+    for batch in (5000, 20000):
+        rates: dict[str, list[float]] = {"bare": [], "rollups": []}
+        for r in range(3):
+            for kind in ("bare", "rollups") if r % 2 == 0 else ("rollups", "bare"):
+                providers = ("claude", "openai", "gemini-flash", "together")
+                rows = [
+                    row
+                    for k, p in enumerate(providers)
+                    for row in _rows(n // 4, p, hour + timedelta(hours=k * 7), _ordinary)
+                ]
+                with scratch_schema(ctx.database_url, f"bench_{kind}") as schema:
+                    migrate(schema.dsn, migrations=discover()[:1] if kind == "bare" else None)
+                    rates[kind].append(len(rows) / _write(schema.dsn, rows, batch))
+        ours, peer = statistics.median(rates["rollups"]), statistics.median(rates["bare"])
+        console.print(f"  batches of {batch:,}: rollups {ours:,.0f}/s, bare {peer:,.0f}/s")
+        out.append(
+            Comparison(
+                name=f"batch writer, {n:,} rows in batches of {batch:,}, rollups maintained",
+                ours=ours,
+                peer=peer,
+                unit="rows/s",
+                peer_name="bare table (0001 only)",
+                target=0.7,
+                notes={k: ", ".join(f"{x:,.0f}" for x in v) for k, v in rates.items()},
+            )
+        )
+    return out
+
+
 def _variants() -> list[tuple[str, list[Migration] | None]]:
     return [("table + indexes", discover()[:1]), ("full schema", None)]
 
@@ -296,6 +435,8 @@ def run(ctx: Context, console: Console) -> list[Comparison]:
     if not ctx.database_url:
         console.print("[red]DATABASE_URL is not set; skipping ingest[/]")
         return []
+    if os.environ.get("BENCH_INGEST_WRITER_ONLY") == "1":
+        return [adversarial_histograms(ctx, console), *rollups_vs_bare(ctx, console)]
     n = ctx.n(1_000_000, minimum=1000)
     topic = _topic(ctx.bootstrap)
     console.print(f"producing {n:,} events to {topic} …")
@@ -341,6 +482,8 @@ def run(ctx: Context, console: Console) -> list[Comparison]:
             )
         if os.environ.get("BENCH_INGEST_PARTITIONED") == "1":
             rows.append(_partitioned(ctx, console, topic, n))
+    rows.append(adversarial_histograms(ctx, console))
+    rows.extend(rollups_vs_bare(ctx, console))
     return rows
 
 

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import re
+import sys
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
@@ -121,7 +122,9 @@ def criteria_problem(criteria: Any) -> str | None:
         if isinstance(value, int):
             return None if -(10**4300) < value < 10**4300 else "integer over 4300 digits"
         if isinstance(value, float):
-            return None if math.isfinite(value) else "not finite"
+            if not math.isfinite(value):
+                return "not finite"
+            return "subnormal" if 0 < abs(value) < sys.float_info.min else None
         if isinstance(value, dict):
             for key, item in value.items():
                 if not isinstance(key, str) or "\x00" in key or not utf8_ok(key):
@@ -158,16 +161,17 @@ def criteria_problem(criteria: Any) -> str | None:
 
 
 def selected_at_ok(value: Any) -> bool:
-    """None, or a timezone-aware datetime whose instant exists in UTC (years 1..9999)."""
+    """None, or a timezone-aware datetime whose instant exists in UTC (years 1..9999) and lies
+    in the accepted window [2000-01-01T00:00Z, now + 1 day] (docs/limits.md)."""
     if value is None:
         return True
     if not isinstance(value, datetime) or value.utcoffset() is None:
         return False
     try:
-        value.astimezone(UTC)
+        utc = value.astimezone(UTC)
     except OverflowError:
         return False
-    return True
+    return datetime(2000, 1, 1, tzinfo=UTC) <= utc <= datetime.now(UTC) + timedelta(days=1)
 
 
 def problems(fields: dict[str, Any]) -> list[str]:
@@ -418,13 +422,15 @@ FIXED_OFFSETS = st.builds(
 ZONES = st.one_of(st.just(UTC), FIXED_OFFSETS, st.timezones())
 
 
+#: The latest ``selected_at`` every zone keeps inside the accepted window (now + 1 day).
+_RECENT = datetime.now().replace(microsecond=0) - timedelta(days=2)
+
+
 def valid_selected_at() -> st.SearchStrategy[datetime | None]:
     """None or an aware datetime any zone can carry into UTC."""
     return st.one_of(
         st.none(),
-        st.datetimes(
-            min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=ZONES
-        ),
+        st.datetimes(min_value=datetime(2000, 1, 2), max_value=_RECENT, timezones=ZONES),
     )
 
 
@@ -452,7 +458,7 @@ JSON_SCALARS: st.SearchStrategy[Any] = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=False, allow_infinity=False),
+    st.floats(allow_nan=False, allow_infinity=False, allow_subnormal=False),
     st.text(REASON_CHARS, max_size=40),
     st.sampled_from(SQL),
 )
@@ -608,7 +614,7 @@ def mixed_fields(draw: Callable[..., Any]) -> dict[str, Any]:
 OFFLINE = offline_settings()
 WRONG_JSON = st.one_of(
     st.integers(),
-    st.floats(allow_nan=False, allow_infinity=False),
+    st.floats(allow_nan=False, allow_infinity=False, allow_subnormal=False),
     st.booleans(),
     st.lists(st.integers(), max_size=2),
     st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),

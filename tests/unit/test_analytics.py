@@ -24,6 +24,8 @@ from provider_events.analytics._answers import (
     field_names,
 )
 from provider_events.analytics._model import (
+    BIN_MAX,
+    BIN_MIN,
     GAMMA,
     ZERO_BIN,
     Window,
@@ -97,13 +99,21 @@ def test_non_numbers_are_not_measures() -> None:
 
 
 def test_bins_hold_their_values() -> None:
-    """Bin b holds (GAMMA**(b-1), GAMMA**b]; zero has its own bin."""
+    """Bin b holds (GAMMA**(b-1), GAMMA**b]; zero has its own bin; values beyond the bin range
+    fall into the end bins, so a histogram never has more than BIN_MAX - BIN_MIN + 2 bins."""
     rng = random.Random(1)
     for _ in range(2000):
         v = rng.lognormvariate(0, 8)
         b = bin_of(v)
-        assert GAMMA ** (b - 1) < v * (1 + 1e-12) and v <= GAMMA**b * (1 + 1e-12)
+        if BIN_MIN < b < BIN_MAX:
+            assert GAMMA ** (b - 1) < v * (1 + 1e-12) and v <= GAMMA**b * (1 + 1e-12)
+        else:
+            assert (b == BIN_MAX and v > GAMMA ** (BIN_MAX - 1)) or (
+                b == BIN_MIN and v <= GAMMA**BIN_MIN * (1 + 1e-12)
+            )
     assert bin_of(0.0) == ZERO_BIN and bin_of(1.0) == 0
+    assert bin_of(1e100) == BIN_MAX and bin_of(1e-100) == BIN_MIN
+    assert len({bin_of(10.0**e) for e in range(-300, 300)}) <= BIN_MAX - BIN_MIN + 1
 
 
 def test_percentiles_from_bins_are_within_one_bin_and_exact_for_one_value() -> None:
@@ -330,3 +340,37 @@ def test_report_without_a_path_writes_into_the_state_directory(
     assert f"wrote {target}" in capsys.readouterr().out
     assert "<svg" in target.read_text(encoding="utf-8")
     assert list(cwd.iterdir()) == []
+
+
+def test_a_stored_year_9999_event_does_not_crash_an_empty_window_on_the_local_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An event stored before the timestamp window existed (year 9999): stats and report over
+    an empty window answer instead of raising OverflowError."""
+    import dataclasses
+    import json as _json
+
+    from provider_events.events import _validation
+
+    event = build_provider_selection(
+        settings=SETTINGS,
+        provider_name="claude",
+        model_name="m",
+        selection_reason="r",
+        selection_criteria={"latency_ms": 5},
+    )
+    doc = _json.loads(event.value)
+    doc["payload"]["selected_at"] = "9999-12-31T23:30:00Z"
+    old = dataclasses.replace(event, value=_json.dumps(doc).encode())
+    with monkeypatch.context() as patched:  # as the store accepted it before the bounds
+        patched.setattr(_validation, "check_bounds", lambda *a, **k: None)
+        store = LocalEventStore(tmp_path / "events.sqlite3")
+        assert store.add([old]) == 1
+        store.close()
+    monkeypatch.setenv("PROVIDER_EVENTS_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["stats", "--since", "2h", "--store", "local"]) == 0
+    assert main(["stats", "--since", "2h", "--store", "local", "--json"]) == 0
+    assert main(["report", "--since", "2h", "--store", "local", "--html", "r.html"]) == 0

@@ -252,7 +252,16 @@ class Backend:
         first, last, total = rows[0] if rows else (None, None, 0)
         if first is None:
             return None, None, 0
-        return self._time(first), self._time(last) + timedelta(hours=1), int(total or 0)
+        return self._time(first), _end_of_hour(self._time(last)), int(total or 0)
+
+
+def _end_of_hour(hour: datetime) -> datetime:
+    """``hour`` + 1 hour, or the last representable moment for the year 9999's last hour (an
+    event stored before the timestamp bounds existed must not crash an answer)."""
+    try:
+        return hour + timedelta(hours=1)
+    except OverflowError:
+        return datetime.max.replace(tzinfo=UTC)
 
 
 class PostgresBackend(Backend):

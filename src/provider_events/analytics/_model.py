@@ -28,6 +28,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 __all__ = [
+    "BIN_MAX",
+    "BIN_MIN",
     "BIN_SCALE",
     "GAMMA",
     "HOUR",
@@ -52,6 +54,11 @@ GAMMA = 1.02
 #: ``1 / ln(GAMMA)``, multiplied rather than divided so SQL and Python round alike. The same
 #: double is written into the PostgreSQL migration as ``50.4983497918439::float8``.
 BIN_SCALE = 1.0 / math.log(GAMMA)
+#: The bin range (migration 0004): bins are clamped to [BIN_MIN, BIN_MAX], so a histogram has at
+#: most 2,802 bins however many distinct values arrive. Values in [GAMMA**BIN_MIN, GAMMA**BIN_MAX]
+#: (about [9e-13, 1.1e12]) keep the relative error; the rest fall into the end bins.
+BIN_MIN = -1400
+BIN_MAX = 1400
 #: The bin of exact zeros (``ln 0`` is undefined); negative values never pass validation.
 ZERO_BIN = -1_000_000
 #: Histogram metrics: code stored in the ``metric`` column -> criteria key.
@@ -109,10 +116,11 @@ def derive(criteria: Mapping[str, Any]) -> Derived:
 
 
 def bin_of(value: float) -> int:
-    """Histogram bin of a value >= 0: ``ceil(ln(v) * BIN_SCALE)``, or :data:`ZERO_BIN`."""
+    """Histogram bin of a value >= 0: ``ceil(ln(v) * BIN_SCALE)`` clamped to
+    [:data:`BIN_MIN`, :data:`BIN_MAX`], or :data:`ZERO_BIN`."""
     if value <= 0.0:
         return ZERO_BIN
-    return math.ceil(math.log(value) * BIN_SCALE)
+    return min(BIN_MAX, max(BIN_MIN, math.ceil(math.log(value) * BIN_SCALE)))
 
 
 def bin_value(b: int) -> float:

@@ -80,6 +80,8 @@ def open_backend_or_exit(args: argparse.Namespace) -> Any:
         raise _fail(f"configuration: {exc}", EXIT_BAD_INPUT) from None
     try:
         return open_backend(settings, args.store)
+    except ConfigError as exc:  # a malformed DATABASE_URL: bad input, not an outage
+        raise _fail(f"configuration: {exc}", EXIT_BAD_INPUT) from None
     except DatabaseError as exc:
         raise _fail(str(exc), EXIT_FAILED) from None
     except OutboxError as exc:

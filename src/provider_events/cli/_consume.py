@@ -5,8 +5,10 @@ JSON object per line on stdout (``{"ts": ..., "event": ..., ...}``), ending with
 and the run's totals. SIGTERM or SIGINT finishes the batch in hand, commits and exits 0.
 
 Exit codes: 0 stopped cleanly; 1 a batch could not be written before stopping (nothing was
-committed for it; it is re-read on the next start) or a database/Kafka error; 2 bad
-configuration (DATABASE_URL missing, bad flag, metrics port in use).
+committed for it; it is re-read on the next start), a database/Kafka error, or (with
+``--until-idle N``) PostgreSQL unreachable for longer than max(N, 30) seconds; 2 bad
+configuration (DATABASE_URL missing or malformed, the dead-letter topic equal to the topic,
+bad flag, metrics port in use).
 """
 
 from __future__ import annotations
@@ -134,19 +136,26 @@ def run(args: argparse.Namespace) -> int:
         return fail(NO_DATABASE, EXIT_BAD_INPUT)
     if args.max_messages is not None and args.max_messages < 1:
         return fail("--max-messages must be >= 1", EXIT_BAD_INPUT)
-    if args.until_idle is not None and args.until_idle <= 0:
-        return fail("--until-idle must be > 0", EXIT_BAD_INPUT)
+    if args.until_idle is not None and not 0 < args.until_idle < 1e9:
+        return fail("--until-idle must be > 0 (seconds)", EXIT_BAD_INPUT)
 
     from provider_events.errors import DatabaseError
     from provider_events.ingest._consumer import ConsumerOptions, IngestConsumer
+    from provider_events.store._pg import check_database_url
 
     interactive = sys.stdout.isatty() and not args.json
-    options = ConsumerOptions.from_settings(
-        settings,
-        max_messages=args.max_messages,
-        until_idle=args.until_idle,
-        progress_interval=0.5 if interactive else 10.0,
-    )
+    try:
+        check_database_url(dsn)
+        options = ConsumerOptions.from_settings(
+            settings,
+            max_messages=args.max_messages,
+            until_idle=args.until_idle,
+            progress_interval=0.5 if interactive else 10.0,
+        )
+    except ConfigError as exc:
+        if exc.setting == "PROVIDER_EVENTS_DLQ_TOPIC" and args.dlq_topic is not None:
+            exc = ConfigError("--dlq-topic", exc.problem)
+        return fail(f"configuration: {exc}", EXIT_BAD_INPUT)
     bound = None
     metrics_port, metrics_addr = settings.metrics_port, settings.metrics_addr
     if metrics_port is not None:
@@ -175,6 +184,9 @@ def run(args: argparse.Namespace) -> int:
     }
     try:
         totals = consumer.run()
+    except ConfigError as exc:
+        reporter.close()
+        return fail(f"configuration: {exc}", EXIT_BAD_INPUT)
     except DatabaseError as exc:
         reporter.close()
         return fail(str(exc), EXIT_FAILED)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from provider_events.cli._common import EXIT_FAILED, EXIT_OK
+from provider_events.cli._common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,4 +36,6 @@ def run(args: argparse.Namespace) -> int:
                 console.print(f"      hint: {escape(c.hint)}")
 
         checks = run_checks(show)
+    if any(c.name == "DATABASE_URL" and not c.ok for c in checks):
+        return EXIT_BAD_INPUT  # malformed, like every other command that reads it
     return EXIT_OK if all(c.ok for c in checks) else EXIT_FAILED

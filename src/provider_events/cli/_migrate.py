@@ -34,8 +34,14 @@ def run(args: argparse.Namespace) -> int:
     dsn = settings.database_url.reveal()
     if not dsn:
         return fail(NO_DATABASE, EXIT_BAD_INPUT)
-    from provider_events.errors import DatabaseError
+    from provider_events.errors import ConfigError, DatabaseError
     from provider_events.store import migrate, migration_status
+    from provider_events.store._pg import check_database_url
+
+    try:
+        check_database_url(dsn)
+    except ConfigError as exc:
+        return fail(f"configuration: {exc}", EXIT_BAD_INPUT)
 
     try:
         if args.status:

@@ -15,6 +15,8 @@ from provider_events.events._catalog import CATALOG, PROVIDER_COMPLETED_V1, PROV
 from provider_events.events._ids import _pool as _event_id_pool
 from provider_events.events._ids import new_correlation_id, new_event_id
 from provider_events.events._models import (
+    EARLIEST_TIMESTAMP,
+    FUTURE_TOLERANCE,
     LIMITS,
     OnexEnvelopeV1,
     ProviderCompletedPayloadV1,
@@ -291,6 +293,12 @@ def provider_selection_parts(
                 raise InvalidEventError(f"{name} must be a string, got {type(optional).__name__}")
     now = _now(UTC)
     selected_at = now if selected_at is None else _as_utc(selected_at)
+    if not EARLIEST_TIMESTAMP <= selected_at <= now + FUTURE_TOLERANCE:
+        raise InvalidEventError(
+            f"selected_at {selected_at.isoformat()} is outside the accepted window "
+            f"[{EARLIEST_TIMESTAMP:%Y-%m-%d}, now + {FUTURE_TOLERANCE.days} day]",
+            reason="timestamp_out_of_range",
+        )
     try:
         event_id = _pooled_event_id()
     except IndexError:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
@@ -85,6 +86,16 @@ UtcTimestamp = Annotated[datetime, Meta(tz=True, description="RFC 3339, UTC, 'Z'
 #: value lies in [ANALYTICS_TINY, ANALYTICS_HUGE] (squares and products stay within float8).
 ANALYTICS_HUGE = 1e100
 ANALYTICS_TINY = 1e-100
+#: The smallest positive normal float8 (``sys.float_info.min``): a non-zero number below it in
+#: magnitude (a subnormal such as 1e-310) loses precision and is refused anywhere in the
+#: criteria; a literal that underflows to 0.0 (1e-400) is refused by the decoder.
+FLOAT_MIN_NORMAL = sys.float_info.min
+#: The window a stored timestamp must fall in (docs/limits.md): from 2000-01-01T00:00Z (the
+#: rollups' origin) to one day after now (clock skew), so every analytics window stays
+#: representable. Checked by ``decode_envelope`` (consumer, relay, publisher) and the builder.
+EARLIEST_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
+FUTURE_TOLERANCE = timedelta(days=1)
+NOT_NORMAL = "must be 0 or a normal float (magnitude >= 2.2250738585072014e-308)"
 _NUMERIC_RULES: dict[str, tuple[float, float]] = {
     "cost_per_token": (0.0, ANALYTICS_HUGE),
     "latency_ms": (0.0, ANALYTICS_HUGE),
@@ -104,6 +115,8 @@ def _check_value(value: Any, path: str, depth: int, counter: list[int]) -> None:
         raise ValueError(f"selection_criteria nests deeper than {LIMITS['criteria_depth']} levels")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{path} must be a finite number, got {value}")
+    if isinstance(value, float) and 0.0 < abs(value) < FLOAT_MIN_NORMAL:
+        raise ValueError(f"{path} {NOT_NORMAL}, got {value!r}")
     if isinstance(value, str) and "\x00" in value:
         raise ValueError(f"{path} must not contain NUL characters")
     if isinstance(value, dict):
@@ -147,6 +160,8 @@ def check_criteria(criteria: dict[str, Any]) -> None:
         if kind is float:
             if value - value != 0.0:  # NaN or +-Infinity
                 raise ValueError(f"selection_criteria.{key} must be a finite number, got {value}")
+            if 0.0 < abs(value) < FLOAT_MIN_NORMAL:
+                raise ValueError(f"selection_criteria.{key} {NOT_NORMAL}, got {value!r}")
         elif kind is str:
             if "\x00" in value:
                 raise ValueError(f"selection_criteria.{key} must not contain NUL characters")
@@ -212,7 +227,7 @@ def plainly_valid_criteria(criteria: Any) -> bool:
             if len(value) > 32 or "\x00" in value:
                 return False
         elif kind is float:
-            if value - value != 0.0:  # NaN or +-Infinity
+            if value - value != 0.0 or 0.0 < abs(value) < FLOAT_MIN_NORMAL:  # NaN, inf, subnormal
                 return False
         elif kind is int:
             if not _INT64_MIN <= value < _UINT64_END:

@@ -6,17 +6,33 @@ before sending, so what goes on the wire is exactly what the consumer will accep
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
 from provider_events.errors import InvalidEventError, PartitionKeyError
 from provider_events.events._catalog import CATALOG, EventSpec
-from provider_events.events._models import LIMITS, OnexEnvelopeV1
+from provider_events.events._models import (
+    EARLIEST_TIMESTAMP,
+    FUTURE_TOLERANCE,
+    LIMITS,
+    NOT_NORMAL,
+    OnexEnvelopeV1,
+)
 from provider_events.events._partition_key_policy import get_partition_key
 
-__all__ = ["ValidationResult", "decode_envelope", "validate_event", "validate_payload"]
+__all__ = [
+    "EARLIEST_TIMESTAMP",
+    "FUTURE_TOLERANCE",
+    "ValidationResult",
+    "check_bounds",
+    "decode_envelope",
+    "validate_event",
+    "validate_payload",
+]
 
 
 class _Head(msgspec.Struct):
@@ -103,9 +119,10 @@ def decode_envelope(data: bytes | bytearray | memoryview) -> OnexEnvelopeV1[Any]
         )
     spec = _quick_spec(raw) or _spec_of(raw)
     try:
-        envelope = _decoders[spec.event_type].decode(raw)
+        envelope: OnexEnvelopeV1[Any] = _decoders[spec.event_type].decode(raw)
     except msgspec.ValidationError as exc:
-        raise InvalidEventError(str(exc), reason="schema") from None
+        reason = "non_normal_number" if NOT_NORMAL in str(exc) else "schema"
+        raise InvalidEventError(str(exc), reason=reason) from None
     except (UnicodeDecodeError, RecursionError) as exc:
         raise _undecodable(exc) from None
     except msgspec.DecodeError as exc:
@@ -118,7 +135,45 @@ def decode_envelope(data: bytes | bytearray | memoryview) -> OnexEnvelopeV1[Any]
             reason="schema",
         )
     get_partition_key(envelope)
+    check_bounds(envelope)
+    if _MAYBE_UNDERFLOW.search(raw) is not None:
+        _reject_underflow(raw)
     return envelope
+
+
+def check_bounds(envelope: OnexEnvelopeV1[Any], now: datetime | None = None) -> None:
+    """Refuse timestamps outside [:data:`EARLIEST_TIMESTAMP`, now + :data:`FUTURE_TOLERANCE`]
+    (reason ``timestamp_out_of_range``)."""
+    latest = (now or datetime.now(UTC)) + FUTURE_TOLERANCE
+    moments = [("timestamp", envelope.timestamp)]
+    selected = getattr(envelope.payload, "selected_at", None)
+    if isinstance(selected, datetime):
+        moments.append(("payload.selected_at", selected))
+    for name, moment in moments:
+        if not EARLIEST_TIMESTAMP <= moment <= latest:
+            raise InvalidEventError(
+                f"{name} {moment.isoformat()} is outside the accepted window "
+                f"[{EARLIEST_TIMESTAMP:%Y-%m-%d}, now + {FUTURE_TOLERANCE.days} day]",
+                reason="timestamp_out_of_range",
+            )
+
+
+#: A literal that may underflow to 0.0: an exponent of -100 or below, or a long run of zeros.
+_MAYBE_UNDERFLOW = re.compile(rb"[eE]-0*[1-9][0-9]{2}|0{300}")
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_JSON_NUMBER = re.compile(rb"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+
+
+def _reject_underflow(raw: bytes) -> None:
+    """Refuse a number literal with a non-zero digit that parses to 0.0 (``1e-400``): like a
+    subnormal, it cannot be stored as written (reason ``non_normal_number``)."""
+    for token in _JSON_NUMBER.findall(_JSON_STRING.sub(b'""', raw)):
+        mantissa = re.split(rb"[eE]", token)[0]
+        if float(token) == 0.0 and mantissa.strip(b"-0.") != b"":
+            raise InvalidEventError(
+                f"number {token[:40].decode()} underflows to 0.0; {NOT_NORMAL}",
+                reason="non_normal_number",
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,9 @@ A stop request (SIGTERM/SIGINT) finishes the batch in hand, commits, and returns
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import json
 import threading
 import time
@@ -33,7 +35,7 @@ from typing import Any, cast
 import msgspec
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from provider_events.errors import DatabaseError, InvalidEventError
+from provider_events.errors import ConfigError, DatabaseError, InvalidEventError
 from provider_events.events._catalog import PROVIDER_COMPLETED_V1, PROVIDER_SELECTED_V1
 from provider_events.events._validation import decode_envelope
 from provider_events.observability import _metrics as metrics
@@ -47,7 +49,7 @@ from provider_events.store import (
     row_from_envelope,
 )
 from provider_events.store._outcomes import OutcomeWriter, outcome_row
-from provider_events.store._pg import describe_dsn
+from provider_events.store._pg import DeadLetter, describe_dsn
 
 __all__ = [
     "DEFAULT_GROUP_ID",
@@ -55,6 +57,7 @@ __all__ = [
     "EventSink",
     "IngestConsumer",
     "Totals",
+    "bounded_record",
     "dlq_headers",
 ]
 
@@ -92,6 +95,14 @@ class ConsumerOptions:
     #: After a stop request, how long to keep retrying an unwritten batch before giving up.
     stop_grace: float = 10.0
 
+    def __post_init__(self) -> None:
+        if self.dlq_topic == self.topic:
+            raise ConfigError(
+                "PROVIDER_EVENTS_DLQ_TOPIC",
+                f"the dead-letter topic must differ from the input topic {self.topic!r} "
+                "(a poison message would be consumed again and again)",
+            )
+
     @classmethod
     def from_settings(cls, settings: Settings, **changes: Any) -> ConsumerOptions:
         """The options :class:`Settings` configure (topic, dead-letter topic, group, batches,
@@ -116,6 +127,8 @@ class Totals:
     inserted: int = 0
     duplicates: int = 0
     dead_lettered: int = 0
+    #: Of ``dead_lettered``: stored in the PostgreSQL dead-letter table (the DLQ refused them).
+    dead_letter_table: int = 0
     batches: int = 0
     db_retries: int = 0
     lag: int | None = None
@@ -132,11 +145,33 @@ class Totals:
 Headers = list[tuple[str, str | bytes | None]]
 
 
-def dlq_headers(msg: Message, reason: str, error: str, group_id: str) -> Headers:
-    """The original headers plus where the message came from and why it was dead-lettered."""
+#: Prefix of the headers the consumer adds; incoming headers with it are renamed
+#: ``original_<name>`` so the reason a reader sees is always this consumer's own.
+DLQ_HEADER_PREFIX = "dlq_"
+#: How much of a message a bounded dead-letter record keeps.
+PREFIX_BYTES = 4096
+KEY_PREFIX_BYTES = 256
+
+
+def _original_headers(msg: Message) -> list[tuple[str, str | bytes | None]]:
     original = msg.headers() or []
     pairs = original.items() if isinstance(original, dict) else original
-    headers: Headers = [(str(k), v) for k, v in pairs]
+    return [(str(k), v) for k, v in pairs]
+
+
+def dlq_headers(msg: Message, reason: str, error: str, group_id: str) -> Headers:
+    """The original headers (``dlq_*`` ones renamed ``original_dlq_*``) plus where the
+    message came from and why it was dead-lettered."""
+    headers: Headers = [
+        (f"original_{k}" if k.startswith(DLQ_HEADER_PREFIX) else k, v)
+        for k, v in _original_headers(msg)
+    ]
+    headers += _own_headers(msg, reason, error, group_id)
+    return headers
+
+
+def _own_headers(msg: Message, reason: str, error: str, group_id: str) -> Headers:
+    headers: Headers = []
     ts_type, ts = msg.timestamp()
     headers += [
         ("dlq_reason", reason.encode()),
@@ -149,6 +184,81 @@ def dlq_headers(msg: Message, reason: str, error: str, group_id: str) -> Headers
     if ts_type:
         headers.append(("dlq_original_timestamp_ms", str(ts).encode()))
     return headers
+
+
+def _header_summary(msg: Message) -> list[dict[str, Any]]:
+    return [
+        {"name": k[:200], "bytes": len(v) if isinstance(v, bytes | str) else 0}
+        for k, v in _original_headers(msg)[:100]
+    ]
+
+
+def bounded_record(msg: Message, reason: str, error: str) -> bytes:
+    """A small JSON stand-in for a message the dead-letter topic refused whole: why, where
+    from, its size and sha256, and its first :data:`PREFIX_BYTES` bytes (base64)."""
+    value = msg.value() or b""
+    key = msg.key()
+    record = {
+        "bounded_dead_letter": 1,
+        "reason": reason,
+        "error": error[:1000],
+        "original_topic": msg.topic(),
+        "original_partition": msg.partition(),
+        "original_offset": msg.offset(),
+        "size": len(value),
+        "sha256": hashlib.sha256(value).hexdigest(),
+        "prefix_base64": base64.b64encode(value[:PREFIX_BYTES]).decode(),
+        "prefix_bytes": min(len(value), PREFIX_BYTES),
+        "key_prefix_base64": None
+        if key is None
+        else base64.b64encode(key[:KEY_PREFIX_BYTES]).decode(),
+        "headers": _header_summary(msg),
+    }
+    return json.dumps(record, separators=(",", ":")).encode()
+
+
+def _key_prefix(msg: Message) -> bytes | None:
+    key = msg.key()
+    return None if key is None else key[:KEY_PREFIX_BYTES]
+
+
+def _transient(err: KafkaError) -> bool:
+    """A delivery error retrying may cure (the broker or the topic is away), as opposed to
+    one refusing this message for good (too large, invalid, not authorised)."""
+    return bool(err.retriable()) or err.code() in _TRANSIENT_CODES
+
+
+_TRANSIENT_CODES = {
+    KafkaError._MSG_TIMED_OUT,
+    KafkaError._TIMED_OUT,
+    KafkaError._TRANSPORT,
+    KafkaError._ALL_BROKERS_DOWN,
+    KafkaError._UNKNOWN_TOPIC,
+    KafkaError._UNKNOWN_PARTITION,
+    KafkaError._QUEUE_FULL,
+    KafkaError._RESOLVE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError.BROKER_NOT_AVAILABLE,
+    KafkaError.NETWORK_EXCEPTION,
+    KafkaError.NOT_ENOUGH_REPLICAS,
+    KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+    KafkaError.KAFKA_STORAGE_ERROR,
+}
+
+
+@dataclass(slots=True)
+class _Dead:
+    """One message on its way out: whole to the DLQ (stage 0), as a bounded record (1), or
+    into the PostgreSQL dead-letter table (2)."""
+
+    msg: Message
+    reason: str
+    error: str
+    stage: int = 0
+    failure: str = ""
 
 
 @dataclass(slots=True)
@@ -200,10 +310,11 @@ class IngestConsumer:
         self._lag: dict[int, int] = {}
         self._first_assignment: float | None = None
         self._last_message: float | None = None
-        self._dlq_failures: list[str] = []
         self._last_progress = (time.monotonic(), 0)
         self._stop_deadline: float | None = None
         self._last_kafka_error: tuple[str, float] = ("", 0.0)
+        #: Since when PostgreSQL has been unreachable without a break (None: it answers).
+        self._db_down_since: float | None = None
         self.fatal_error: str | None = None
         self._closing = False
 
@@ -403,6 +514,9 @@ class IngestConsumer:
                         self._totals.first_message_at = time.time()
                     if not self._handle(_Batch(messages)):
                         break
+                    # idle time counts from the end of the work: a batch slower to write
+                    # than --until-idle must not end the run with messages still waiting
+                    self._last_message = time.monotonic()
         finally:
             self._totals.elapsed = time.monotonic() - started
             self._totals.lag = sum(self._lag.values()) if self._lag else None
@@ -489,13 +603,23 @@ class IngestConsumer:
             result = self._write(batch)
             if result is None:
                 return False
+            if result.rejected or result.conflicts:
+                at = {(m.partition(), m.offset()): m for m in batch.messages}
             for index, reason in result.rejected:
                 row = batch.rows[index]
-                msg = next(
-                    m for m in batch.messages if m.partition() == row[12] and m.offset() == row[13]
-                )
-                batch.dead.append((msg, "db_rejected", reason))
+                batch.dead.append((at[(row[12], row[13])], "db_rejected", reason))
                 self._emit("rejected", {"partition": row[12], "offset": row[13], "error": reason})
+            for position in result.conflicts:
+                msg = at.get(position)
+                if msg is not None:
+                    batch.dead.append(
+                        (
+                            msg,
+                            "conflicting_duplicate",
+                            "event_id is already stored with a different content",
+                        )
+                    )
+                    metrics.CONSUMER_CONFLICTS.inc()
             written = time.monotonic()
             if batch.dead and not self._dead_letter(batch):
                 return False
@@ -542,11 +666,13 @@ class IngestConsumer:
                     "db_unavailable",
                     {"error": str(exc), "attempt": attempt, "retry_in": round(delay, 2)},
                 )
+                self._check_db_deadline(exc)
                 if not self._wait(delay, batch):
                     return None
                 if not batch.messages:
                     return WriteResult()  # every partition of the batch moved elsewhere
                 continue
+            self._db_down_since = None
             if attempt:
                 self._emit("db_recovered", {"attempts": attempt})
                 self._resume()
@@ -567,47 +693,142 @@ class IngestConsumer:
             self._emit("rejected", {"partition": row[-2], "offset": row[-1], "error": reason})
 
     def _dead_letter(self, batch: _Batch) -> bool:
+        """Dead-letter ``batch.dead``; False when a stop gave up meanwhile.
+
+        Each message goes to the DLQ whole; one the DLQ refuses for good (too large, invalid)
+        goes again as a bounded record (:func:`bounded_record`); one refused even then goes to
+        the PostgreSQL dead-letter table. Only an outage (Kafka or PostgreSQL) makes it wait.
+        """
         assert self._producer is not None
-        pending = list(batch.dead)
+        pending = [_Dead(msg, reason, error) for msg, reason, error in batch.dead]
         attempt = 0
-        while True:
-            self._dlq_failures = []
-            for msg, reason, error in pending:
-                self._produce_dead(msg, reason, error)
+        while pending:
+            outcomes: dict[int, KafkaError | None] = {}
+            for index, dead in enumerate(pending):
+                self._produce_dead(dead, index, outcomes)
             remaining = self._producer.flush(30.0)
-            if not remaining and not self._dlq_failures:
-                if attempt:
-                    self._resume()
-                return True
+            retry: list[_Dead] = []
+            to_table: list[_Dead] = []
+            transient = False
+            for index, dead in enumerate(pending):
+                if index not in outcomes:  # not acknowledged within the flush
+                    dead.failure = f"{remaining} message(s) not acknowledged"
+                    retry.append(dead)
+                    transient = True
+                    continue
+                err = outcomes[index]
+                if err is None:
+                    continue
+                dead.failure = describe_kafka_error(err)
+                if _transient(err):
+                    retry.append(dead)
+                    transient = True
+                    continue
+                dead.stage += 1
+                self._emit(
+                    "dlq_refused",
+                    {
+                        "partition": dead.msg.partition(),
+                        "offset": dead.msg.offset(),
+                        "error": dead.failure,
+                        "next": "bounded record" if dead.stage == 1 else "dead-letter table",
+                    },
+                )
+                (retry if dead.stage == 1 else to_table).append(dead)
+            if to_table and not self._dead_letter_table(to_table, batch):
+                return False
+            pending = retry
+            if not pending or not transient:
+                continue  # done, or bounded records to send at once
             attempt += 1
             delay = self._backoff(attempt)
-            error = self._dlq_failures[0] if self._dlq_failures else f"{remaining} not acknowledged"
             self._emit(
-                "dlq_unavailable", {"error": error, "attempt": attempt, "retry_in": round(delay, 2)}
+                "dlq_unavailable",
+                {"error": pending[0].failure, "attempt": attempt, "retry_in": round(delay, 2)},
             )
             if not self._wait(delay, batch):
                 return False
-            pending = list(batch.dead)  # re-send all: the DLQ is at-least-once
+            live = {(m.partition(), m.offset()) for m in batch.messages}
+            pending = [d for d in pending if (d.msg.partition(), d.msg.offset()) in live]
+        if attempt:
+            self._resume()
+        return True
 
-    def _produce_dead(self, msg: Message, reason: str, error: str) -> None:
+    def _dead_letter_table(self, letters: list[_Dead], batch: _Batch) -> bool:
+        """Record ``letters`` in PostgreSQL, waiting out an outage; False if a stop gave up."""
+        rows = [
+            DeadLetter(
+                topic=d.msg.topic() or self.options.topic,
+                partition=cast(int, d.msg.partition()),
+                offset=cast(int, d.msg.offset()),
+                consumer_group=self.options.group_id,
+                reason=d.reason,
+                error=f"{d.error[:1000]} (dead-letter topic: {d.failure[:300]})",
+                size=len(d.msg.value() or b""),
+                sha256=hashlib.sha256(d.msg.value() or b"").hexdigest(),
+                key_prefix=_key_prefix(d.msg),
+                value_prefix=(d.msg.value() or b"")[:PREFIX_BYTES],
+                headers=json.dumps(_header_summary(d.msg)),
+            )
+            for d in letters
+        ]
+        attempt = 0
+        while True:
+            try:
+                self._writer.write_dead_letters(rows)
+            except DatabaseUnavailableError as exc:
+                attempt += 1
+                self._totals.db_retries += 1
+                delay = self._backoff(attempt)
+                self._emit(
+                    "db_unavailable",
+                    {"error": str(exc), "attempt": attempt, "retry_in": round(delay, 2)},
+                )
+                self._check_db_deadline(exc)
+                if not self._wait(delay, batch):
+                    return False
+                continue
+            self._db_down_since = None
+            self._totals.dead_letter_table += len(rows)
+            metrics.CONSUMER_DEAD_LETTER_TABLE.inc(len(rows))
+            self._emit("dead_letter_table", {"count": len(rows)})
+            if attempt:
+                self._resume()
+            return True
+
+    def _produce_dead(
+        self, dead: _Dead, index: int, outcomes: dict[int, KafkaError | None]
+    ) -> None:
         assert self._producer is not None
-        headers = dlq_headers(msg, reason, error, self.options.group_id)
+        msg = dead.msg
+        if dead.stage == 0:
+            value, key = msg.value(), msg.key()
+            headers = dlq_headers(msg, dead.reason, dead.error, self.options.group_id)
+        else:
+            value, key = bounded_record(msg, dead.reason, dead.error), None
+            headers = _own_headers(msg, dead.reason, dead.error, self.options.group_id)
+            headers.append(("dlq_bounded", b"1"))
+            headers.append(("dlq_whole_refused", dead.failure[:500].encode()))
+
+        def delivered(err: KafkaError | None, _msg: Message) -> None:
+            outcomes[index] = err
+
         while True:
             try:
                 self._producer.produce(
                     self.options.dlq_topic,
-                    value=msg.value(),
-                    key=msg.key(),
+                    value=value,
+                    key=key[:KEY_PREFIX_BYTES] if key is not None and dead.stage else key,
                     headers=headers,
-                    on_delivery=self._on_dlq_delivery,
+                    on_delivery=delivered,
                 )
                 return
             except BufferError:
                 self._producer.poll(0.1)
-
-    def _on_dlq_delivery(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            self._dlq_failures.append(describe_kafka_error(err))
+            except KafkaException as exc:  # refused before sending (e.g. MSG_SIZE_TOO_LARGE)
+                err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                outcomes[index] = err or KafkaError(KafkaError._INVALID_ARG, str(exc))
+                return
 
     def _commit(self, batch: _Batch) -> None:
         assert self._consumer is not None
@@ -643,6 +864,7 @@ class IngestConsumer:
         metrics.CONSUMER_MESSAGES.inc(handled)
         metrics.CONSUMER_ROWS_INSERTED.inc(result.inserted)
         metrics.CONSUMER_DUPLICATES.inc(result.duplicates)
+        # conflicting duplicates are counted when found (CONSUMER_CONFLICTS) and dead-lettered
         metrics.CONSUMER_BATCH_DURATION.observe(seconds)
         for reason, count in Tally(d[1] for d in batch.dead).items():
             metrics.CONSUMER_DLQ.labels(reason).inc(count)
@@ -674,6 +896,25 @@ class IngestConsumer:
             self._progress()
             if time.monotonic() >= deadline or not batch.messages:
                 return True
+
+    def db_patience(self) -> float | None:
+        """How long PostgreSQL may stay unreachable before :meth:`run` raises: with
+        ``until_idle`` N, max(N, 30) seconds; otherwise forever (None)."""
+        if self.options.until_idle is None:
+            return None
+        return max(self.options.until_idle, 30.0)
+
+    def _check_db_deadline(self, exc: DatabaseUnavailableError) -> None:
+        """Raise when PostgreSQL has been unreachable longer than :meth:`db_patience`."""
+        now = time.monotonic()
+        if self._db_down_since is None:
+            self._db_down_since = now
+        patience = self.db_patience()
+        if patience is not None and now - self._db_down_since >= patience:
+            raise DatabaseUnavailableError(
+                f"PostgreSQL unreachable for {now - self._db_down_since:.0f}s "
+                f"(--until-idle allows {patience:g}s): {exc}"
+            )
 
     def _giving_up(self) -> bool:
         """Stopping during an outage: give up after ``stop_grace`` or a second request."""
@@ -715,6 +956,7 @@ class IngestConsumer:
         while True:
             try:
                 self._writer.ping()
+                self._db_down_since = None
                 if attempt:
                     self._emit("db_recovered", {"attempts": attempt})
                 return True
@@ -725,6 +967,7 @@ class IngestConsumer:
                     "db_unavailable",
                     {"error": str(exc), "attempt": attempt, "retry_in": round(delay, 2)},
                 )
+                self._check_db_deadline(exc)
                 if self._stop.wait(delay):
                     return False
             except DatabaseError:

@@ -189,6 +189,13 @@ def _database_checks(settings: Settings) -> Iterator[Check]:
         yield Check("database", True, "DATABASE_URL not set (stats read the local store)")
         return
     dsn = settings.database_url.reveal()
+    from provider_events.store._pg import check_database_url
+
+    try:
+        check_database_url(dsn)
+    except ConfigError as exc:
+        yield Check("DATABASE_URL", False, str(exc), "fix DATABASE_URL")
+        return
     try:
         import psycopg
 

@@ -30,6 +30,8 @@ from prometheus_client import (
 
 __all__ = [
     "CONSUMER_BATCH_DURATION",
+    "CONSUMER_CONFLICTS",
+    "CONSUMER_DEAD_LETTER_TABLE",
     "CONSUMER_DLQ",
     "CONSUMER_DUPLICATES",
     "CONSUMER_LAG",
@@ -72,6 +74,18 @@ CONSUMER_DUPLICATES = Counter(
     "Valid events skipped because their event_id was already stored (redeliveries).",
     registry=REGISTRY,
 )
+CONSUMER_CONFLICTS = Counter(
+    "provider_events_consumer_conflicting_duplicates_total",
+    "Events whose event_id was already stored with another content: not stored, "
+    "dead-lettered with reason conflicting_duplicate.",
+    registry=REGISTRY,
+)
+CONSUMER_DEAD_LETTER_TABLE = Counter(
+    "provider_events_consumer_dead_letter_table_total",
+    "Messages recorded in the PostgreSQL table provider_events_dead_letters because the "
+    "dead-letter topic refused them even as a bounded record.",
+    registry=REGISTRY,
+)
 CONSUMER_DLQ = Counter(
     "provider_events_consumer_dlq_total",
     "Messages sent to the dead-letter topic, by reason.",
@@ -102,6 +116,9 @@ DLQ_REASONS = (
     "partition_key",
     "decode_error",
     "db_rejected",
+    "conflicting_duplicate",
+    "timestamp_out_of_range",
+    "non_normal_number",
 )
 for _reason in DLQ_REASONS:
     CONSUMER_DLQ.labels(_reason)

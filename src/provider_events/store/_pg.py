@@ -36,19 +36,23 @@ from psycopg.adapt import Dumper
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import Format
 
-from provider_events.errors import DatabaseError
+from provider_events.errors import ConfigError, DatabaseError
 from provider_events.settings import redact_dsn
+from provider_events.store import _rollups
 from provider_events.store._columns import EVENT_COLUMNS, KAFKA_COLUMNS, TABLE
 
 __all__ = [
     "COLUMNS",
+    "DEAD_LETTER_TABLE",
     "ROLLUP_TABLES",
     "TABLE",
     "BatchWriter",
     "DatabaseLoginError",
     "DatabaseUnavailableError",
+    "DeadLetter",
     "Row",
     "WriteResult",
+    "check_database_url",
     "connect",
     "describe_dsn",
     "row_from_envelope",
@@ -97,6 +101,25 @@ _CREATE_STAGE = (
 _INSERT_FROM_STAGE = (
     f"INSERT INTO {TABLE} ({_COLS}) SELECT {_COLS} FROM {_STAGE} "
     "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+)
+#: Stored rows whose ``event_id`` a staged row shares but whose content differs: a conflicting
+#: duplicate (the Kafka position is not content: a redelivery may come from another offset).
+_CONTENT = (
+    "correlation_id, provider_name, model_name, selection_reason, selection_criteria, "
+    "selected_at, tenant_id, namespace, source, causation_id, event_timestamp"
+)
+_CONFLICTS_IN_STAGE = (
+    f"SELECT s.kafka_partition, s.kafka_offset FROM {_STAGE} s "
+    f"JOIN {TABLE} e ON e.event_id = s.event_id "
+    f"WHERE ({', '.join('s.' + c for c in _CONTENT.split(', '))}) IS DISTINCT FROM "
+    f"({', '.join('e.' + c for c in _CONTENT.split(', '))})"
+)
+DEAD_LETTER_TABLE = "provider_events_dead_letters"
+_INSERT_DEAD_LETTER = (
+    f"INSERT INTO {DEAD_LETTER_TABLE} (source_topic, source_partition, source_offset, "
+    "consumer_group, reason, error, size_bytes, sha256, key_prefix, value_prefix, headers) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb) "
+    "ON CONFLICT (source_topic, source_partition, source_offset, consumer_group) DO NOTHING"
 )
 _INSERT_ONE = (
     f"INSERT INTO {TABLE} ({_COLS}) VALUES "
@@ -216,6 +239,53 @@ def translate_error(exc: BaseException, doing: str, *, connecting: bool = False)
     return DatabaseError(detail)
 
 
+_ENUM_OPTIONS: dict[str, frozenset[str]] = {
+    "sslmode": frozenset({"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}),
+    "gssencmode": frozenset({"disable", "prefer", "require"}),
+    "channel_binding": frozenset({"disable", "prefer", "require"}),
+    "target_session_attrs": frozenset(
+        {"any", "read-write", "read-only", "primary", "standby", "prefer-standby"}
+    ),
+    "load_balance_hosts": frozenset({"disable", "random"}),
+}
+_INT_OPTIONS = (
+    "connect_timeout",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+)
+
+
+def check_database_url(dsn: str, variable: str = "DATABASE_URL") -> None:
+    """Raise :class:`ConfigError` naming ``variable`` unless ``dsn`` is a well-formed
+    PostgreSQL URL or key=value string: one libpq can parse, ports numbers in 1-65535, and
+    ``sslmode`` (and the other options with fixed values) one of those values.
+
+    A malformed DSN is bad input, not an outage: retrying it could never connect. The message
+    never repeats a value from ``dsn`` (a password may have slipped into any of them)."""
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.Error as exc:
+        problem = " ".join(redact_dsn(str(exc)).split()).split(":")[0] or "unparsable"
+        raise ConfigError(
+            variable, f"not a valid PostgreSQL URL or key=value string ({problem[:80]})"
+        ) from None
+    for port in str(params.get("port") or "").split(","):
+        port = port.strip()
+        if port and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+            raise ConfigError(variable, "the port is not a number in 1-65535")
+    for name, allowed in _ENUM_OPTIONS.items():
+        value = params.get(name)
+        if value is not None and str(value) not in allowed:
+            raise ConfigError(variable, f"{name} must be one of {', '.join(sorted(allowed))}")
+    for name in _INT_OPTIONS:
+        value = params.get(name)
+        if value is not None and not str(value).strip().lstrip("-").isdigit():
+            raise ConfigError(variable, f"{name} must be an integer")
+
+
 def describe_dsn(dsn: str) -> str:
     """``user@host:port/dbname`` (plus ``options`` such as a search_path), never the password."""
     try:
@@ -239,9 +309,11 @@ def connect(
     autocommit: bool = True,
 ) -> psycopg.Connection[Any]:
     """Open a connection; failures raise :class:`DatabaseUnavailableError` (retry later),
-    :class:`DatabaseLoginError` (fix DATABASE_URL) or ``DatabaseError``."""
+    :class:`DatabaseLoginError` (fix DATABASE_URL) or ``DatabaseError``; a malformed ``dsn``
+    raises :class:`~provider_events.errors.ConfigError` (see :func:`check_database_url`)."""
     if not dsn:
         raise DatabaseError("DATABASE_URL is not set")
+    check_database_url(dsn)
     try:
         return psycopg.connect(
             dsn,
@@ -292,6 +364,28 @@ class WriteResult:
     inserted_ids: set[uuid.UUID] | None = None
     #: "copy" (fast path), "staged" (duplicates present) or "row-by-row" (refused data).
     path: str = "copy"
+    #: (kafka_partition, kafka_offset) of rows whose ``event_id`` is stored with another
+    #: content: conflicting duplicates, not stored (counted in neither inserted nor duplicates).
+    conflicts: list[tuple[int | None, int | None]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message neither stored nor accepted by the dead-letter topic, bounded: its
+    position, why, its size, sha256 and first bytes (``provider_events_dead_letters``)."""
+
+    topic: str
+    partition: int
+    offset: int
+    consumer_group: str
+    reason: str
+    error: str
+    size: int
+    sha256: str
+    key_prefix: bytes | None
+    value_prefix: bytes
+    #: JSON text: the original headers' names and sizes (values are not kept).
+    headers: str = "[]"
 
 
 _REFUSED = (psycopg.DataError, psycopg.IntegrityError)
@@ -304,11 +398,21 @@ class BatchWriter:
     failure, so a caller that gets :class:`DatabaseUnavailableError` just calls again later.
     """
 
-    def __init__(self, dsn: str, *, application_name: str = "provider-events-consumer") -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        application_name: str = "provider-events-consumer",
+        rollups_by_writer: bool = True,
+    ) -> None:
         self._dsn = dsn
+        self._rollups_by_writer = rollups_by_writer
         self._application_name = application_name
         self._conn: psycopg.Connection[Any] | None = None
         self._staging_ready = False
+        #: Whether this writer aggregates the rollups itself (migration 0004; see _rollups).
+        self._own_rollups = False
+        self._deltas_ready = False
 
     # -- connection -------------------------------------------------------------------------
     def _connection(self) -> psycopg.Connection[Any]:
@@ -316,6 +420,8 @@ class BatchWriter:
             self._conn = connect(self._dsn, application_name=self._application_name)
             self._conn.adapters.register_dumper(None, _JsonbBytesDumper)
             self._staging_ready = False
+            self._deltas_ready = False
+            self._own_rollups = self._rollups_by_writer and _rollups.supported(self._conn)
         return self._conn
 
     def _drop_connection(self) -> None:
@@ -352,10 +458,15 @@ class BatchWriter:
         stream = rows if isinstance(rows, list) else _keeping(rows, kept)
         try:
             conn = self._connection()
-            with conn.transaction(), conn.cursor() as cur, cur.copy(_COPY_DIRECT) as copy:
-                copy.set_types(_TYPES)
-                for row in stream:
-                    copy.write_row(row)
+            with conn.transaction(), conn.cursor() as cur:
+                if self._own_rollups:
+                    cur.execute(_rollups.SKIP_TRIGGER)
+                with cur.copy(_COPY_DIRECT) as copy:
+                    copy.set_types(_TYPES)
+                    for row in stream:
+                        copy.write_row(row)
+                if self._own_rollups:
+                    self._fold(cur, kept)
             return WriteResult(inserted=len(kept))
         except pg_errors.UniqueViolation as exc:
             if exc.diag.constraint_name != EVENT_ID_CONSTRAINT:
@@ -386,6 +497,8 @@ class BatchWriter:
     def _write_staged(self, rows: Sequence[Row]) -> WriteResult:
         conn = self._connection()
         with conn.transaction(), conn.cursor() as cur:
+            if self._own_rollups:
+                cur.execute(_rollups.SKIP_TRIGGER)
             if not self._staging_ready:
                 cur.execute(_CREATE_STAGE)
             with cur.copy(_COPY_STAGE) as copy:
@@ -394,13 +507,57 @@ class BatchWriter:
                     copy.write_row(row)
             cur.execute(_INSERT_FROM_STAGE)
             inserted = {r[0] for r in cur.fetchall()}
+            cur.execute(_CONFLICTS_IN_STAGE)
+            conflicts = [(r[0], r[1]) for r in cur.fetchall()]
+            if self._own_rollups and inserted:
+                refused = set(conflicts)
+                folded: set[uuid.UUID] = set()
+                new = []
+                for row in rows:  # the row of each new event_id that was stored (not refused)
+                    if row[0] in inserted and row[0] not in folded and row[12:14] not in refused:
+                        folded.add(row[0])
+                        new.append(row)
+                self._fold(cur, new)
         self._staging_ready = True
         return WriteResult(
             inserted=len(inserted),
-            duplicates=len(rows) - len(inserted),
+            duplicates=len(rows) - len(inserted) - len(conflicts),
             inserted_ids=inserted,
             path="staged",
+            conflicts=conflicts,
         )
+
+    def _fold(self, cur: psycopg.Cursor[Any], rows: Sequence[Row]) -> None:
+        _rollups.apply_deltas(cur, rows, self._deltas_ready)
+        self._deltas_ready = True
+
+    def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        """Store ``letters`` in :data:`DEAD_LETTER_TABLE`, once each per source position."""
+        try:
+            conn = self._connection()
+            with conn.transaction(), conn.cursor() as cur:
+                cur.executemany(
+                    _INSERT_DEAD_LETTER,
+                    [
+                        (
+                            d.topic,
+                            d.partition,
+                            d.offset,
+                            d.consumer_group,
+                            d.reason,
+                            d.error,
+                            d.size,
+                            d.sha256,
+                            d.key_prefix,
+                            d.value_prefix,
+                            d.headers,
+                        )
+                        for d in letters
+                    ],
+                )
+        except psycopg.Error as exc:
+            self._after_failure(exc)
+            raise translate_error(exc, "writing dead letters") from None
 
     def _write_row_by_row(self, rows: Sequence[Row]) -> WriteResult:
         conn = self._connection()
