@@ -16,7 +16,7 @@ __all__ = ["COMMANDS", "main"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "publish": ("_publish", "publish one provider-selection event (the guide's CLI)"),
     "relay": ("_relay_cmd", "deliver events waiting in the local outbox"),
-    "outbox": ("_outbox_cmd", "show the local outbox (pending, oldest, last error, size)"),
+    "outbox": ("_outbox_cmd", "the local outbox per destination: status, quarantine, retarget, drop"),
     "doctor": ("_doctor", "check configuration, Kafka, topic, outbox and database"),
     "schema": ("_schema_cmd", "print or write the JSON Schema of an event"),
     "migrate": ("_migrate", "apply the PostgreSQL migrations"),

@@ -164,7 +164,14 @@ def _send_batch(
             permanent.append((row.seq, error))
         else:
             first_error = first_error or error
-    if permanent:
+    if permanent and len(rows) > 1:
+        # The broker refuses a whole record batch for one bad record (MSG_SIZE_TOO_LARGE comes
+        # back for each of its events): send each alone, in order, to find the guilty ones.
+        by_seq = {r.seq: r for r in rows}
+        for seq, _ in permanent:
+            error = _send_batch(settings, outbox, [by_seq[seq]], report)
+            first_error = first_error or error
+    elif permanent:
         outbox.quarantine(permanent)
         report.quarantined += len(permanent)
         outbox.record_error(f"quarantined {len(permanent)} event(s): {permanent[0][1]}")
