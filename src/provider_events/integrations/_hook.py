@@ -292,6 +292,24 @@ def _publish(
     selection = detect_selection(settings_env, env, providers, hook.model)
     if hook.session_id is None:
         log.write(f"{hook.event_name}: no usable session_id; a correlation id was generated")
+    from provider_events.publish._enqueue import enqueue_selection
+
+    # The lean enqueue (standard library only) when it can decide; else the full Publisher.
+    queued = enqueue_selection(
+        dict(env),
+        provider_name=selection.provider_name,
+        model_name=selection.model_name,
+        correlation_id=hook.session_id,
+        selection_reason=_reason(hook),
+        selection_criteria=selection.criteria,
+    )
+    if queued is not None:
+        if env.get("PROVIDER_EVENTS_HOOK_DEBUG"):
+            log.write(
+                f"{hook.event_name}: queued {queued[0]} provider={selection.provider_name} "
+                f"model={selection.model_name} session={hook.session_id}"
+            )
+        return queued[0]
     from provider_events.publish._publisher import Publisher
 
     result = Publisher(settings).publish_sync(
