@@ -33,13 +33,14 @@ scalar = st.one_of(
     st.booleans(),
     st.integers(min_value=-(2**65), max_value=2**65),
     st.floats(allow_nan=True, allow_infinity=True),
-    st.sampled_from([0.5, 1e-05, 0.0001, 1e16, 1e15, 123.25, -0.0, 5e-324]),
+    st.sampled_from([0.5, 1e-05, 1.5e-05, 3e-06, 0.0001, 1e16, 1e15, 123.25, -0.0, 5e-324]),
+    st.sampled_from([1e-100, 1e-101, 1e100, 1.0, 2**64 - 1, 2**64, 2**63]),
     text,
 )
 criteria = st.one_of(
     st.none(),
     st.dictionaries(
-        st.one_of(text, st.sampled_from(sorted(_enqueue.NUMERIC_KEYS))), scalar, max_size=5
+        st.one_of(text, st.sampled_from(sorted(_enqueue.NUMERIC_RULES))), scalar, max_size=5
     ),
     st.dictionaries(st.text(max_size=3), st.lists(scalar, max_size=2), max_size=2),
 )
@@ -118,7 +119,12 @@ def test_lean_path_takes_the_common_cases():
     """Plain hook-like events go through the lean path (it is not a path that always defers)."""
     env = {"HOME": "/home/u", "KAFKA_MESSAGE_MAX_BYTES": "2000"}
     plain = {"provider_name": "claude", "model_name": "claude-opus-4", "selection_reason": "r"}
-    for crit in (None, {}, {"tier": "fast", "n": 3, "ok": True, "x": None, "w": 0.25}):
+    for crit in (
+        None,
+        {},
+        {"tier": "fast", "n": 3, "ok": True, "x": None, "w": 0.25},
+        {"cost_per_token": 3e-06, "quality_score": 0.9, "latency_ms": 120, "tiny": 1.5e-05},
+    ):
         assert assert_same(env, {**plain, "selection_criteria": crit})
     assert assert_same(env, {**plain, "correlation_id": "sess-1"})
     # over message.max.bytes: both refuse
@@ -222,7 +228,8 @@ def test_lean_constants_follow_the_models():
         limits["selection_reason"],
         limits["envelope_text"],
     ) == (_enqueue.REASON_MAX, _enqueue.TEXT_MAX)
-    assert set(_models._NUMERIC_RULES) == _enqueue.NUMERIC_KEYS
+    assert _models._NUMERIC_RULES == _enqueue.NUMERIC_RULES
+    assert _models.ANALYTICS_TINY == _enqueue.ANALYTICS_TINY
     assert PROVIDER_SELECTED_V1.event_type == _enqueue.EVENT_TYPE
     assert PROVIDER_SELECTED_V1.schema_ref == _enqueue.SCHEMA_REF
     assert PROVIDER_SELECTED_V1.topic == _enqueue.DEFAULT_TOPIC

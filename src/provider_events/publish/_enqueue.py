@@ -33,18 +33,17 @@ DEFAULT_SERVERS = "localhost:29092"
 QUEUED_REASON = "queued for background delivery"
 #: The models' limits (``events._models.LIMITS``; a test keeps them equal).
 PROVIDER_MAX, MODEL_MAX, ID_MAX, REASON_MAX, TEXT_MAX = 100, 200, 128, 4000, 100
-#: Criteria keys with an analytics rule (``_models._NUMERIC_RULES``): the full path decides.
-NUMERIC_KEYS = frozenset(
-    {
-        "cost_per_token",
-        "latency_ms",
-        "quality_score",
-        "input_tokens",
-        "output_tokens",
-        "total_tokens",
-        "cost_usd",
-    }
-)
+#: Criteria keys with an analytics range (``_models._NUMERIC_RULES``; a test keeps them equal).
+NUMERIC_RULES: dict[str, tuple[float, float]] = {
+    "cost_per_token": (0.0, 1e100),
+    "latency_ms": (0.0, 1e100),
+    "quality_score": (0.0, 1.0),
+    "input_tokens": (0.0, 1e100),
+    "output_tokens": (0.0, 1e100),
+    "total_tokens": (0.0, 1e100),
+    "cost_usd": (0.0, 1e100),
+}
+ANALYTICS_TINY = 1e-100
 _INT64_MIN, _UINT64_END = -(1 << 63), 1 << 64
 #: ``envelope.RECORD_OVERHEAD`` and the header bytes that do not vary (a test keeps them equal).
 RECORD_OVERHEAD = 128
@@ -236,6 +235,23 @@ def _json_str(text: str) -> str:
     return '"' + text.translate(_ESCAPES) + '"'
 
 
+def _json_float(value: float) -> str | None:
+    """``value`` as msgspec writes it (shortest round trip, like ``repr``, but exponents
+    without ``+`` or leading zeros, and ``1e-05``'s decade in positional form); ``None`` for
+    NaN and infinities."""
+    if value - value != 0.0:
+        return None
+    text = repr(value)
+    if "e" not in text:
+        return text
+    mantissa, _, exp = text.partition("e")
+    exponent = int(exp)
+    if exponent == -5:
+        sign = "-" if mantissa.startswith("-") else ""
+        return f"{sign}0.0000{mantissa.lstrip('-').replace('.', '')}"
+    return f"{mantissa}e{exponent}"
+
+
 def _json_value(value: object) -> str | None:
     kind = type(value)
     if kind is str:
@@ -247,9 +263,7 @@ def _json_value(value: object) -> str | None:
     if kind is int:
         return str(value)
     if kind is float:
-        text = repr(value)
-        # msgspec writes exponents its own way: leave those to the full path
-        return None if ("e" in text or "n" in text) else text
+        return _json_float(value)  # type: ignore[arg-type]
     return None
 
 
@@ -261,9 +275,17 @@ def _criteria_json(criteria: dict[str, object] | None) -> str | None:
         return None
     items = []
     for key, value in criteria.items():
-        if type(key) is not str or len(key) > 32 or "\x00" in key or key in NUMERIC_KEYS:
-            return None
         kind = type(value)
+        rule = NUMERIC_RULES.get(key) if type(key) is str else None
+        if rule is not None:
+            if not (
+                (kind is float or (kind is int and value < _UINT64_END))  # type: ignore[operator]
+                and rule[0] <= value <= rule[1]  # type: ignore[operator]
+                and not 0 < value < ANALYTICS_TINY  # type: ignore[operator]
+            ):
+                return None
+        elif type(key) is not str or len(key) > 32 or "\x00" in key:
+            return None
         if (kind is str and (len(value) > 32 or "\x00" in value)) or (  # type: ignore[arg-type]
             kind is int and not _INT64_MIN <= value < _UINT64_END  # type: ignore[operator]
         ):
