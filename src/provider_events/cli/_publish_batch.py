@@ -23,7 +23,7 @@ import os
 import stat
 import sys
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from provider_events.cli._common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, fail
 
@@ -133,7 +133,7 @@ def run_batch(args: argparse.Namespace, settings: Any) -> int:
     handle, regular = _open(args.batch)
     out = sys.stdout
     outcomes = _Outcomes()
-    delivery = "background" if args.background else "sync"
+    delivery: Literal["sync", "background"] = "background" if args.background else "sync"
     first_id = True
     try:
         if regular:  # validate the whole file first: a bad line publishes nothing
@@ -176,9 +176,9 @@ def run_batch(args: argparse.Namespace, settings: Any) -> int:
         import json
 
         lines = {state: outcomes.ranges[state] for state in sorted(outcomes.ranges)}
-        tail = {"counts": counts, "lines": lines}
+        tail: dict[str, object] = {"counts": counts, "lines": lines}
         if bad is not None:
-            tail["rejected_line"] = bad.number  # type: ignore[assignment]
+            tail["rejected_line"] = bad.number
         out.write("]," + json.dumps(tail)[1:] + "\n")
     summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
     if bad is not None:

@@ -164,7 +164,7 @@ def lean_settings(env: dict[str, str] | os._Environ[str], cwd: str) -> dict[str,
             return None
         max_message = value
     out["max_message"] = max_message
-    texts = {}
+    texts: dict[str, str | None] = {}
     for var, default in (
         ("PROVIDER_EVENTS_TOPIC", None),
         ("PROVIDER_EVENTS_NAMESPACE", "omninode"),
@@ -172,10 +172,10 @@ def lean_settings(env: dict[str, str] | os._Environ[str], cwd: str) -> dict[str,
         ("PROVIDER_EVENTS_TENANT_ID", "default"),
     ):
         if var in env:
-            value = _text(env[var])
-            if value is None:
+            text = _text(env[var])
+            if text is None:
                 return None
-            texts[var] = value
+            texts[var] = text
         else:
             texts[var] = default
     topic = texts["PROVIDER_EVENTS_TOPIC"] or DEFAULT_TOPIC
@@ -206,15 +206,15 @@ def lean_settings(env: dict[str, str] | os._Environ[str], cwd: str) -> dict[str,
     if outbox is None or not os.path.isabs(outbox):
         return None  # a relative path: the full path resolves it the same way, more slowly
     out["outbox"] = outbox
-    limits = []
-    for var, default in (
+    limits: list[int] = []
+    for var, bound in (
         ("PROVIDER_EVENTS_OUTBOX_MAX_EVENTS", 100_000),
         ("PROVIDER_EVENTS_OUTBOX_MAX_BYTES", 256 * 1024 * 1024),
     ):
-        value = default if var not in env else _pos_int(env[var])
-        if value is None:
+        number = bound if var not in env else _pos_int(env[var])
+        if number is None:
             return None
-        limits.append(value)
+        limits.append(number)
     out["max_events"], out["max_bytes"] = limits
     raw = get("PROVIDER_EVENTS_RELAY_AUTOSTART")
     if raw is None or raw.strip().lower() in ("1", "true", "yes", "on"):
@@ -286,7 +286,7 @@ def _criteria_json(criteria: dict[str, object] | None) -> str | None:
                 return None
         elif type(key) is not str or len(key) > 32 or "\x00" in key:
             return None
-        if (kind is str and (len(value) > 32 or "\x00" in value)) or (  # type: ignore[arg-type]
+        if (kind is str and (len(value) > 32 or "\x00" in value)) or (  # type: ignore[arg-type, operator]
             kind is int and not _INT64_MIN <= value < _UINT64_END  # type: ignore[operator]
         ):
             return None
@@ -442,13 +442,14 @@ def _commit(s: dict[str, object], event: tuple[str, bytes, bytes, list[tuple[str
             (count,) = conn.execute("SELECT count(*) FROM outbox").fetchone()
             (pages,) = conn.execute("PRAGMA page_count").fetchone()
             (page_size,) = conn.execute("PRAGMA page_size").fetchone()
-            full = count + 1 > s["max_events"]  # type: ignore[operator]
-            if not full and pages * page_size + new_bytes > s["max_bytes"]:  # type: ignore[operator]
+            max_events, max_bytes = int(s["max_events"]), int(s["max_bytes"])  # type: ignore[call-overload]
+            full = count + 1 > max_events
+            if not full and pages * page_size + new_bytes > max_bytes:
                 (used,) = conn.execute(
                     "SELECT coalesce(sum(length(value) + length(key) + length(headers)), 0)"
                     " FROM outbox"
                 ).fetchone()
-                full = used + new_bytes > s["max_bytes"]
+                full = used + new_bytes > max_bytes
             if full:
                 raise LookupError("outbox full")
             conn.execute(
@@ -511,7 +512,7 @@ _VALUE_FLAGS = {
 def cli_publish(argv: list[str]) -> int | None:
     """``publish ARGS`` when they are plainly ``--background`` with the single-event flags;
     ``None`` (nothing done) for anything argparse or the full builder should see."""
-    fields: dict[str, object] = {}
+    fields: dict[str, str] = {}
     background = as_json = quiet = False
     i = 0
     while i < len(argv):
@@ -537,7 +538,7 @@ def cli_publish(argv: list[str]) -> int | None:
         i += 1
     if not background or not {"provider_name", "model_name", "selection_reason"} <= set(fields):
         return None
-    done = enqueue_selection(**fields)
+    done = enqueue_selection(None, None, **fields)
     if done is None:
         return None
     event_id, topic = done

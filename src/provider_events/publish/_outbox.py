@@ -395,8 +395,9 @@ class Outbox:
         if not self.path.exists():
             return 0
         try:
+            args: tuple[str, ...] = ()
             if self._key is None:
-                query, args = "SELECT count(*) FROM outbox", ()
+                query = "SELECT count(*) FROM outbox"
             else:
                 query, args = "SELECT count(*) FROM outbox WHERE destination = ?", (self._key,)
             return int(self._connect().execute(query, args).fetchone()[0])
