@@ -146,8 +146,9 @@ def _status(args: argparse.Namespace, settings: Any, outbox: Any, current: str) 
     table.add_row("relay", "running" if running(current) else "idle")
     console = Console()
     console.print(table)
-    dests = Table(title="per destination")
-    for col in ("key", "destination", "pending", "oldest", "quarantined", "relay", "last error"):
+    dests = Table(title="per destination", caption="* the current configuration's destination")
+    dests.add_column("key", no_wrap=True, min_width=17)  # whole: `retarget --from KEY` needs it
+    for col in ("destination", "pending", "oldest", "quarantined", "relay", "last error"):
         dests.add_column(col)
     for d in st.destinations:
         who = f" as {d.principal}" if d.principal else ""
@@ -155,7 +156,7 @@ def _status(args: argparse.Namespace, settings: Any, outbox: Any, current: str) 
         if d.last_error_at:
             err += f" ({_age(time.time() - d.last_error_at)} ago)"
         dests.add_row(
-            d.key + (" (current)" if d.key == current else ""),
+            d.key + ("*" if d.key == current else ""),
             f"{d.servers} {d.protocol}{who} {d.topic}",
             str(d.pending),
             _age(d.oldest_age_seconds),
