@@ -99,7 +99,22 @@ def run(args: argparse.Namespace) -> int:
     if report.remaining:
         return fail(
             f"{report.remaining} event(s) still pending for {where.key}: last error: "
-            f"{report.last_error}",
+            f"{report.last_error or _last_error(settings, where.key)}",
             EXIT_FAILED,
         )
     return EXIT_OK
+
+
+def _last_error(settings: object, key: str) -> str:
+    """The destination's last recorded error (this run may not have sent anything)."""
+    from provider_events.errors import OutboxError
+    from provider_events.publish._outbox import Outbox
+
+    try:
+        status = Outbox(settings.resolved_outbox_path).status()  # type: ignore[attr-defined]
+    except OutboxError:
+        return "unknown"
+    for dest in status.destinations:
+        if dest.key == key and dest.last_error:
+            return dest.last_error
+    return "none recorded"
