@@ -93,15 +93,20 @@ def test_dead_address_relay_does_not_hold_live_events(kafka_env, topic, kcat, tm
     assert "1 pending" in stuck.stderr and len(stuck.stderr.strip().splitlines()) == 1
     # the detached relay for the dead address gives up and exits on its own
     assert wait_until(lambda: not relay_processes(tmp_path), 6 + 5 + 20), "relay never gave up"
+    # ... and the next publish for that destination starts a new one
+    publish_bg(dead, "after the give-up")
+    assert wait_until(lambda: relay_processes(tmp_path), 10), "no new relay after the give-up"
+    stranded_ids = {stranded, *(r.event_id for r in box.batch(10))}
     status = json.loads(cli(kafka_env, "outbox", "status", "--json").stdout)
     (row,) = [d for d in status["destinations"] if d["pending"]]
+    assert row["pending"] == 2
     assert row["key"] == key_of(dead) and row["servers"] == DEAD and row["last_error"]
     moved = cli(kafka_env, "outbox", "retarget", "--from", key_of(dead))
-    assert moved.returncode == 0 and "moved 1 event" in moved.stdout, moved.stderr
+    assert moved.returncode == 0 and "moved 2 event" in moved.stdout, moved.stderr
     assert wait_until(lambda: box.pending() == 0, 30)
-    assert {m.envelope["event_id"] for m in kcat.consume(topic)} == {*live, stranded}
+    assert {m.envelope["event_id"] for m in kcat.consume(topic)} == {*live, *stranded_ids}
     log = cli(kafka_env, "outbox", "log").stdout
-    assert "retarget: 1 event(s) moved" in log
+    assert "retarget: 2 event(s) moved" in log
 
 
 def test_burst_of_30_starts_one_relay(kafka_env, topic, kcat, tmp_path) -> None:
