@@ -104,6 +104,12 @@ def run(ctx: Context, console: Console) -> list[Comparison]:
         "--quiet",
     ]
     value = b'{"provider_name":"claude","model_name":"claude-3-5-sonnet-20241022"}'
+    # As installed: bytecode cached (pip compiles it at install time). PYTHONDONTWRITEBYTECODE
+    # would make every run compile each module it imports; the cache goes outside the tree.
+    pycache = tempfile.mkdtemp(prefix="pe-latency-pycache-")
+    for env in (up, down):
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = pycache
     cli = _installed_cli()
     home = tempfile.mkdtemp(prefix="pe-latency-home-")
     hook_args, hook_env = _hook_command(dict(up, HOME=home))

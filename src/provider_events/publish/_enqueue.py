@@ -17,8 +17,10 @@ full or cannot be written.
 
 from __future__ import annotations
 
+# The C module itself: the ``sqlite3`` package adds only adapters this path does not use, and
+# its imports (datetime, collections.abc) cost more than the rest of the module.
+import _sqlite3 as sqlite3
 import os
-import sqlite3
 import sys
 import time
 

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import fcntl
 import os
-import sqlite3
 import time
 import zlib
+
+TYPE_CHECKING = False  # no typing import at run time (the hook path)
+if TYPE_CHECKING:
+    import sqlite3
 
 __all__ = [
     "SCHEMA_VERSION",
