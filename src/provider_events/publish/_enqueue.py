@@ -433,8 +433,11 @@ def _commit(s: dict[str, object], event: tuple[str, bytes, bytes, list[tuple[str
     conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
     try:
         conn.execute("PRAGMA busy_timeout = 30000")
-        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            raise LookupError("not in WAL mode yet: the full path switches it")
+        if (
+            conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal"
+            and conn.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal"
+        ):
+            raise LookupError("not in WAL mode: the full path switches it")
         conn.execute("PRAGMA synchronous = FULL")
         _spool.ensure_schema(conn)
         _spool.claim_legacy(conn, key)
