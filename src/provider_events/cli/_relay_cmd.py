@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
             give_up_after=give_up,
             stop=stop,
             linger=DETACHED_LINGER if args.detached else 0.0,
-            held_lock=args.lock_fd if args.detached else None,
+            held_lock=_held(args.lock_fd) if args.detached else None,
             wait_for_lock=0.0 if args.detached else wait,
         )
     except OutboxError as exc:
@@ -118,3 +118,17 @@ def _last_error(settings: object, key: str) -> str:
         if dest.key == key and dest.last_error:
             return dest.last_error
     return "none recorded"
+
+
+def _held(fd: int | None) -> int | None:
+    """``fd`` if it holds an exclusive lock this process may keep (the one its parent took
+    for it: re-locking an already held lock succeeds at once), else ``None`` (drain locks)."""
+    if fd is None:
+        return None
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # not an open file, or locked by someone else through another open
+        return None
+    return fd
