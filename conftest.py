@@ -237,7 +237,7 @@ def _stop_test_relays(request: pytest.FixtureRequest) -> Iterator[None]:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Fail the run if a detached relay started under pytest's temporary directories is still
-    alive at the end (they are killed first, so `make test` leaves none running)."""
+    alive 15 s after the end (it is killed, so `make test` leaves none running)."""
     factory = getattr(session.config, "_tmp_path_factory", None)
     if factory is None:
         return
@@ -245,6 +245,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         root = factory.getbasetemp()
     except Exception:
         return
+    # A relay that just delivered lingers a few seconds and exits by itself (relays of
+    # module-scoped fixtures end here); one still running after that would run on.
+    deadline = time.monotonic() + 15.0
+    while relay_processes(root) and time.monotonic() < deadline:
+        time.sleep(0.2)
     left = stop_relays(root, grace=5.0)
     if left:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
