@@ -6,9 +6,12 @@ reachable the test is skipped locally, and fails under ``CI=true``: CI never ski
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -178,3 +181,82 @@ def _close_producers() -> Iterator[None]:
     from provider_events.publish._producer import shutdown_producers
 
     shutdown_producers(timeout=0)
+
+
+# -- detached relays: none may outlive the test that started it, nor the suite ----------------
+def relay_processes(root: Path) -> list[int]:
+    """Pids of ``provider_events.cli relay --detached`` processes whose state directory or
+    outbox lies under ``root`` (read from /proc: their command line and environment)."""
+    found = []
+    prefix = str(root)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if b"provider_events.cli" not in argv or b"--detached" not in argv:
+                continue
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for item in environ:
+            name, _, value = item.partition(b"=")
+            if name in (b"PROVIDER_EVENTS_STATE_DIR", b"PROVIDER_EVENTS_OUTBOX") and (
+                os.fsdecode(value).startswith(prefix)
+            ):
+                found.append(int(entry.name))
+                break
+    return found
+
+
+def stop_relays(root: Path, grace: float = 10.0) -> list[int]:
+    """SIGTERM the relays under ``root`` (they stop after the batch in flight), SIGKILL what is
+    left after ``grace`` seconds; returns the pids found."""
+    pids = relay_processes(root)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while pids and time.monotonic() < deadline and relay_processes(root):
+        time.sleep(0.1)
+    for pid in relay_processes(root):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return pids
+
+
+@pytest.fixture(autouse=True)
+def _stop_test_relays(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The detached relays a test started end with it (pointed at a dead address they would
+    retry for minutes after the suite)."""
+    root = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    if root is not None:
+        stop_relays(root)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if a detached relay started under pytest's temporary directories is still
+    alive 15 s after the end (it is killed, so `make test` leaves none running)."""
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None:
+        return
+    try:
+        root = factory.getbasetemp()
+    except Exception:
+        return
+    # A relay that just delivered lingers a few seconds and exits by itself (relays of
+    # module-scoped fixtures end here); one still running after that would run on.
+    deadline = time.monotonic() + 15.0
+    while relay_processes(root) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = stop_relays(root, grace=5.0)
+    if left:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(
+                f"FAILED: {len(left)} detached relay process(es) still running at the end of "
+                f"the suite (pids {left}); they were killed",
+                red=True,
+            )

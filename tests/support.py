@@ -198,12 +198,15 @@ class Kcat:
         ).stdout
 
 
-def create_topic(bootstrap: str, name: str, partitions: int = 6) -> str:
+def create_topic(
+    bootstrap: str, name: str, partitions: int = 6, config: dict[str, str] | None = None
+) -> str:
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     futures = admin.create_topics(
-        [NewTopic(name, num_partitions=partitions, replication_factor=1)], operation_timeout=30
+        [NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})],
+        operation_timeout=30,
     )
     futures[name].result(timeout=60)
     # Created is not yet usable: wait until every partition has a leader in the metadata.

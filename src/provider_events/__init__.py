@@ -11,8 +11,9 @@ Attributes are imported lazily so ``import provider_events`` stays cheap on the 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False  # typing is not imported at run time: the hook path loads this module
+if TYPE_CHECKING:
+    from typing import Any
 
 __version__ = "0.1.0"
 
@@ -118,6 +119,8 @@ def __getattr__(name: str) -> Any:
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'provider_events' has no attribute {name!r}")
+    import importlib
+
     value = getattr(importlib.import_module(f"provider_events.{module}"), name)
     globals()[name] = value
     return value

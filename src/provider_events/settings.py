@@ -131,6 +131,11 @@ class Settings:
     outbox_max_events: int = 100_000
     outbox_max_bytes: int = 256 * 1024 * 1024
     relay_autostart: bool = True
+    #: Seconds a relay keeps retrying a failing destination before it exits (the next publish
+    #: starts a new one); a detached relay also waits this long at most for another relay.
+    relay_give_up: float = 300.0
+    #: The producer's ``message.max.bytes``: a bigger event is refused at publish time.
+    kafka_message_max_bytes: int = 1_000_000
     database_url: Secret = field(default_factory=lambda: Secret(""))
     # -- the consumer (``provider-events consume``; each has a flag that overrides it) --------
     consumer_group: str = DEFAULT_CONSUMER_GROUP
@@ -212,6 +217,23 @@ def _parse_metrics_port(name: str, raw: str) -> int | None:
     return value
 
 
+def _parse_give_up(name: str, raw: str) -> float:
+    try:
+        value = float(raw.replace("_", ""))
+    except ValueError:
+        raise ConfigError(name, f"expected a number of seconds, got {raw!r}") from None
+    if not (0 < value <= 86_400):
+        raise ConfigError(name, f"must be > 0 and <= 86400 seconds, got {raw!r}")
+    return value
+
+
+def _parse_message_max(name: str, raw: str) -> int:
+    value = _parse_int_pos(name, raw)
+    if not (1000 <= value <= 1_000_000_000):  # librdkafka's own bounds
+        raise ConfigError(name, f"must be 1000..1000000000 bytes, got {raw!r}")
+    return value
+
+
 def _parse_bool(name: str, raw: str) -> bool:
     low = raw.strip().lower()
     if low in ("1", "true", "yes", "on"):
@@ -270,6 +292,8 @@ _ENV: dict[str, tuple[str, Any]] = {
     "outbox_max_events": ("PROVIDER_EVENTS_OUTBOX_MAX_EVENTS", _parse_int_pos),
     "outbox_max_bytes": ("PROVIDER_EVENTS_OUTBOX_MAX_BYTES", _parse_int_pos),
     "relay_autostart": ("PROVIDER_EVENTS_RELAY_AUTOSTART", _parse_bool),
+    "relay_give_up": ("PROVIDER_EVENTS_RELAY_GIVE_UP", _parse_give_up),
+    "kafka_message_max_bytes": ("KAFKA_MESSAGE_MAX_BYTES", _parse_message_max),
     "database_url": ("DATABASE_URL", lambda n, r: Secret(r.strip())),
     "consumer_group": ("PROVIDER_EVENTS_CONSUMER_GROUP", _text),
     "consumer_instance_id": ("PROVIDER_EVENTS_CONSUMER_INSTANCE_ID", _text),

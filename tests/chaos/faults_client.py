@@ -15,6 +15,7 @@ from typing import Any
 
 from provider_events import DeliveryStatus, Publisher, load_settings
 from provider_events.publish._outbox import Outbox
+from provider_events.publish._relay import destination_of
 from tests.chaos import kit
 from tests.chaos.harness import ACCEPTED, Services
 
@@ -145,8 +146,15 @@ def black_hole(
     assert not cli_walls or max(cli_walls) <= cli_limit, f"slowest CLI {max(cli_walls):.3f}s"
     assert max(bg_latencies) <= 0.25, f"slowest background publish {max(bg_latencies):.3f}s"
     assert pending == len(accepted) == len(set(accepted)), (pending, len(accepted))
-    # the spooled events are not lost: a relay to the real broker delivers every one
+    # the spooled events are not lost: they belong to the black hole's destination, so they
+    # are moved explicitly to the real broker's (`outbox retarget`), whose relay delivers them
     real = dict(env, KAFKA_BOOTSTRAP_SERVERS=services.bootstrap)
+    hole_key = destination_of(load_settings(environ=env, dotenv=Path("/nonexistent/.env"))).key
+    moved = kit.cli(real, "outbox", "retarget", "--from", hole_key)
+    assert moved.returncode == 0 and f"moved {len(accepted)} event(s)" in moved.stdout, (
+        moved.stdout,
+        moved.stderr,
+    )
     t0 = time.monotonic()
     relay = kit.cli(real, "relay", timeout=300)
     relay_s = time.monotonic() - t0

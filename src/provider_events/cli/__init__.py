@@ -6,9 +6,11 @@ Exit codes: 0 success, 1 not delivered / failed, 2 bad input or configuration.
 
 from __future__ import annotations
 
-import importlib
 import sys
-from collections.abc import Sequence
+
+TYPE_CHECKING = False  # typing is not imported: this module is on the hook's fast path
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["COMMANDS", "main"]
 
@@ -16,7 +18,10 @@ __all__ = ["COMMANDS", "main"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "publish": ("_publish", "publish one provider-selection event (the guide's CLI)"),
     "relay": ("_relay_cmd", "deliver events waiting in the local outbox"),
-    "outbox": ("_outbox_cmd", "show the local outbox (pending, oldest, last error, size)"),
+    "outbox": (
+        "_outbox_cmd",
+        "the local outbox per destination: status, quarantine, retarget, drop",
+    ),
     "doctor": ("_doctor", "check configuration, Kafka, topic, outbox and database"),
     "schema": ("_schema_cmd", "print or write the JSON Schema of an event"),
     "migrate": ("_migrate", "apply the PostgreSQL migrations"),
@@ -40,10 +45,30 @@ def _available() -> dict[str, tuple[str, str]]:
     return {n: v for n, v in COMMANDS.items() if find_spec(f"{__name__}.{v[0]}") is not None}
 
 
+def _fast(args: list[str]) -> int | None:
+    """The hot paths, before argparse and msgspec are imported: ``publish --background`` and
+    ``hook claude`` (see ``publish/_enqueue.py``). ``None``: take the full path."""
+    if args[0] == "publish" and "--background" in args:
+        from provider_events.publish._enqueue import cli_publish
+
+        return cli_publish(args[1:])
+    if args == ["hook", "claude"]:
+        from provider_events.cli._hook_fast import claude
+
+        return claude()
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args:
+        code = _fast(args)
+        if code is not None:
+            return code
+    import importlib
+
     from provider_events.cli._common import EXIT_BAD_INPUT, ArgumentParser, fail
 
-    args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["hook"]:
         # `hook claude` runs inside Claude Code: it never fails on its arguments (exit 2 would
         # block the prompt), so it skips argparse; every other `hook` action is parsed strictly.

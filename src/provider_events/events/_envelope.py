@@ -31,11 +31,13 @@ __all__ = [
     "OutgoingEvent",
     "build_provider_completion",
     "build_provider_selection",
+    "check_topic",
     "event_from_parts",
     "header_dict",
     "header_list",
     "outcome_event_id",
     "provider_selection_parts",
+    "wire_size",
 ]
 
 CONTENT_TYPE = b"application/json"
@@ -160,6 +162,65 @@ def event_from_parts(parts: EventParts) -> OutgoingEvent:
     return OutgoingEvent(
         parts[0], parts[1], parts[2], parts[3], parts[4], header_list(parts), parts[8], parts[9]
     )
+
+
+#: Per event type: the bytes of its header names and fixed values (see :func:`wire_size`).
+_HEADER_FIXED: dict[str, int] = {
+    event_type: sum(len(name) + len(value) for name, value in template.items())
+    for event_type, template in _HEADER_TEMPLATES.items()
+}
+#: Bytes librdkafka adds to a record beyond its key, value and headers (a generous bound of
+#: the v2 record and batch framing), counted against ``message.max.bytes``.
+RECORD_OVERHEAD = 128
+_TOPIC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+_valid_topics: set[str] = set()
+
+
+def check_topic(topic: str) -> str:
+    """``topic`` if Kafka accepts it as a topic name (``[A-Za-z0-9._-]``, 1..249 characters,
+    not ``.`` or ``..``); else :class:`InvalidEventError` (reason ``topic``)."""
+    if topic in _valid_topics:
+        return topic
+    if (
+        not isinstance(topic, str)
+        or not 0 < len(topic) <= 249
+        or topic in (".", "..")
+        or not set(topic) <= _TOPIC_CHARS
+    ):
+        raise InvalidEventError(
+            f"invalid Kafka topic name {topic!r}: use 1 to 249 of A-Z a-z 0-9 . _ - "
+            "(and not '.' or '..')",
+            reason="topic",
+        )
+    if len(_valid_topics) < 64:
+        _valid_topics.add(topic)
+    return topic
+
+
+def wire_size(parts: EventParts) -> int:
+    """The bytes an event counts against ``message.max.bytes``: key, value, headers and
+    :data:`RECORD_OVERHEAD`."""
+    return (
+        len(parts[3])
+        + len(parts[4])
+        + _HEADER_FIXED[parts[1]]
+        + 2 * len(parts[0])
+        + len(parts[5])
+        + len(parts[6])
+        + len(parts[7])
+        + RECORD_OVERHEAD
+    )
+
+
+def _check_size(parts: EventParts, limit: int) -> EventParts:
+    size = wire_size(parts)
+    if size > limit:
+        raise InvalidEventError(
+            f"event is {size} bytes on the wire, over the producer's message.max.bytes "
+            f"({limit}, KAFKA_MESSAGE_MAX_BYTES)",
+            reason="too_large",
+        )
+    return parts
 
 
 _PROVIDER_MAX = LIMITS["provider_name"]
@@ -375,10 +436,10 @@ def provider_selection_parts(
     # msgspec writes the time as '"<RFC 3339>Z"' and leaves a zero fraction out; the ce_time
     # header always has six digits (as format_timestamp writes them).
     when = _encode(now)
-    return (
+    parts = (
         event_id,
         _EVENT_TYPE,
-        settings.topic or _TOPIC,
+        _TOPIC if settings.topic is None else check_topic(settings.topic),
         cid.encode(),
         value,
         when[1:-1] if len(when) == 29 else when[1:-2] + b".000000Z",
@@ -387,6 +448,7 @@ def provider_selection_parts(
         provider_name,
         model_name,
     )
+    return _check_size(parts, settings.kafka_message_max_bytes)
 
 
 # -- the measured outcome (omninode.agent.provider.completed.v1) -------------------------------
@@ -454,4 +516,4 @@ def build_provider_completion(
         payload.provider_name,
         payload.model_name,
     )
-    return event_from_parts(parts)
+    return event_from_parts(_check_size(parts, settings.kafka_message_max_bytes))

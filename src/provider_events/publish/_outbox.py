@@ -26,26 +26,68 @@ from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
 from provider_events.errors import OutboxCorruptError, OutboxError, OutboxFullError
+from provider_events.publish import _spool
 
-__all__ = ["Outbox", "OutboxRow", "OutboxStatus"]
+__all__ = [
+    "Destination",
+    "DestinationStatus",
+    "Outbox",
+    "OutboxRow",
+    "OutboxStatus",
+    "QuarantinedRow",
+]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id    TEXT NOT NULL UNIQUE,
-    topic       TEXT NOT NULL,
-    key         BLOB NOT NULL,
-    value       BLOB NOT NULL,
-    headers     BLOB NOT NULL,
-    enqueued_at REAL NOT NULL,
-    attempts    INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS outbox_key ON outbox (key);
-CREATE TABLE IF NOT EXISTS outbox_meta (
-    name  TEXT PRIMARY KEY,
-    value TEXT
-);
-"""
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where events go: a cluster (servers, protocol, principal — never a secret) and a topic.
+
+    ``key`` (see :func:`provider_events.publish._spool.destination_key`) names the cluster; each
+    outbox row records it with its own topic. Build one with
+    :func:`provider_events.publish._relay.destination_of`.
+    """
+
+    servers: str
+    protocol: str
+    principal: str
+    topic: str
+
+    @property
+    def key(self) -> str:
+        return _spool.destination_key(self.servers, self.protocol, self.principal)
+
+    def describe(self) -> str:
+        who = f" as {self.principal}" if self.principal else ""
+        return f"{self.servers} ({self.protocol}{who}) topic {self.topic}"
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationStatus:
+    key: str
+    servers: str
+    protocol: str
+    principal: str
+    topic: str
+    pending: int
+    oldest_age_seconds: float | None
+    quarantined: int
+    last_error: str | None
+    last_error_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinedRow:
+    seq: int
+    event_id: str
+    destination: str
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    enqueued_at: float
+    attempts: int
+    reason: str
+    quarantined_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +114,8 @@ class OutboxStatus:
     delivered_total: int
     last_error: str | None
     last_error_at: float | None
+    quarantined: int = 0
+    destinations: tuple[DestinationStatus, ...] = ()
 
 
 def _encode_headers(headers: Sequence[tuple[str, bytes]]) -> bytes:
@@ -134,10 +178,20 @@ class Outbox:
     """One outbox file. Cheap to open; safe across threads (calls on one instance take turns)
     and processes (SQLite's locks with a busy wait)."""
 
-    def __init__(self, path: Path, max_events: int = 100_000, max_bytes: int = 256 << 20) -> None:
+    def __init__(
+        self,
+        path: Path,
+        max_events: int = 100_000,
+        max_bytes: int = 256 << 20,
+        destination: Destination | None = None,
+    ) -> None:
         self.path = Path(path)
         self.max_events = max_events
         self.max_bytes = max_bytes
+        #: The destination new events are recorded for, and the only one this instance's
+        #: ``batch``/``pending``/``has_key`` look at; ``None``: every destination (tests, tools).
+        self.destination = destination
+        self._key = destination.key if destination is not None else None
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
         self._lock = threading.RLock()
@@ -154,7 +208,9 @@ class Outbox:
             conn.execute("PRAGMA busy_timeout = 30000")
             _enable_wal(conn)
             conn.execute("PRAGMA synchronous = FULL")
-            conn.executescript(_SCHEMA)
+            _spool.ensure_schema(conn)
+            if self._key is not None:
+                _spool.claim_legacy(conn, self._key)
         except sqlite3.DatabaseError as exc:
             raise self._translate(exc) from None
         except OSError as exc:
@@ -226,6 +282,7 @@ class Outbox:
                 e.value,  # type: ignore[attr-defined]
                 _encode_headers(e.headers),  # type: ignore[attr-defined]
                 time.time(),
+                self._key or "",
             )
             for e in events
         ]
@@ -256,27 +313,38 @@ class Outbox:
                     "start the broker or run `provider-events relay`"
                 )
             conn.executemany(
-                "INSERT OR IGNORE INTO outbox (event_id, topic, key, value, headers, enqueued_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO outbox"
+                " (event_id, topic, key, value, headers, enqueued_at, destination)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
+            self._register(conn)
             if error:
                 self._set_error(conn, error)
         return len(rows)
 
-    @staticmethod
-    def _set_error(conn: sqlite3.Connection, error: str) -> None:
+    def _register(self, conn: sqlite3.Connection) -> None:
+        d = self.destination
+        if d is not None:
+            _spool.register_destination(conn, d.key, d.servers, d.protocol, d.principal, d.topic)
+
+    def _set_error(self, conn: sqlite3.Connection, error: str) -> None:
+        now = time.time()
         conn.executemany(
             "INSERT INTO outbox_meta VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-            [("last_error", error[:500]), ("last_error_at", repr(time.time()))],
+            [("last_error", error[:500]), ("last_error_at", repr(now))],
         )
+        if self._key is not None:
+            conn.execute(
+                "UPDATE destinations SET last_error = ?, last_error_at = ? WHERE key = ?",
+                (error[:500], now, self._key),
+            )
 
     @_serialised
     def record_error(self, error: str) -> None:
-        try:
-            self._set_error(self._connect(), error)
-        except sqlite3.Error as exc:
-            raise self._translate(exc) from None
+        with self._write() as conn:
+            self._register(conn)
+            self._set_error(conn, error)
 
     @_serialised
     def remove(self, seqs: Sequence[int]) -> None:
@@ -307,8 +375,9 @@ class Outbox:
                 self._connect()
                 .execute(
                     "SELECT seq, event_id, topic, key, value, headers, enqueued_at, attempts"
-                    " FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
-                    (after_seq, limit),
+                    " FROM outbox WHERE seq > ? AND (? IS NULL OR destination = ?)"
+                    " ORDER BY seq LIMIT ?",
+                    (after_seq, self._key, self._key, limit),
                 )
                 .fetchall()
             )
@@ -326,7 +395,12 @@ class Outbox:
         if not self.path.exists():
             return 0
         try:
-            return int(self._connect().execute("SELECT count(*) FROM outbox").fetchone()[0])
+            args: tuple[str, ...] = ()
+            if self._key is None:
+                query = "SELECT count(*) FROM outbox"
+            else:
+                query, args = "SELECT count(*) FROM outbox WHERE destination = ?", (self._key,)
+            return int(self._connect().execute(query, args).fetchone()[0])
         except sqlite3.Error as exc:
             raise self._translate(exc) from None
 
@@ -336,7 +410,10 @@ class Outbox:
         try:
             row = (
                 self._connect()
-                .execute("SELECT 1 FROM outbox WHERE key = ? LIMIT 1", (key,))
+                .execute(
+                    "SELECT 1 FROM outbox WHERE key = ? AND (? IS NULL OR destination = ?) LIMIT 1",
+                    (key, self._key, self._key),
+                )
                 .fetchone()
             )
         except sqlite3.Error as exc:
@@ -346,18 +423,56 @@ class Outbox:
     @_serialised
     def status(self) -> OutboxStatus:
         conn = self._connect()
+        now = time.time()
         try:
             count, used, oldest = conn.execute(
                 "SELECT count(*), coalesce(sum(length(value) + length(key) + length(headers)), 0),"
                 " min(enqueued_at) FROM outbox"
             ).fetchone()
             meta = dict(conn.execute("SELECT name, value FROM outbox_meta").fetchall())
+            (quarantined,) = conn.execute("SELECT count(*) FROM quarantine").fetchone()
+            per: dict[str, list[object]] = {}
+            for dest, n, first in conn.execute(
+                "SELECT destination, count(*), min(enqueued_at) FROM outbox GROUP BY destination"
+            ):
+                per[dest] = [n, first, 0]
+            for dest, n in conn.execute(
+                "SELECT destination, count(*) FROM quarantine GROUP BY destination"
+            ):
+                per.setdefault(dest, [0, None, 0])[2] = n
+            known = {
+                r[0]: r
+                for r in conn.execute(
+                    "SELECT key, servers, protocol, principal, topic, last_error, last_error_at"
+                    " FROM destinations"
+                )
+            }
         except sqlite3.Error as exc:
             raise self._translate(exc) from None
+        destinations = []
+        for dest in sorted(set(per) | set(known)):
+            n, first, q = per.get(dest, [0, None, 0])
+            info = known.get(dest) or (dest, "?", "?", "", "?", None, None)
+            if not n and not q and dest != self._key and info[5] is None:
+                continue  # a destination with nothing to say
+            destinations.append(
+                DestinationStatus(
+                    key=dest or "(unassigned)",
+                    servers=info[1],
+                    protocol=info[2],
+                    principal=info[3],
+                    topic=info[4],
+                    pending=int(n),  # type: ignore[call-overload]
+                    oldest_age_seconds=(now - first) if first is not None else None,  # type: ignore[operator]
+                    quarantined=int(q),  # type: ignore[call-overload]
+                    last_error=info[5],
+                    last_error_at=info[6],
+                )
+            )
         return OutboxStatus(
             path=str(self.path),
             pending=int(count),
-            oldest_age_seconds=(time.time() - oldest) if oldest is not None else None,
+            oldest_age_seconds=(now - oldest) if oldest is not None else None,
             size_bytes=int(used),
             max_events=self.max_events,
             max_bytes=self.max_bytes,
@@ -365,4 +480,121 @@ class Outbox:
             delivered_total=int(meta.get("delivered_total", 0) or 0),
             last_error=meta.get("last_error"),
             last_error_at=float(meta["last_error_at"]) if meta.get("last_error_at") else None,
+            quarantined=int(quarantined),
+            destinations=tuple(destinations),
         )
+
+    # -- quarantine, retarget, drop (each logged in ``outbox_log``) ------------------------------
+    @staticmethod
+    def _log(conn: sqlite3.Connection, action: str, detail: str) -> None:
+        conn.execute("INSERT INTO outbox_log VALUES (?, ?, ?)", (time.time(), action, detail))
+
+    @_serialised
+    def quarantine(self, failures: Sequence[tuple[int, str]]) -> None:
+        """Move events the broker can never accept (``(seq, reason)``) out of the way."""
+        if not failures:
+            return
+        now = time.time()
+        with self._write() as conn:
+            for seq, reason in failures:
+                conn.execute(
+                    "INSERT OR REPLACE INTO quarantine SELECT seq, event_id, destination, topic,"
+                    " key, value, headers, enqueued_at, attempts, ?, ? FROM outbox WHERE seq = ?",
+                    (reason[:500], now, seq),
+                )
+                conn.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+            self._log(conn, "quarantine", f"{len(failures)} event(s): {failures[0][1][:200]}")
+
+    @_serialised
+    def quarantined(self, limit: int | None = None) -> list[QuarantinedRow]:
+        try:
+            rows = (
+                self._connect()
+                .execute(
+                    "SELECT seq, event_id, destination, topic, key, value, headers, enqueued_at,"
+                    " attempts, reason, quarantined_at FROM quarantine ORDER BY seq LIMIT ?",
+                    (-1 if limit is None else limit,),
+                )
+                .fetchall()
+            )
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from None
+        return [
+            QuarantinedRow(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                bytes(r[4]),
+                bytes(r[5]),
+                _decode_headers(bytes(r[6])),
+                r[7],
+                r[8],
+                r[9],
+                r[10],
+            )
+            for r in rows
+        ]
+
+    @_serialised
+    def requeue(self, event_ids: Sequence[str] | None = None) -> int:
+        """Put quarantined events (all, or those of ``event_ids``) back at the end of the
+        outbox, for this instance's destination when it has one (else their own)."""
+        with self._write() as conn:
+            ids = (
+                [r[0] for r in conn.execute("SELECT event_id FROM quarantine")]
+                if event_ids is None
+                else list(event_ids)
+            )
+            moved = 0
+            for event_id in ids:
+                moved += conn.execute(
+                    "INSERT OR IGNORE INTO outbox (event_id, topic, key, value, headers,"
+                    " enqueued_at, attempts, destination) SELECT event_id, topic, key, value,"
+                    " headers, enqueued_at, attempts, coalesce(?, destination) FROM quarantine"
+                    " WHERE event_id = ?",
+                    (self._key, event_id),
+                ).rowcount
+                conn.execute("DELETE FROM quarantine WHERE event_id = ?", (event_id,))
+            self._register(conn)
+            self._log(
+                conn,
+                "requeue",
+                f"{moved} event(s) requeued to {self._key or 'their own destination'}",
+            )
+        return moved
+
+    @_serialised
+    def retarget(self, from_key: str, topic: str | None = None) -> int:
+        """Move every pending event of destination ``from_key`` to this instance's destination
+        (and to ``topic`` when given). Returns how many moved."""
+        if self._key is None:
+            raise OutboxError("retarget needs the destination of the current configuration")
+        with self._write() as conn:
+            n = conn.execute(
+                "UPDATE outbox SET destination = ?, topic = coalesce(?, topic)"
+                " WHERE destination = ?",
+                (self._key, topic, from_key),
+            ).rowcount
+            self._register(conn)
+            self._log(conn, "retarget", f"{n} event(s) moved from {from_key} to {self._key}")
+        return int(n)
+
+    @_serialised
+    def drop(self, key: str) -> int:
+        """Delete every pending event of destination ``key`` (the caller confirmed it)."""
+        with self._write() as conn:
+            n = conn.execute("DELETE FROM outbox WHERE destination = ?", (key,)).rowcount
+            self._count(conn, "dropped_total", n)
+            self._log(conn, "drop", f"{n} event(s) of destination {key} dropped")
+        return int(n)
+
+    @_serialised
+    def log_entries(self, limit: int = 20) -> list[tuple[float, str, str]]:
+        try:
+            rows = self._connect().execute(
+                "SELECT at, action, detail FROM outbox_log ORDER BY rowid DESC LIMIT ?", (limit,)
+            )
+            return [(float(a), str(b), str(c)) for a, b, c in rows]
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from None

@@ -65,6 +65,7 @@ def kafka_config(settings: Settings, *, for_consumer: bool = False) -> dict[str,
                 "queue.buffering.max.messages": 500_000,
                 "compression.type": settings.kafka_compression_type,
                 "message.timeout.ms": timeout_ms,
+                "message.max.bytes": settings.kafka_message_max_bytes,
                 "request.timeout.ms": min(30_000, max(1000, timeout_ms)),
             }
         )

@@ -68,8 +68,15 @@ class Publisher:
     @property
     def outbox(self) -> Outbox:
         if self._outbox is None:
+            from provider_events.publish._relay import destination_of
+
             s = self.settings
-            self._outbox = Outbox(s.resolved_outbox_path, s.outbox_max_events, s.outbox_max_bytes)
+            self._outbox = Outbox(
+                s.resolved_outbox_path,
+                s.outbox_max_events,
+                s.outbox_max_bytes,
+                destination=destination_of(s),
+            )
         return self._outbox
 
     def _notify(

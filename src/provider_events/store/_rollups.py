@@ -75,8 +75,8 @@ def _num(value: Any) -> float | None:
     if kind is int:
         try:
             return float(value)
-        except OverflowError:
-            return None
+        except OverflowError:  # beyond float8, as PostgreSQL's cast says in the triggers
+            raise psycopg.errors.NumericValueOutOfRange("value out of range: overflow") from None
     return None
 
 
@@ -96,6 +96,17 @@ def _stats() -> list[Any]:
     output_tokens, tokens, costed_n, cost_usd: the columns of provider_events_delta_roll."""
     measure = [0, 0.0, 0.0, None, None]
     return [0, *measure, *measure, *measure, 0, 0.0, 0.0, 0.0, 0, 0.0]
+
+
+def _check_finite(roll: dict[Key, list[Any]], bins: dict[Any, list[Any]]) -> None:
+    """Refuse a batch whose sums overflow float8 as PostgreSQL's own arithmetic would (the
+    statement triggers raise 22003): the writer then sorts the rows out one by one, and the
+    row the triggers refuse is reported for the dead-letter topic instead of storing Infinity
+    in the rollups."""
+    for values in (*roll.values(), *bins.values()):
+        for v in values:
+            if v.__class__ is float and v - v != 0.0:
+                raise psycopg.errors.NumericValueOutOfRange("value out of range: overflow")
 
 
 def apply_deltas(cur: psycopg.Cursor[Any], rows: Iterable[Any], created: bool) -> None:
@@ -126,7 +137,10 @@ def apply_deltas(cur: psycopg.Cursor[Any], rows: Iterable[Any], created: bool) -
                 continue
             s[offset] += 1
             s[offset + 1] += v
-            s[offset + 2] += v * v
+            sq = v * v  # 1e200 squared is inf: _check_finite refuses the batch
+            if sq == 0.0 and v != 0.0:  # PostgreSQL's float8 raises on underflow; so do we
+                raise psycopg.errors.NumericValueOutOfRange("value out of range: underflow")
+            s[offset + 2] += sq
             lo, hi = s[offset + 3], s[offset + 4]
             s[offset + 3] = v if lo is None or v < lo else lo
             s[offset + 4] = v if hi is None or v > hi else hi
@@ -151,6 +165,7 @@ def apply_deltas(cur: psycopg.Cursor[Any], rows: Iterable[Any], created: bool) -
         reasons[reason_key] = reasons.get(reason_key, 0) + 1
     if not roll:
         return
+    _check_finite(roll, bins)
     if not created:
         for statement in _CREATE:
             cur.execute(statement)
