@@ -122,16 +122,17 @@ def isr_below_minimum(
             )
             time.sleep(max(0.0, began + duration / 3 - time.monotonic()))
             down_at = time.monotonic()
-            for b in stopped:
-                cluster.stop(b)
+            stop_s = [round(cluster.stop(b), 2) for b in stopped]
             down_wall = time.time()  # from here the ISR is 1
+            min_isr_at = time.monotonic()
             min_isr_seen = cluster.min_isr(topic)
             doctor = kit.cli(dict(env, PROVIDER_EVENTS_DELIVERY_TIMEOUT="5"), "doctor", "--json")
+            doctor_s = time.monotonic() - min_isr_at
             checks = {c["name"]: c for c in json.loads(doctor.stdout)}
             time.sleep(max(0.0, down_at + outage - time.monotonic()))
             up_wall = time.time()
-            for b in stopped:
-                cluster.start(b)
+            isr_low_s = time.monotonic() - min_isr_at
+            start_s = [round(cluster.start(b), 2) for b in stopped]
             up_at = time.monotonic()
             run = finish_drivers(procs, timeout=duration + 300)
             published_at = time.monotonic()
@@ -166,6 +167,10 @@ def isr_below_minimum(
         "events": len(run.accepted),
         "publishers": publishers,
         "brokers_stopped": stopped,
+        "broker_stop_s": stop_s,
+        "isr_1_for_s": round(isr_low_s, 2),
+        "doctor_s": round(doctor_s, 2),
+        "broker_start_s": start_s,
         "outage_s": round(up_at - down_at, 2),
         "min_isr_during_outage": min_isr_seen,
         "doctor_during_outage": replication["detail"][:120],
