@@ -5,7 +5,7 @@ SERVICES ?= $(or $(PROVIDER_EVENTS_DEV_SERVICES),dev/services.sh)
 # Load the service addresses printed by `dev/services.sh env` into the recipe's environment.
 WITH_SERVICES = set -a; eval "$$($(SERVICES) env)"; set +a;
 
-.PHONY: install deps services services-down test test-unit lint schemas demo bench chaos clean
+.PHONY: install deps services services-down test test-unit lint schemas demo bench chaos chaos-cluster clean
 
 install: ## install the package with its dev tools (editable)
 	@$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -e '.[dev]'
@@ -14,7 +14,7 @@ deps: ## Debian packages the tests use besides Kafka/PostgreSQL/kcat (Prometheus
 	@dev/install-prometheus.sh
 	@dev/install-chromium.sh
 
-services: ## start real Kafka (KRaft, 127.0.0.1:29092) and PostgreSQL; print the export lines
+services: ## start real Kafka (KRaft, 127.0.0.1:29092; KAFKA_BROKERS=3: a 3-broker cluster) and PostgreSQL; print the export lines
 	@$(SERVICES) up
 
 services-down: ## stop them
@@ -44,9 +44,15 @@ bench: install ## side-by-side benchmarks, printed as ratios
 	@$(SERVICES) up >/dev/null
 	@$(WITH_SERVICES) $(PYTHON) -m benchmarks $(BENCH_ARGS)
 
-chaos: install ## fault-injection suite (long)
-	@$(SERVICES) up >/dev/null
-	@$(WITH_SERVICES) $(PYTHON) -m pytest -m slow tests/chaos $(PYTEST_ARGS)
+chaos: install ## fault-injection suite (long): on one broker, then on a 3-broker cluster
+	@KAFKA_BROKERS=1 $(SERVICES) up >/dev/null
+	@$(WITH_SERVICES) $(PYTHON) -m pytest -m "slow and not cluster" tests/chaos $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory chaos-cluster
+
+chaos-cluster: install ## the cluster's fault scenarios (KAFKA_BROKERS=3), then back to one broker
+	@KAFKA_BROKERS=3 $(SERVICES) up >/dev/null
+	@status=0; $(WITH_SERVICES) $(PYTHON) -m pytest -m "slow and cluster" tests/chaos $(PYTEST_ARGS) \
+	  || status=$$?; KAFKA_BROKERS=1 $(SERVICES) up >/dev/null; exit $$status
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache artifacts

@@ -306,10 +306,10 @@ def run(ctx: Context, console: Console) -> list[Comparison]:
         same = _same_rows(ctx.database_url, ours.name, peer.name)
         csv_path = Path(tmp) / "rows.csv"
         bench_ingest.export_csv(ours.dsn, csv_path)
-    with scratch_schema(ctx.database_url, "bench_copy") as copy_schema:
-        migrate(copy_schema.dsn, migrations=table_only)
-        copy_rate = bench_ingest.copy_csv(copy_schema.dsn, csv_path, n)
-        console.print(f"COPY FROM STDIN (csv): {copy_rate:,.0f} rows/s")
+        with scratch_schema(ctx.database_url, "bench_copy") as copy_schema:
+            migrate(copy_schema.dsn, migrations=table_only)
+            copy_rate = bench_ingest.copy_csv(copy_schema.dsn, csv_path, n)
+            console.print(f"COPY FROM STDIN (csv): {copy_rate:,.0f} rows/s")
     from benchmarks._kafka import delete_topics
 
     delete_topics(ctx.bootstrap, ours_topic, peer_topic)
