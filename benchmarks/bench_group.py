@@ -88,7 +88,7 @@ def consume_group(dsn: str, bootstrap: str, topic: str, n: int, members: int) ->
         for out in outs:
             out.seek(0)
             lines = [json.loads(x) for x in out.read().decode().splitlines() if x.startswith("{")]
-            stop = next((e for e in lines if e.get("event") == "stopped"), {})
+            stop: dict[str, Any] = next((e for e in lines if e.get("event") == "stopped"), {})
             inserted.append(int(stop.get("inserted", -1)))
     steady = seconds - ((first_row_at or started) - started)
     return {

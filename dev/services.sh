@@ -649,7 +649,7 @@ select_broker() {
   if [ "$KAFKA_BROKERS" = 1 ]; then node_select single; else node_select "broker$n"; fi
 }
 
-# Start broker N and wait until the cluster lists it again. Unlike kafka-start
+# Start broker N and wait until it serves metadata listing itself. Unlike kafka-start
 # this does not wait for every partition to have a leader: with other brokers
 # still down, some partitions may legitimately have none.
 broker_start() {
@@ -663,8 +663,12 @@ broker_start() {
   kafka_launch
   t0=$(now_us)
   deadline=$(( SECONDS + KAFKA_READY_TIMEOUT ))
+  # Ask the broker itself: right after a SIGKILL the others still list the dead
+  # incarnation until the controller fences it, but only a started broker answers.
+  local own=$KAFKA_BOOTSTRAP
+  [ "$KAFKA_BROKERS" = 1 ] || own="$KAFKA_HOST:$(broker_port "$n")"
   while :; do
-    md=$(kafka_metadata 2) || md=
+    md=$(kcat -L -b "$own" -m 2 2>/dev/null) || md=
     broker_listed "$n" "$md" && break
     if ! kafka_alive; then kafka_dump_logs; die "$NODE_LABEL exited during startup"; fi
     if (( SECONDS >= deadline )); then
