@@ -179,10 +179,7 @@ def cluster(kafka_bootstrap: str) -> Iterator[ClusterControl]:
     from tests.chaos import kit
 
     if len(kafka_bootstrap.split(",")) < 3:
-        _unavailable(
-            f"a 3-broker Kafka cluster (KAFKA_BOOTSTRAP_SERVERS={kafka_bootstrap}); start one "
-            "with `KAFKA_BROKERS=3 make services`"
-        )
+        _unavailable(f"a 3-broker Kafka cluster (KAFKA_BROKERS=3; this run has {kafka_bootstrap})")
     kit.check_services_target(kafka_bootstrap)
     control = kit.ClusterControl(kafka_bootstrap)
     try:
