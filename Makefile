@@ -16,7 +16,7 @@ SERVICES ?= $(or $(PROVIDER_EVENTS_DEV_SERVICES),dev/services.sh)
 # Load the service addresses printed by `dev/services.sh env` into the recipe's environment.
 WITH_SERVICES = set -a; eval "$$($(SERVICES) env)"; set +a;
 
-.PHONY: install venv deps services services-down test test-unit lint schemas demo bench chaos clean distclean
+.PHONY: install venv deps services services-down test test-unit lint schemas demo bench chaos chaos-cluster clean distclean
 
 install: ## create .venv and install the package with its dev tools (editable) into it
 	@dev/install-venv.sh
@@ -28,7 +28,7 @@ deps: ## what the tests use besides Kafka/PostgreSQL/kcat (Prometheus, Chromium,
 	@dev/install-chromium.sh
 	@dev/install-claude-code.sh >/dev/null
 
-services: ## start real Kafka (KRaft, 127.0.0.1:29092) and PostgreSQL; print the export lines
+services: ## start real Kafka (KRaft, 127.0.0.1:29092; KAFKA_BROKERS=3: a 3-broker cluster) and PostgreSQL; print the export lines
 	@$(SERVICES) up
 
 services-down: ## stop them
@@ -58,9 +58,15 @@ bench: install ## side-by-side benchmarks, printed as ratios
 	@$(SERVICES) up >/dev/null
 	@$(WITH_SERVICES) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m benchmarks $(BENCH_ARGS)
 
-chaos: install ## fault-injection suite (long)
-	@$(SERVICES) up >/dev/null
-	@$(WITH_SERVICES) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -m slow tests/chaos $(PYTEST_ARGS)
+chaos: install ## fault-injection suite (long): on one broker, then on a 3-broker cluster
+	@KAFKA_BROKERS=1 $(SERVICES) up >/dev/null
+	@$(WITH_SERVICES) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -m "slow and not cluster" tests/chaos $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory chaos-cluster
+
+chaos-cluster: install ## the cluster's fault scenarios (KAFKA_BROKERS=3), then back to one broker
+	@KAFKA_BROKERS=3 $(SERVICES) up >/dev/null
+	@status=0; $(WITH_SERVICES) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -m "slow and cluster" tests/chaos $(PYTEST_ARGS) \
+	  || status=$$?; KAFKA_BROKERS=1 $(SERVICES) up >/dev/null; exit $$status
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache artifacts

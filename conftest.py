@@ -25,7 +25,7 @@ from tests.support import unavailable as _unavailable
 
 if TYPE_CHECKING:
     from tests.chaos.harness import Services
-    from tests.chaos.kit import PostgresControl
+    from tests.chaos.kit import ClusterControl, PostgresControl
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "src"))
@@ -172,6 +172,34 @@ def services(kafka_bootstrap: str, database_url: str, tmp_path: Path) -> Iterato
         yield services
     finally:
         services.close()
+
+
+@pytest.fixture
+def cluster(kafka_bootstrap: str) -> Iterator[ClusterControl]:
+    """The brokers of a 3-broker cluster (``KAFKA_BROKERS=3 make services``), one at a time;
+    every broker is running again after the test. Without a cluster the test is skipped
+    (fails under ``CI=true``)."""
+    from tests.chaos import kit
+
+    if len(kafka_bootstrap.split(",")) < 3:
+        _unavailable(f"a 3-broker Kafka cluster (KAFKA_BROKERS=3; this run has {kafka_bootstrap})")
+    kit.check_services_target(kafka_bootstrap)
+    control = kit.ClusterControl(kafka_bootstrap)
+    try:
+        yield control
+    finally:
+        listed = set(control.brokers())
+        for n in (1, 2, 3):
+            if n not in listed:
+                control.start(n)
+
+
+@pytest.fixture
+def cluster_services(services: Services, cluster: ClusterControl) -> Services:
+    """``services`` whose new topics have 3 replicas and ``min.insync.replicas=2``."""
+    services.replication = 3
+    services.topic_config = {"min.insync.replicas": "2"}
+    return services
 
 
 @pytest.fixture(autouse=True)

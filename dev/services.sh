@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# dev/services.sh - local Apache Kafka (KRaft, single node) and PostgreSQL for
-# provider-events development and tests. No docker: the real Kafka broker is
+# dev/services.sh - local Apache Kafka (KRaft: a single node, or with
+# KAFKA_BROKERS=3 a three-broker cluster) and PostgreSQL for provider-events
+# development and tests. No docker: the real Kafka broker is
 # resolved from Maven Central with mvn, PostgreSQL comes from Debian.
 #
 #   eval "$(dev/services.sh up)"     start both (idempotent), export the env
@@ -43,6 +44,12 @@ KAFKA_READY_TIMEOUT=${KAFKA_READY_TIMEOUT:-90}
 KAFKA_STOP_TIMEOUT=${KAFKA_STOP_TIMEOUT:-30}
 KAFKA_TOPICS=${KAFKA_TOPICS:-omninode.agent.provider.selected.v1 omninode.agent.provider.selected.v1.dlq}
 KAFKA_TOPIC_PARTITIONS=${KAFKA_TOPIC_PARTITIONS:-6}
+# Cluster mode (KAFKA_BROKERS=3): per-node state under .dev/kafka/cluster/.
+KAFKA_CLUSTER_HOME="$KAFKA_HOME/cluster"
+KAFKA_MAX_BROKERS=9
+KAFKA_BROKER_HEAP_OPTS=${KAFKA_BROKER_HEAP_OPTS:--Xms128m -Xmx384m}
+KAFKA_CONTROLLER_HEAP_OPTS=${KAFKA_CONTROLLER_HEAP_OPTS:--Xms64m -Xmx256m}
+KAFKA_MIN_ISR=${KAFKA_MIN_ISR:-2}
 
 # ----------------------------------------------------------- PostgreSQL ---
 PG_DB=provider_events
@@ -112,7 +119,7 @@ take_lock() {
 # They are saved so that e.g. `KAFKA_PORT=39092 services.sh up` followed by a
 # plain `services.sh kafka-start` (from a test) keeps using 39092.
 load_settings() {
-  local SAVED_KAFKA_PORT='' SAVED_KAFKA_CONTROLLER_PORT='' SAVED_PG_PORT=''
+  local SAVED_KAFKA_PORT='' SAVED_KAFKA_CONTROLLER_PORT='' SAVED_PG_PORT='' SAVED_KAFKA_BROKERS=''
   # shellcheck disable=SC1090
   [ -f "$SETTINGS" ] && . "$SETTINGS"
   if [ -n "${KAFKA_PORT:-}" ]; then
@@ -123,12 +130,29 @@ load_settings() {
     KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-${SAVED_KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}}
   fi
   PG_PORT=${PG_PORT:-${SAVED_PG_PORT:-55432}}
+  # Like the ports, a KAFKA_BROKERS given once is remembered (1 = single node).
+  KAFKA_BROKERS=${KAFKA_BROKERS:-${SAVED_KAFKA_BROKERS:-1}}
+  [[ "$KAFKA_BROKERS" =~ ^[13]$ ]] || die "KAFKA_BROKERS must be 1 (single node) or 3 (cluster), got '$KAFKA_BROKERS'"
+  [[ "$KAFKA_MIN_ISR" =~ ^[12]$ ]] || die "KAFKA_MIN_ISR must be 1 or 2, got '$KAFKA_MIN_ISR'"
   local p
   for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$PG_PORT"; do
     if ! [[ "$p" =~ ^[0-9]+$ ]] || [ "$p" -lt 1 ] || [ "$p" -gt 65535 ]; then die "bad port: $p"; fi
   done
   [ "$KAFKA_PORT" != "$KAFKA_CONTROLLER_PORT" ] || die "KAFKA_PORT and KAFKA_CONTROLLER_PORT must differ"
-  KAFKA_BOOTSTRAP="$KAFKA_HOST:$KAFKA_PORT"
+  if [ "$KAFKA_BROKERS" = 1 ]; then
+    KAFKA_BOOTSTRAP="$KAFKA_HOST:$KAFKA_PORT"
+  else
+    # Broker n listens on KAFKA_PORT+2(n-1): 29092, 29094, 29096 by default
+    # (the controller keeps KAFKA_PORT+1).
+    local n port list=''
+    for n in $(seq 1 "$KAFKA_BROKERS"); do
+      port=$(broker_port "$n")
+      [ "$port" -le 65535 ] || die "bad port: $port"
+      [ "$port" != "$KAFKA_CONTROLLER_PORT" ] || die "KAFKA_CONTROLLER_PORT $port is broker $n's port"
+      list+="${list:+,}$KAFKA_HOST:$port"
+    done
+    KAFKA_BOOTSTRAP=$list
+  fi
 }
 
 save_settings() {
@@ -136,28 +160,100 @@ save_settings() {
   local new
   new=$(printf 'SAVED_KAFKA_PORT=%s\nSAVED_KAFKA_CONTROLLER_PORT=%s\nSAVED_PG_PORT=%s\n' \
     "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$PG_PORT")
+  # Only a cluster is recorded: a single node leaves the file as it always was.
+  [ "$KAFKA_BROKERS" = 1 ] || new+=$(printf '\nSAVED_KAFKA_BROKERS=%s' "$KAFKA_BROKERS")
   if [ ! -f "$SETTINGS" ] || [ "$(cat "$SETTINGS")" != "$new" ]; then
     printf '%s\n' "$new" >"$SETTINGS.tmp" && mv "$SETTINGS.tmp" "$SETTINGS"
   fi
 }
 
 # ================================================================ Kafka ===
-kafka_pid() { cat "$KAFKA_PID_FILE" 2>/dev/null || true; }
+# A Kafka "node" is one JVM. Single mode (KAFKA_BROKERS=1, the default) runs one
+# combined broker+controller node, "single", with the paths used since the
+# start. Cluster mode (KAFKA_BROKERS=3) runs a dedicated KRaft controller,
+# "controller" (node.id 100, on KAFKA_CONTROLLER_PORT), and brokers "broker1"..
+# "brokerN" (node.id n, client port KAFKA_PORT+2(n-1)), each with its own
+# config, data, pid file and logs under .dev/kafka/cluster/<node>/.
+# A dedicated controller (rather than three combined nodes) keeps the metadata
+# quorum alive while brokers are stopped, so with two of three brokers down
+# the ISR really shrinks below min.insync.replicas (NOT_ENOUGH_REPLICAS)
+# instead of the whole cluster losing its quorum and going read-only.
+node_select() { # $1 = single | controller | broker<N>
+  NODE=$1
+  case "$1" in
+    single)
+      NODE_ID=1
+      NODE_HOME=$KAFKA_HOME
+      NODE_DATA=$KAFKA_DATA
+      NODE_CONF=$KAFKA_CONF
+      NODE_PID_FILE=$KAFKA_PID_FILE
+      NODE_OUT=$KAFKA_OUT
+      NODE_SERVER_LOG=$KAFKA_SERVER_LOG
+      NODE_LOG_DIR=$LOG_DIR
+      NODE_LABEL=kafka
+      NODE_HEAP=$KAFKA_HEAP_OPTS
+      NODE_PORTS="$KAFKA_PORT $KAFKA_CONTROLLER_PORT"
+      NODE_LISTENERS="PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT"
+      return 0 ;;
+    controller)
+      NODE_ID=100
+      NODE_LABEL="kafka controller"
+      NODE_HEAP=$KAFKA_CONTROLLER_HEAP_OPTS
+      NODE_PORTS=$KAFKA_CONTROLLER_PORT
+      NODE_LISTENERS="CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT" ;;
+    broker[1-9])
+      NODE_ID=${1#broker}
+      NODE_LABEL="kafka broker $NODE_ID"
+      NODE_HEAP=$KAFKA_BROKER_HEAP_OPTS
+      NODE_PORTS=$(broker_port "$NODE_ID")
+      NODE_LISTENERS="PLAINTEXT://$KAFKA_HOST:$NODE_PORTS" ;;
+    *) die "unknown kafka node: $1" ;;
+  esac
+  NODE_HOME="$KAFKA_CLUSTER_HOME/$1"
+  NODE_DATA="$NODE_HOME/data"
+  NODE_CONF="$NODE_HOME/server.properties"
+  NODE_PID_FILE="$NODE_HOME/kafka.pid"
+  NODE_LOG_DIR="$LOG_DIR/$1"
+  NODE_OUT="$NODE_LOG_DIR/kafka.out"
+  NODE_SERVER_LOG="$NODE_LOG_DIR/kafka-server.log"
+}
 
-# Alive = the pid in the pid file is a live JVM running kafka.Kafka with OUR
-# server.properties (guards against pid reuse; a zombie has an empty cmdline).
+broker_port() { echo $(( KAFKA_PORT + 2 * ($1 - 1) )); }
+
+# The nodes of the current mode, in start order (controller first).
+kafka_nodes() {
+  if [ "$KAFKA_BROKERS" = 1 ]; then
+    echo single
+  else
+    local n out=controller
+    for n in $(seq 1 "$KAFKA_BROKERS"); do out+=" broker$n"; done
+    echo "$out"
+  fi
+}
+
+# Every node either mode may have left running (to stop them all).
+kafka_all_nodes() {
+  local n out="single"
+  for n in $(seq 1 "$KAFKA_MAX_BROKERS"); do out+=" broker$n"; done
+  echo "$out controller"
+}
+
+kafka_pid() { cat "$NODE_PID_FILE" 2>/dev/null || true; }
+
+# Alive = the pid in the pid file is a live JVM running kafka.Kafka with the
+# node's server.properties (guards against pid reuse; a zombie has an empty cmdline).
 kafka_alive() {
   local pid
   pid=$(kafka_pid)
   [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "kafka.Kafka $KAFKA_CONF"
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "kafka.Kafka $NODE_CONF"
 }
 
-# Does the config of the running broker (written at its launch) use the
-# ports asked for now?
+# Does the config of the running node (written at its launch) use the ports
+# asked for now?
 kafka_conf_matches() {
-  grep -qx "listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT" \
-    "$KAFKA_CONF" 2>/dev/null
+  grep -qx "listeners=$NODE_LISTENERS" "$NODE_CONF" 2>/dev/null || return 1
+  [ "$NODE" = single ] || grep -qx "controller.quorum.voters=100@$KAFKA_HOST:$KAFKA_CONTROLLER_PORT" "$NODE_CONF"
 }
 
 kafka_resolve_jars() {
@@ -205,8 +301,17 @@ kafka_tool() {
 }
 
 kafka_write_config() {
-  mkdir -p "$KAFKA_HOME" "$KAFKA_DATA" "$LOG_DIR"
-  cat >"$KAFKA_CONF.tmp" <<EOF
+  mkdir -p "$NODE_HOME" "$NODE_DATA" "$NODE_LOG_DIR"
+  case "$NODE" in
+    single) kafka_single_config ;;
+    controller) kafka_controller_config ;;
+    *) kafka_broker_config ;;
+  esac >"$NODE_CONF.tmp"
+  mv "$NODE_CONF.tmp" "$NODE_CONF"
+}
+
+kafka_single_config() {
+  cat <<EOF
 # Generated by dev/services.sh on every start - edit the script, not this file.
 # Single-node KRaft: combined broker + controller, static controller quorum.
 process.roles=broker,controller
@@ -234,93 +339,181 @@ group.initial.rebalance.delay.ms=0
 broker.session.timeout.ms=3000
 broker.heartbeat.interval.ms=500
 EOF
-  mv "$KAFKA_CONF.tmp" "$KAFKA_CONF"
+}
+
+kafka_controller_config() {
+  cat <<EOF
+# Generated by dev/services.sh on every start - edit the script, not this file.
+# Cluster mode: the dedicated KRaft controller (static single-voter quorum).
+process.roles=controller
+node.id=100
+controller.quorum.voters=100@$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
+listeners=CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
+advertised.listeners=CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT
+log.dirs=$NODE_DATA
+# A broker that stops heartbeating is fenced (and leaves every ISR) after 3 s.
+broker.session.timeout.ms=3000
+# Give the preferred leaders back soon after a restarted broker rejoins
+# (default: every 300 s), so leadership spreads over the brokers again.
+leader.imbalance.check.interval.seconds=15
+EOF
+}
+
+kafka_broker_config() {
+  local rf=$(( KAFKA_BROKERS < 3 ? KAFKA_BROKERS : 3 ))
+  cat <<EOF
+# Generated by dev/services.sh on every start - edit the script, not this file.
+# Cluster mode: broker $NODE_ID of $KAFKA_BROKERS (controller on $KAFKA_HOST:$KAFKA_CONTROLLER_PORT).
+process.roles=broker
+node.id=$NODE_ID
+controller.quorum.voters=100@$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
+listeners=$NODE_LISTENERS
+advertised.listeners=$NODE_LISTENERS
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$NODE_DATA
+num.partitions=6
+default.replication.factor=$rf
+min.insync.replicas=$KAFKA_MIN_ISR
+auto.create.topics.enable=true
+offsets.topic.replication.factor=$rf
+transaction.state.log.replication.factor=$rf
+transaction.state.log.min.isr=$KAFKA_MIN_ISR
+share.coordinator.state.topic.replication.factor=$rf
+share.coordinator.state.topic.min.isr=$KAFKA_MIN_ISR
+unclean.leader.election.enable=false
+group.initial.rebalance.delay.ms=0
+broker.heartbeat.interval.ms=500
+# Small dev heaps: keep the replica fetchers' buffers modest too.
+replica.fetch.max.bytes=1048576
+num.network.threads=2
+num.io.threads=4
+EOF
+}
+
+kafka_cluster_id() { # $1 = file holding it (created once)
+  local cid
+  if [ -s "$1" ]; then
+    cat "$1"
+    return 0
+  fi
+  # Same shape as `kafka-storage random-uuid` (16 random bytes, base64url,
+  # no padding) without paying for a JVM start. Must not start with '-'.
+  cid=-
+  while [[ "$cid" == -* ]]; do
+    cid=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+  done
+  mkdir -p "$(dirname "$1")"
+  printf '%s\n' "$cid" >"$1"
+  echo "$cid"
 }
 
 kafka_format_if_needed() {
-  [ -f "$KAFKA_DATA/meta.properties" ] && return 0
+  [ -f "$NODE_DATA/meta.properties" ] && return 0
   local cid
-  if [ -s "$KAFKA_CLUSTER_ID_FILE" ]; then
-    cid=$(cat "$KAFKA_CLUSTER_ID_FILE")
+  if [ "$NODE" = single ]; then
+    cid=$(kafka_cluster_id "$KAFKA_CLUSTER_ID_FILE")
   else
-    # Same shape as `kafka-storage random-uuid` (16 random bytes, base64url,
-    # no padding) without paying for a JVM start. Must not start with '-'.
-    cid=-
-    while [[ "$cid" == -* ]]; do
-      cid=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
-    done
-    printf '%s\n' "$cid" >"$KAFKA_CLUSTER_ID_FILE"
+    cid=$(kafka_cluster_id "$KAFKA_CLUSTER_HOME/cluster-id")
   fi
-  log "formatting KRaft storage (cluster id $cid)"
-  quietly kafka_tool kafka.tools.StorageTool format -t "$cid" -c "$KAFKA_CONF" --ignore-formatted \
-    || die "kafka StorageTool format failed"
+  log "formatting KRaft storage of $NODE_LABEL (cluster id $cid)"
+  quietly kafka_tool kafka.tools.StorageTool format -t "$cid" -c "$NODE_CONF" --ignore-formatted \
+    || die "kafka StorageTool format failed ($NODE_LABEL)"
 }
 
-# Start the broker JVM in the background (does not wait for readiness).
+# Start the node's JVM in the background (does not wait for readiness).
 kafka_launch() {
   if kafka_alive; then
     if kafka_conf_matches; then
-      log "kafka already running (pid $(kafka_pid))"
+      log "$NODE_LABEL already running (pid $(kafka_pid))"
       return 0
     fi
-    log "kafka is running with other ports; restarting it on $KAFKA_PORT/$KAFKA_CONTROLLER_PORT"
+    log "$NODE_LABEL is running with other ports; restarting it"
     kafka_stop TERM
   fi
   local p
-  for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
+  for p in $NODE_PORTS; do
     if port_in_use "$p"; then
       port_owner_hint "$p"
-      die "port $p is already in use by another process (not our broker); set KAFKA_PORT / KAFKA_CONTROLLER_PORT or stop it"
+      die "port $p is already in use by another process (not our $NODE_LABEL); set KAFKA_PORT / KAFKA_CONTROLLER_PORT or stop it"
     fi
   done
   ensure_java
   kafka_resolve_jars
   kafka_write_config
   kafka_format_if_needed
-  rm -f "$KAFKA_PID_FILE"
-  stat -c %s "$KAFKA_SERVER_LOG" >"$KAFKA_HOME/launch.offset" 2>/dev/null || echo 0 >"$KAFKA_HOME/launch.offset"
-  printf '\n===== %s starting kafka.Kafka %s\n' "$(date -Is)" "$KAFKA_CONF" >>"$KAFKA_OUT"
+  rm -f "$NODE_PID_FILE"
+  stat -c %s "$NODE_SERVER_LOG" >"$NODE_HOME/launch.offset" 2>/dev/null || echo 0 >"$NODE_HOME/launch.offset"
+  printf '\n===== %s starting kafka.Kafka %s\n' "$(date -Is)" "$NODE_CONF" >>"$NODE_OUT"
   # setsid: own session, no controlling terminal, survives the calling shell.
   # The inner bash writes its own pid and execs java, so the pid file holds
   # the JVM's pid whether or not setsid had to fork.
   # shellcheck disable=SC2086,SC2016
-  setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' services-kafka "$KAFKA_PID_FILE" \
-    java $KAFKA_HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+  setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' services-kafka "$NODE_PID_FILE" \
+    java $NODE_HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent \
     -Djava.awt.headless=true \
-    -Dkafka.logs.dir="$LOG_DIR" -Dlog4j2.configurationFile="$KAFKA_LOG4J" \
-    -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_CONF" \
-    </dev/null >>"$KAFKA_OUT" 2>&1 9>&- &
+    -Dkafka.logs.dir="$NODE_LOG_DIR" -Dlog4j2.configurationFile="$KAFKA_LOG4J" \
+    -cp "$KAFKA_LIBS/*" kafka.Kafka "$NODE_CONF" \
+    </dev/null >>"$NODE_OUT" 2>&1 9>&- &
   local _
   for _ in $(seq 1 100); do
-    [ -s "$KAFKA_PID_FILE" ] && break
+    [ -s "$NODE_PID_FILE" ] && break
     sleep 0.05
   done
-  log "kafka starting (pid $(kafka_pid)), bootstrap $KAFKA_BOOTSTRAP"
+  if [ "$NODE" = single ]; then
+    log "kafka starting (pid $(kafka_pid)), bootstrap $KAFKA_BOOTSTRAP"
+  else
+    log "$NODE_LABEL starting (pid $(kafka_pid)) on ${NODE_LISTENERS#*://}"
+  fi
 }
 
 kafka_metadata() { kcat -L -b "$KAFKA_BOOTSTRAP" -m "${1:-2}" 2>/dev/null; }
 
-# Ready = a real metadata request answers, lists our broker, and no existing
+# Is broker $1 registered (listed in the metadata $2)?
+broker_listed() {
+  local port
+  if [ "$KAFKA_BROKERS" = 1 ]; then port=$KAFKA_PORT; else port=$(broker_port "$1"); fi
+  grep -q "broker $1 at $KAFKA_HOST:$port" <<<"$2"
+}
+
+# Ready = a real metadata request answers, lists every broker, and no existing
 # partition is leaderless (matters right after a restart).
 kafka_ready() {
-  local md
+  local md n
   md=$(kafka_metadata "${1:-2}") || return 1
-  grep -q "broker 1 at $KAFKA_BOOTSTRAP" <<<"$md" || return 1
+  for n in $(seq 1 "$KAFKA_BROKERS"); do
+    broker_listed "$n" "$md" || return 1
+  done
   ! grep -q 'leader -1' <<<"$md"
 }
 
-# Tail of what the current broker run logged (not older runs), lines cut.
+# Tail of what the current run of the node logged (not older runs), lines cut.
 kafka_dump_logs() {
   local off=0 size
-  off=$(cat "$KAFKA_HOME/launch.offset" 2>/dev/null || echo 0)
-  size=$(stat -c %s "$KAFKA_SERVER_LOG" 2>/dev/null || echo 0)
+  off=$(cat "$NODE_HOME/launch.offset" 2>/dev/null || echo 0)
+  size=$(stat -c %s "$NODE_SERVER_LOG" 2>/dev/null || echo 0)
   [ "$size" -ge "$off" ] || off=0   # rolled over since launch
-  log "---- tail of ${KAFKA_SERVER_LOG#"$ROOT/"} (this run) ----"
-  { tail -c +"$((off + 1))" "$KAFKA_SERVER_LOG" 2>/dev/null || true; } | tail -n 30 | cut -c1-400 >&2
-  log "---- ${KAFKA_OUT#"$ROOT/"} (this run) ----"
-  { awk '/^===== /{buf=""} {buf=buf $0 "\n"} END{printf "%s", buf}' "$KAFKA_OUT" 2>/dev/null || true; } \
+  log "---- tail of ${NODE_SERVER_LOG#"$ROOT/"} (this run) ----"
+  { tail -c +"$((off + 1))" "$NODE_SERVER_LOG" 2>/dev/null || true; } | tail -n 30 | cut -c1-400 >&2
+  log "---- ${NODE_OUT#"$ROOT/"} (this run) ----"
+  { awk '/^===== /{buf=""} {buf=buf $0 "\n"} END{printf "%s", buf}' "$NODE_OUT" 2>/dev/null || true; } \
     | tail -n 20 | cut -c1-400 >&2
+}
+
+# Fail if a node of this mode died (dumping its logs).
+kafka_check_nodes_alive() {
+  local node
+  for node in $(kafka_nodes); do
+    node_select "$node"
+    if ! kafka_alive; then
+      kafka_dump_logs
+      die "$NODE_LABEL exited during startup"
+    fi
+  done
 }
 
 kafka_wait_ready() {
@@ -328,13 +521,10 @@ kafka_wait_ready() {
   t0=$(now_us)
   deadline=$(( SECONDS + KAFKA_READY_TIMEOUT ))
   until kafka_ready 2; do
-    if ! kafka_alive; then
-      kafka_dump_logs
-      die "kafka broker exited during startup"
-    fi
+    kafka_check_nodes_alive
     if (( SECONDS >= deadline )); then
-      kafka_dump_logs
-      die "kafka not ready after ${KAFKA_READY_TIMEOUT}s (pid $(kafka_pid) left running for inspection; dev/services.sh kafka-stop)"
+      for node in $(kafka_nodes); do node_select "$node"; kafka_dump_logs; done
+      die "kafka not ready after ${KAFKA_READY_TIMEOUT}s (left running for inspection; dev/services.sh kafka-stop)"
     fi
     sleep 0.3
   done
@@ -349,11 +539,17 @@ kafka_ensure_topics() {
     grep -qF "topic \"$t\" with" <<<"$md" || missing+=("$t")
   done
   [ "${#missing[@]}" -gt 0 ] || return 0
+  local rf=$(( KAFKA_BROKERS < 3 ? KAFKA_BROKERS : 3 )) extra=()
+  [ "$KAFKA_BROKERS" = 1 ] || extra=(--config "min.insync.replicas=$KAFKA_MIN_ISR")
   for t in "${missing[@]}"; do
-    log "creating topic $t ($KAFKA_TOPIC_PARTITIONS partitions)"
+    if [ "$KAFKA_BROKERS" = 1 ]; then
+      log "creating topic $t ($KAFKA_TOPIC_PARTITIONS partitions)"
+    else
+      log "creating topic $t ($KAFKA_TOPIC_PARTITIONS partitions, replication factor $rf, min.insync.replicas $KAFKA_MIN_ISR)"
+    fi
     quietly kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BOOTSTRAP" \
       --create --if-not-exists --topic "$t" \
-      --partitions "$KAFKA_TOPIC_PARTITIONS" --replication-factor 1 \
+      --partitions "$KAFKA_TOPIC_PARTITIONS" --replication-factor "$rf" "${extra[@]}" \
       || die "creating topic $t failed"
   done
   # Wait until the new topics are visible with leaders.
@@ -371,18 +567,40 @@ kafka_ensure_topics() {
   done
 }
 
+# Stop the nodes of the other mode (they share ports with this one's).
+kafka_stop_other_mode() {
+  local node
+  for node in $(kafka_all_nodes); do
+    case " $(kafka_nodes) " in *" $node "*) continue ;; esac
+    node_select "$node"
+    if kafka_alive; then
+      log "stopping $NODE_LABEL (KAFKA_BROKERS=$KAFKA_BROKERS asked)"
+      kafka_stop TERM
+    fi
+  done
+}
+
+kafka_launch_all() {
+  local node
+  kafka_stop_other_mode
+  for node in $(kafka_nodes); do
+    node_select "$node"
+    kafka_launch
+  done
+}
+
 kafka_start() { # launch + wait + topics
   ensure_kcat
-  kafka_launch
+  kafka_launch_all
   kafka_wait_ready
   kafka_ensure_topics
 }
 
-kafka_stop() { # $1 = TERM (clean shutdown) or KILL
+kafka_stop() { # $1 = TERM (clean shutdown) or KILL; stops the selected node
   local sig=${1:-TERM} pid
   if ! kafka_alive; then
-    rm -f "$KAFKA_PID_FILE"
-    log "kafka not running"
+    rm -f "$NODE_PID_FILE"
+    log "$NODE_LABEL not running"
     return 0
   fi
   pid=$(kafka_pid)
@@ -392,38 +610,104 @@ kafka_stop() { # $1 = TERM (clean shutdown) or KILL
   local deadline=$(( SECONDS + KAFKA_STOP_TIMEOUT ))
   while proc_running "$pid"; do
     if (( SECONDS >= deadline )) && [ "$sig" != KILL ]; then
-      log "kafka did not stop within ${KAFKA_STOP_TIMEOUT}s; sending SIGKILL"
+      log "$NODE_LABEL did not stop within ${KAFKA_STOP_TIMEOUT}s; sending SIGKILL"
       kill -KILL "$pid" 2>/dev/null || true
       sig=KILL
       deadline=$(( SECONDS + 10 ))
     elif (( SECONDS >= deadline )); then
-      die "kafka pid $pid survived SIGKILL"
+      die "$NODE_LABEL pid $pid survived SIGKILL"
     fi
     sleep 0.1
   done
   # The leader thread can be a zombie while other JVM threads still hold the
   # sockets: also wait for the ports to be released.
-  # Ports are taken from the config the broker was launched with.
+  # Ports are taken from the config the node was launched with.
   local ports port
-  ports=$(sed -n 's/^listeners=//p' "$KAFKA_CONF" 2>/dev/null | grep -o ':[0-9]*' | tr -d ':' || true)
+  ports=$(sed -n 's/^listeners=//p' "$NODE_CONF" 2>/dev/null | grep -o ':[0-9]*' | tr -d ':' || true)
   deadline=$(( SECONDS + 15 ))
   for port in $ports; do
     while port_in_use "$port"; do
-      (( SECONDS < deadline )) || die "kafka port $port still in use 15s after pid $pid exited"
+      (( SECONDS < deadline )) || die "$NODE_LABEL port $port still in use 15s after pid $pid exited"
       sleep 0.1
     done
   done
-  rm -f "$KAFKA_PID_FILE"
-  log "kafka stopped (SIG$sig, pid $pid, $(elapsed_since "$t0"))"
+  rm -f "$NODE_PID_FILE"
+  log "$NODE_LABEL stopped (SIG$sig, pid $pid, $(elapsed_since "$t0"))"
+}
+
+# Stop every node either mode left running: brokers before the controller
+# (a broker's controlled shutdown asks the controller to move its leaders).
+kafka_stop_all() { # $1 = TERM or KILL
+  local node
+  for node in $(kafka_all_nodes); do
+    node_select "$node"
+    if kafka_alive; then
+      kafka_stop "$1"
+    else
+      case " $(kafka_nodes) " in *" $node "*) kafka_stop "$1" ;; esac  # logs "not running"
+    fi
+  done
+}
+
+# Broker N of the cluster (or the single node for N=1 in single mode).
+select_broker() {
+  local n=${1:-}
+  [[ "$n" =~ ^[1-9]$ ]] && [ "$n" -le "$KAFKA_BROKERS" ] \
+    || die "broker number must be 1..$KAFKA_BROKERS (KAFKA_BROKERS=$KAFKA_BROKERS), got '${n}'"
+  if [ "$KAFKA_BROKERS" = 1 ]; then node_select single; else node_select "broker$n"; fi
+}
+
+# Start broker N and wait until it serves metadata listing itself. Unlike kafka-start
+# this does not wait for every partition to have a leader: with other brokers
+# still down, some partitions may legitimately have none.
+broker_start() {
+  local n=$1 t0 deadline md
+  ensure_kcat
+  if [ "$KAFKA_BROKERS" != 1 ]; then
+    node_select controller
+    kafka_alive || die "the kafka controller is not running; use kafka-start"
+  fi
+  select_broker "$n"
+  kafka_launch
+  t0=$(now_us)
+  deadline=$(( SECONDS + KAFKA_READY_TIMEOUT ))
+  # Ask the broker itself: right after a SIGKILL the others still list the dead
+  # incarnation until the controller fences it, but only a started broker answers.
+  local own=$KAFKA_BOOTSTRAP
+  [ "$KAFKA_BROKERS" = 1 ] || own="$KAFKA_HOST:$(broker_port "$n")"
+  while :; do
+    md=$(kcat -L -b "$own" -m 2 2>/dev/null) || md=
+    broker_listed "$n" "$md" && break
+    if ! kafka_alive; then kafka_dump_logs; die "$NODE_LABEL exited during startup"; fi
+    if (( SECONDS >= deadline )); then
+      kafka_dump_logs
+      die "$NODE_LABEL not registered after ${KAFKA_READY_TIMEOUT}s"
+    fi
+    sleep 0.2
+  done
+  log "$NODE_LABEL registered (waited $(elapsed_since "$t0"))"
 }
 
 kafka_status() {
-  if kafka_alive; then
-    if kafka_ready 2; then
-      echo "kafka:    running (pid $(kafka_pid)), ready at $KAFKA_BOOTSTRAP"
+  local node rc=0 alive=0
+  for node in $(kafka_nodes); do
+    node_select "$node"
+    if kafka_alive; then
+      alive=1
+      [ "$node" = single ] || echo "kafka:    $NODE_LABEL running (pid $(kafka_pid)) on ${NODE_LISTENERS#*://}"
+    else
+      [ "$node" = single ] || echo "kafka:    $NODE_LABEL stopped"
+      rc=1
+    fi
+  done
+  if [ "$alive" = 1 ]; then
+    local what=running
+    [ "$KAFKA_BROKERS" = 1 ] && what="running (pid $(kafka_pid))"
+    if [ "$rc" = 0 ] && kafka_ready 2; then
+      echo "kafka:    $what, ready at $KAFKA_BOOTSTRAP"
       return 0
     fi
-    echo "kafka:    running (pid $(kafka_pid)), NOT ready at $KAFKA_BOOTSTRAP"
+    echo "kafka:    $what, NOT ready at $KAFKA_BOOTSTRAP"
     return 1
   fi
   echo "kafka:    stopped"
@@ -676,8 +960,8 @@ cmd_up() {
   local t0
   t0=$(now_us)
   ensure_kcat
-  # Boot the broker JVM first and set up PostgreSQL while it starts.
-  kafka_launch
+  # Boot the broker JVM(s) first and set up PostgreSQL while they start.
+  kafka_launch_all
   pg_start
   kafka_wait_ready
   kafka_ensure_topics
@@ -686,14 +970,15 @@ cmd_up() {
 }
 
 cmd_clean() {
-  kafka_stop TERM
+  kafka_stop_all TERM
   pg_stop fast
   local base=''
   [ -s "$PG_BASE_FILE" ] && base=$(cat "$PG_BASE_FILE")
   if [ -n "$base" ] && [ "$base" != "$PG_STATE" ] && [[ "$base" == /tmp/provider-events-pg-* ]]; then
     rm -rf "$base"
   fi
-  rm -rf "$KAFKA_DATA" "$KAFKA_CLUSTER_ID_FILE" "$KAFKA_CONF" "$PG_STATE" "$SETTINGS" "$LOG_DIR"
+  rm -rf "$KAFKA_DATA" "$KAFKA_CLUSTER_ID_FILE" "$KAFKA_CONF" "$KAFKA_CLUSTER_HOME" "$PG_STATE" \
+    "$SETTINGS" "$LOG_DIR"
   log "removed Kafka and PostgreSQL data (jar cache kept in ${KAFKA_LIBS#"$ROOT/"})"
 }
 
@@ -706,9 +991,12 @@ usage: dev/services.sh COMMAND
   down         stop both (clean shutdown, data kept; idempotent)
   status       show state; exit 0 only if both are running and ready
   env          print the export lines only (no starting)
-  kafka-start  start the broker and wait until it answers metadata requests
-  kafka-stop   SIGTERM the broker (controlled shutdown) and wait for exit
-  kafka-kill   SIGKILL the broker (crash simulation) and wait for exit
+  kafka-start  start the broker(s) and wait until they answer metadata requests
+  kafka-stop   SIGTERM every broker (controlled shutdown) and wait for exit
+  kafka-kill   SIGKILL every broker (crash simulation) and wait for exit
+  broker-start N  start broker N (1..KAFKA_BROKERS) and wait until it is registered
+  broker-stop N   SIGTERM broker N (controlled shutdown); the others keep running
+  broker-kill N   SIGKILL broker N (crash simulation)
   pg-start     start PostgreSQL and wait until ready
   pg-stop      stop PostgreSQL (pg_ctl -m fast)
   pg-kill      stop PostgreSQL like a crash (pg_ctl -m immediate)
@@ -716,7 +1004,12 @@ usage: dev/services.sh COMMAND
 
 env overrides: KAFKA_PORT (29092), KAFKA_CONTROLLER_PORT (KAFKA_PORT+1),
 PG_PORT (55432); ports are remembered in .dev/settings.env.
-KAFKA_HEAP_OPTS, KAFKA_READY_TIMEOUT (90), KAFKA_TOPICS, KAFKA_TOPIC_PARTITIONS (6).
+KAFKA_BROKERS (1): 3 runs a cluster - a KRaft controller on KAFKA_CONTROLLER_PORT and
+brokers on KAFKA_PORT, +2, +4; topics get replication factor 3 and
+min.insync.replicas KAFKA_MIN_ISR (2). Remembered like the ports.
+KAFKA_HEAP_OPTS (single node), KAFKA_BROKER_HEAP_OPTS (-Xms128m -Xmx384m),
+KAFKA_CONTROLLER_HEAP_OPTS (-Xms64m -Xmx256m), KAFKA_READY_TIMEOUT (90),
+KAFKA_TOPICS, KAFKA_TOPIC_PARTITIONS (6).
 EOF
 }
 
@@ -725,12 +1018,15 @@ main() {
   load_settings
   case "$cmd" in
     up)          take_lock; save_settings; cmd_up ;;
-    down)        take_lock; kafka_stop TERM; pg_stop fast ;;
+    down)        take_lock; kafka_stop_all TERM; pg_stop fast ;;
     status)      local rc=0; kafka_status || rc=1; pg_status || rc=1; return "$rc" ;;
     env)         print_env ;;
     kafka-start) take_lock; save_settings; kafka_start ;;
-    kafka-stop)  take_lock; kafka_stop TERM ;;
-    kafka-kill)  take_lock; kafka_stop KILL ;;
+    kafka-stop)  take_lock; kafka_stop_all TERM ;;
+    kafka-kill)  take_lock; kafka_stop_all KILL ;;
+    broker-start) take_lock; select_broker "${2:-}"; broker_start "$2" ;;
+    broker-stop)  take_lock; select_broker "${2:-}"; kafka_stop TERM ;;
+    broker-kill)  take_lock; select_broker "${2:-}"; kafka_stop KILL ;;
     pg-start)    take_lock; save_settings; pg_start ;;
     pg-stop)     take_lock; pg_stop fast ;;
     pg-kill)     take_lock; pg_stop immediate ;;

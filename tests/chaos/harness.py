@@ -38,10 +38,15 @@ class Services:
     database_url: str
     workdir: Path
     topics: list[str] = field(default_factory=list)
+    #: of the topics :meth:`new_topic` makes (3 and min.insync.replicas=2 on the cluster)
+    replication: int = 1
+    topic_config: dict[str, str] = field(default_factory=dict)
 
     def new_topic(self, partitions: int = 6) -> str:
         """A fresh topic, deleted by :meth:`close`."""
-        topic = kit.new_topic(self.bootstrap, partitions)
+        topic = kit.new_topic(
+            self.bootstrap, partitions, replication=self.replication, config=self.topic_config
+        )
         self.topics.append(topic)
         return topic
 

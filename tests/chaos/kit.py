@@ -152,13 +152,15 @@ class ConsumerProcess:
     group: str
     log_dir: Path
     extra: tuple[str, ...] = ()
+    #: names the log files (several members of one group each need their own)
+    label: str = ""
     proc: subprocess.Popen[bytes] | None = None
     runs: int = 0
     logs: list[Path] = field(default_factory=list)
 
     def start(self, *more: str) -> None:
         self.runs += 1
-        log = self.log_dir / f"consumer-{self.group[-8:]}-{self.runs}.jsonl"
+        log = self.log_dir / f"consumer-{self.label or self.group[-8:]}-{self.runs}.jsonl"
         self.logs.append(log)
         env = child_env(
             DATABASE_URL=self.dsn,
@@ -241,12 +243,19 @@ def delete_topics(bootstrap: str, topics: list[str]) -> None:
             future.result(timeout=60)
 
 
-def new_topic(bootstrap: str, partitions: int = 6, prefix: str = "chaos") -> str:
+def new_topic(
+    bootstrap: str,
+    partitions: int = 6,
+    prefix: str = "chaos",
+    replication: int = 1,
+    config: dict[str, str] | None = None,
+) -> str:
     name = f"{prefix}.provider.selected.{uuid.uuid4().hex[:12]}"
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics(
-        [NewTopic(name, num_partitions=partitions, replication_factor=1)], operation_timeout=30
+    topic = NewTopic(
+        name, num_partitions=partitions, replication_factor=replication, config=config or {}
     )
+    futures = admin.create_topics([topic], operation_timeout=30)
     futures[name].result(timeout=60)
     _wait_for_leaders(admin, name, partitions)
     return name
@@ -273,6 +282,102 @@ def _wait_for_leaders(admin: AdminClient, topic: str, partitions: int) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"topic {topic}: not every one of {partitions} partitions has a leader")
+
+
+class ClusterControl:
+    """The brokers of the 3-broker cluster ``services_script()`` runs (``KAFKA_BROKERS=3``):
+    stop, SIGKILL and start one of them, and read who leads and who is in sync."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self.script = services_script()
+        self.admin = AdminClient({"bootstrap.servers": bootstrap})
+
+    def _run(self, command: str, broker: int) -> float:
+        started = time.monotonic()
+        proc = subprocess.run(
+            [str(self.script), command, str(broker)],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        assert proc.returncode == 0, f"{command} {broker}: {proc.stderr[-1500:]}"
+        return time.monotonic() - started
+
+    def stop(self, broker: int) -> float:
+        """SIGTERM (controlled shutdown: its leaderships move first); the seconds it took."""
+        return self._run("broker-stop", broker)
+
+    def kill(self, broker: int) -> float:
+        return self._run("broker-kill", broker)
+
+    def start(self, broker: int) -> float:
+        """Start it and wait until the cluster lists it again; the seconds it took."""
+        return self._run("broker-start", broker)
+
+    def brokers(self) -> list[int]:
+        return sorted(self.admin.list_topics(timeout=10).brokers)
+
+    def partitions(self, topic: str) -> dict[int, tuple[int, list[int], list[int]]]:
+        """partition -> (leader, replicas, ISR)."""
+        info = self.admin.list_topics(topic, timeout=10).topics[topic]
+        return {p.id: (p.leader, list(p.replicas), list(p.isrs)) for p in info.partitions.values()}
+
+    def busiest_leader(self, topic: str) -> int:
+        """The broker leading the partitions of ``topic`` that hold the most messages."""
+        reader = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "chaos-watermarks"})
+        try:
+            load: Counter[int] = Counter()
+            for p, (leader, _, _) in self.partitions(topic).items():
+                low, high = reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                load[leader] += 1 + high - low
+        finally:
+            reader.close()
+        return load.most_common(1)[0][0]
+
+    def wait_in_sync(self, topic: str, timeout: float = 120.0) -> float:
+        """Wait until every partition of ``topic`` has its whole replica set in sync."""
+
+        def full() -> bool:
+            try:
+                parts = self.partitions(topic)
+            except Exception:
+                return False
+            return all(leader >= 0 and len(isr) == len(r) for leader, r, isr in parts.values())
+
+        return wait_until(full, timeout, f"every replica of {topic} back in sync", 0.25)
+
+    def min_isr(self, topic: str) -> int:
+        return min(len(isr) for _, _, isr in self.partitions(topic).values())
+
+
+def group_owners(bootstrap: str, group: str, topic: str) -> dict[str, list[int]]:
+    """Each live member's ``group.instance.id`` (or member id) -> its partitions of ``topic``;
+    empty unless the group is stable."""
+    from confluent_kafka import ConsumerGroupState
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    desc = admin.describe_consumer_groups([group], request_timeout=10)[group].result(timeout=15)
+    if desc.state != ConsumerGroupState.STABLE:
+        return {}
+    return {
+        m.group_instance_id or m.member_id: sorted(
+            tp.partition for tp in m.assignment.topic_partitions if tp.topic == topic
+        )
+        for m in desc.members
+    }
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": "chaos-watermarks"})
+    try:
+        parts = reader.list_topics(topic, timeout=10).topics[topic].partitions
+        return {
+            p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts
+        }
+    finally:
+        reader.close()
 
 
 def partition_count(bootstrap: str, topic: str) -> int:

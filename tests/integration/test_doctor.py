@@ -68,3 +68,39 @@ def test_consumer_settings_are_shown_with_their_source(state_dir, tmp_path) -> N
     assert "batch timeout 1 s," in detail and "metrics port off (from environment" in detail
     assert "dead-letter topic doctor.topic.dlq," in detail and "metrics address 127.0.0.1" in detail
     assert "Zebra-Pass-81" not in proc.stdout + proc.stderr
+
+
+def test_isr_below_min_insync_replicas_is_reported(
+    kafka_bootstrap, state_dir, monkeypatch, tmp_path
+) -> None:
+    """A topic with one replica and min.insync.replicas=2 (acks=all is refused there) fails
+    the replication check, naming the partitions; the healthy topics around it pass."""
+    import uuid
+
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    name = f"test.doctor.minisr.{uuid.uuid4().hex[:10]}"
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    new = NewTopic(
+        name, num_partitions=3, replication_factor=1, config={"min.insync.replicas": "2"}
+    )
+    admin.create_topics([new], operation_timeout=30)[name].result(timeout=60)
+    try:
+        env = {
+            **dict(__import__("os").environ),
+            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "PROVIDER_EVENTS_TOPIC": name,
+        }
+        proc = subprocess.run(
+            [*CLI, "--json"], capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path
+        )
+        checks = {c["name"]: c for c in json.loads(proc.stdout)}
+        check = checks[f"replication {name}"]
+        assert not check["ok"] and proc.returncode == 1
+        assert (
+            "3 of 3 partition(s) with ISR below min.insync.replicas=2 (smallest ISR 1)"
+            in (check["detail"])
+        )
+        assert "NOT_ENOUGH_REPLICAS" in check["hint"]
+    finally:
+        admin.delete_topics([name], operation_timeout=30)[name].result(timeout=60)

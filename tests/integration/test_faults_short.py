@@ -88,3 +88,18 @@ def test_partitions_added_and_broker_restarted(
         services, broker, events=2_000, publishers=4, before=3, after=8, duration=10.0
     )
     kit.record(pytestconfig, SUITE, "partitions_added", figures)
+
+
+@pytest.mark.timeout(240)
+def test_consumer_group_of_3_with_2_sigkills_and_a_late_join(
+    services: Services, pytestconfig: pytest.Config
+) -> None:
+    """A group of 3 `consume` processes: two SIGKILLed (and restarted with their instance ids),
+    one joining late, while 4,000 events flow: exactly the published set in PostgreSQL, and
+    every partition owned by a live member with lag 0."""
+    from tests.chaos import faults_cluster
+
+    figures = faults_cluster.consumer_group_faults(
+        services, events=4_000, publishers=2, duration=8.0, batch_size=200
+    )
+    kit.record(pytestconfig, SUITE, "consumer_group", figures)

@@ -20,7 +20,7 @@ from provider_events.settings import (
     redact_dsn,
 )
 
-__all__ = ["Check", "run_checks"]
+__all__ = ["Check", "PartitionState", "replication_check", "run_checks"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +29,62 @@ class Check:
     ok: bool
     detail: str
     hint: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionState:
+    """One partition as the cluster metadata describes it (broker ids)."""
+
+    partition: int
+    leader: int  # -1: no leader (offline)
+    replicas: tuple[int, ...]
+    isr: tuple[int, ...]
+
+
+def _ids(parts: list[int], limit: int = 8) -> str:
+    shown = ", ".join(str(p) for p in sorted(parts)[:limit])
+    return f"[{shown}{', ...' if len(parts) > limit else ''}]"
+
+
+def replication_check(topic: str, states: list[PartitionState], min_isr: int | None) -> Check:
+    """Offline partitions, partitions whose ISR is below ``min.insync.replicas`` (a producer
+    with ``acks=all`` is refused there) and under-replicated ones (ISR smaller than the replica
+    set: a broker down or lagging). ``min_isr`` None: the topic's setting could not be read."""
+    total = len(states)
+    rf = max((len(s.replicas) for s in states), default=0)
+    offline = [s.partition for s in states if s.leader < 0]
+    under = [s.partition for s in states if len(s.isr) < len(s.replicas)]
+    below = [] if min_isr is None else [s.partition for s in states if len(s.isr) < min_isr]
+    min_text = (
+        "min.insync.replicas unknown" if min_isr is None else f"min.insync.replicas {min_isr}"
+    )
+    problems = []
+    if offline:
+        problems.append(f"{len(offline)} of {total} partition(s) without a leader {_ids(offline)}")
+    if below:
+        smallest = min(len(s.isr) for s in states)
+        problems.append(
+            f"{len(below)} of {total} partition(s) with ISR below min.insync.replicas={min_isr} "
+            f"(smallest ISR {smallest}) {_ids(below)}"
+        )
+    if under:
+        problems.append(f"{len(under)} of {total} partition(s) under-replicated {_ids(under)}")
+    if not problems:
+        return Check(
+            f"replication {topic}",
+            True,
+            f"replication factor {rf}, every ISR complete, {min_text}",
+        )
+    if offline or below:
+        hint = (
+            "brokers are down: publishes with acks=all are refused (NOT_ENOUGH_REPLICAS) and "
+            "spool to the outbox, which the relay delivers once the brokers return; start them"
+        )
+    else:
+        hint = (
+            "a broker is down or lagging; publishes still succeed while ISR >= min.insync.replicas"
+        )
+    return Check(f"replication {topic}", False, "; ".join(problems) + f" ({min_text})", hint)
 
 
 def _config_checks(settings: Settings) -> Iterator[Check]:
@@ -93,6 +149,8 @@ def _consumer_checks(settings: Settings) -> Iterator[Check]:
 def _kafka_checks(settings: Settings) -> Iterator[Check]:
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient
+    from confluent_kafka.admin._config import ConfigResource
+    from confluent_kafka.admin._resource import ResourceType
 
     from provider_events.publish._producer import describe_kafka_error, kafka_config
 
@@ -148,6 +206,20 @@ def _kafka_checks(settings: Settings) -> Iterator[Check]:
             )
         else:
             yield Check(f"topic {name}", True, f"{len(info.partitions)} partition(s)")
+            states = [
+                PartitionState(p.id, p.leader, tuple(p.replicas), tuple(p.isrs))
+                for p in info.partitions.values()
+            ]
+            min_isr: int | None = None
+            resource = ConfigResource(ResourceType.TOPIC, name)
+            try:
+                configs = admin.describe_configs(
+                    [resource], request_timeout=max(1.0, settings.delivery_timeout)
+                )[resource].result(timeout=max(1.0, settings.delivery_timeout) + 1)
+                min_isr = int(configs["min.insync.replicas"].value)
+            except Exception:  # no DescribeConfigs right, or the broker went away meanwhile
+                min_isr = None
+            yield replication_check(name, states, min_isr)
 
 
 def _outbox_checks(settings: Settings) -> Iterator[Check]:
