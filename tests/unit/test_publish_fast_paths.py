@@ -77,6 +77,7 @@ def test_delivered_result_is_the_dataclass_result() -> None:
         "offset",
         "error",
         "retriable",
+        "reason",
     ], "a new field must be set by delivered_result too"
     assert fast.delivered and fast.accepted and bool(fast)
     with pytest.raises(dataclasses.FrozenInstanceError):

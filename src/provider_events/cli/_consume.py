@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     if args.until_idle is not None and args.until_idle <= 0:
         return fail("--until-idle must be > 0", EXIT_BAD_INPUT)
 
-    from provider_events.errors import DatabaseError
+    from provider_events.errors import ProviderEventsError
     from provider_events.ingest._consumer import ConsumerOptions, IngestConsumer
 
     interactive = sys.stdout.isatty() and not args.json
@@ -171,12 +171,9 @@ def run(args: argparse.Namespace) -> int:
     }
     try:
         totals = consumer.run()
-    except DatabaseError as exc:
+    except ProviderEventsError as exc:  # DatabaseError, KafkaClientError: one line, no traceback
         reporter.close()
         return fail(str(exc), EXIT_FAILED)
-    except Exception as exc:  # KafkaException and friends: one line, no traceback
-        reporter.close()
-        return fail(f"{type(exc).__name__}: {exc}", EXIT_FAILED)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -33,7 +33,7 @@ from typing import Any, cast
 import msgspec
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from provider_events.errors import DatabaseError, InvalidEventError
+from provider_events.errors import DatabaseError, InvalidEventError, KafkaClientError
 from provider_events.events._catalog import PROVIDER_SELECTED_V1
 from provider_events.events._validation import decode_envelope
 from provider_events.observability import _metrics as metrics
@@ -357,9 +357,21 @@ class IngestConsumer:
 
         Raises :class:`DatabaseError` for a permanent database problem (missing table, no
         permission, a refused login: :class:`~provider_events.store.DatabaseLoginError`) and
-        ``KafkaException`` for a fatal Kafka error; nothing is committed for the batch in hand,
-        so a restart re-reads it.
+        :class:`~provider_events.errors.KafkaClientError` for a fatal Kafka error (or a Kafka setting
+        librdkafka refuses); nothing is committed for the batch in hand, so a restart re-reads it.
+        This is where ``KafkaException`` is translated, and nowhere else on the ingest side.
         """
+        try:
+            return self._run()
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if isinstance(err, KafkaError):
+                raise KafkaClientError(
+                    f"Kafka: {describe_kafka_error(err)}", err.name(), err.retriable()
+                ) from None
+            raise KafkaClientError(f"Kafka: {exc}") from None
+
+    def _run(self) -> Totals:
         started = time.monotonic()
         try:
             ready = self._wait_for_database()

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from provider_events.errors import HookInputError
 from provider_events.integrations._providers import (
     ENV_BASE_URL,
     ENV_MODEL_KEYS,
@@ -63,10 +64,6 @@ STDIN_DEADLINE = 1.0
 DEFAULT_TIMEOUT = 3.0
 LOG_MAX_BYTES = 256 * 1024
 _OURS = re.compile(r"(?:provider-events|provider_events\.cli)['\"]?\s+hook\s+claude\b")
-
-
-class HookInputError(ValueError):
-    """stdin did not hold a Claude Code hook JSON object."""
 
 
 @dataclass(frozen=True, slots=True)

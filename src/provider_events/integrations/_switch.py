@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from provider_events.errors import ProviderEventsError
+from provider_events.errors import ExitCode, SettingsFileError, SettingsWriteError, SwitchError
 from provider_events.integrations._providers import (
     ENV_BASE_URL,
     ENV_KEYS,
@@ -55,22 +55,11 @@ __all__ = [
     "write_settings",
 ]
 
-EXIT_BAD_INPUT = 2
-EXIT_FAILED = 1
-
-
-class SwitchError(ProviderEventsError):
-    """A switch (or a settings edit) was refused; nothing was written. Safe to print."""
-
-    exit_code = EXIT_BAD_INPUT
-
-
-class SettingsFileError(SwitchError):
-    """settings.json is unreadable or malformed; it is left untouched."""
-
-
-class _WriteError(SwitchError):
-    exit_code = EXIT_FAILED
+#: Kept for importers of the old names; the codes live in :class:`provider_events.errors.ExitCode`.
+EXIT_BAD_INPUT = ExitCode.BAD_INPUT
+EXIT_FAILED = ExitCode.FAILED
+#: The old private name of :class:`~provider_events.errors.SettingsWriteError`.
+_WriteError = SettingsWriteError
 
 
 class _Changed(Exception):

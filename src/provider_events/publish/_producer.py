@@ -23,6 +23,7 @@ from typing import Any
 
 import msgspec
 
+from provider_events.publish._result import FailureReason
 from provider_events.settings import Settings
 
 __all__ = ["DeliveryGroup", "SharedProducer", "get_producer", "kafka_config", "shutdown_producers"]
@@ -80,6 +81,30 @@ def describe_kafka_error(err: Any) -> str:
     return f"{name}: {text}" if text and text != name else str(name)
 
 
+#: A delivery report: (error or None, partition, offset, retriable, why it failed or None).
+Report = tuple[str | None, int | None, int | None, bool, FailureReason | None]
+
+#: librdkafka error names that mean the broker could not be reached.
+_UNREACHABLE = frozenset({"_ALL_BROKERS_DOWN", "_TRANSPORT", "_RESOLVE", "_NODE_DOWN"})
+_KAFKA_ERROR = FailureReason.KAFKA_ERROR
+_TIMED_OUT = frozenset({"_MSG_TIMED_OUT", "_TIMED_OUT", "REQUEST_TIMED_OUT"})
+
+
+def kafka_failure_reason(err: Any) -> FailureReason:
+    """The :class:`FailureReason` of a librdkafka ``KafkaError``, from its code's name."""
+    try:
+        name = err.name()
+    except AttributeError:
+        return FailureReason.KAFKA_ERROR
+    if name in _TIMED_OUT:
+        return FailureReason.TIMEOUT
+    if name in _UNREACHABLE:
+        return FailureReason.BROKER_UNAVAILABLE
+    if name == "_QUEUE_FULL":
+        return FailureReason.QUEUE_FULL
+    return FailureReason.KAFKA_ERROR
+
+
 class DeliveryGroup:
     """Delivery reports of a group of messages produced together (one publish call).
 
@@ -91,8 +116,8 @@ class DeliveryGroup:
     __slots__ = ("_lock", "_on_done", "done", "remaining", "reports")
 
     def __init__(self, size: int, on_done: Callable[[], None] | None = None) -> None:
-        #: per message: (error or None, partition, offset, retriable), None while pending
-        self.reports: list[tuple[str | None, int | None, int | None, bool] | None] = [None] * size
+        #: per message: (error or None, partition, offset, retriable, why), None while pending
+        self.reports: list[Report | None] = [None] * size
         self.remaining = size
         self.done = threading.Event()
         self._on_done = on_done
@@ -107,11 +132,12 @@ class DeliveryGroup:
         partition: int | None,
         offset: int | None,
         retriable: bool,
+        why: FailureReason | None = None,
     ) -> None:
         with self._lock:
             if self.reports[index] is not None:
                 return
-            self.reports[index] = (error, partition, offset, retriable)
+            self.reports[index] = (error, partition, offset, retriable, why)
             self.remaining -= 1
             finished = self.remaining == 0
         if finished:
@@ -123,10 +149,12 @@ class DeliveryGroup:
         """librdkafka's delivery report for message ``index``."""
         _OnDelivery(self, index)(err, msg)
 
-    def fail_pending(self, reason: str, retriable: bool = True) -> None:
+    def fail_pending(
+        self, reason: str, retriable: bool = True, why: FailureReason = FailureReason.KAFKA_ERROR
+    ) -> None:
         for index, current in enumerate(self.reports):
             if current is None:
-                self.report(index, reason, None, None, retriable)
+                self.report(index, reason, None, None, retriable, why)
 
 
 class _OnDelivery(msgspec.Struct, gc=False):
@@ -144,11 +172,18 @@ class _OnDelivery(msgspec.Struct, gc=False):
     def __call__(self, err: Any, msg: Any) -> None:
         group = self.group
         if err is not None:
-            group.report(self.index, describe_kafka_error(err), None, None, bool(err.retriable()))
+            group.report(
+                self.index,
+                describe_kafka_error(err),
+                None,
+                None,
+                bool(err.retriable()),
+                kafka_failure_reason(err),
+            )
             return
         # DeliveryGroup.report inlined: this runs once per message on the poll thread,
         # holding the GIL the caller needs to build the next events.
-        report = (None, msg.partition(), msg.offset(), False)
+        report = (None, msg.partition(), msg.offset(), False, None)
         with group._lock:
             reports = group.reports
             if reports[self.index] is not None:
@@ -228,15 +263,15 @@ class SharedProducer:
             self._purge_requested = True
         elif code == self._kafka_error._ALL_BROKERS_DOWN:
             self._down_since = time.monotonic()
-            self._fail_all(describe_kafka_error(err))
+            self._fail_all(describe_kafka_error(err), FailureReason.BROKER_UNAVAILABLE)
             self._purge_requested = True
         log.debug("kafka client error: %s", describe_kafka_error(err))
 
-    def _fail_all(self, reason: str) -> None:
+    def _fail_all(self, reason: str, why: FailureReason = FailureReason.KAFKA_ERROR) -> None:
         with self._lock:
             groups, self._groups = self._groups, set()
         for group in groups:
-            group.fail_pending(reason)
+            group.fail_pending(reason, why=why)
 
     # -- API --------------------------------------------------------------------------------
     @property
@@ -275,7 +310,10 @@ class SharedProducer:
             group.fail_pending(
                 f"{self.auth_error} (recently reported by the client)"
                 if self.auth_error
-                else "all brokers are down (recently reported by the client)"
+                else "all brokers are down (recently reported by the client)",
+                why=FailureReason.KAFKA_ERROR
+                if self.auth_error
+                else FailureReason.BROKER_UNAVAILABLE,
             )
             return group
         with self._lock:
@@ -298,7 +336,9 @@ class SharedProducer:
                         group, index, p[2], p[3], p[4], header_dict(p), deadline
                     )
                 except Exception as exc:  # KafkaException, TypeError: refused before sending
-                    group.report(index, f"{type(exc).__name__}: {exc}", None, None, False)
+                    group.report(
+                        index, f"{type(exc).__name__}: {exc}", None, None, False, _KAFKA_ERROR
+                    )
             return group
         for index, (topic, key, value, headers) in enumerate(messages):
             try:
@@ -306,7 +346,7 @@ class SharedProducer:
             except BufferError:
                 self._produce_when_room(group, index, topic, key, value, headers, deadline)
             except Exception as exc:  # KafkaException, TypeError: refused before sending
-                group.report(index, f"{type(exc).__name__}: {exc}", None, None, False)
+                group.report(index, f"{type(exc).__name__}: {exc}", None, None, False, _KAFKA_ERROR)
         return group
 
     def _produce_when_room(
@@ -323,7 +363,14 @@ class SharedProducer:
         on_delivery = _OnDelivery(group, index)
         while True:
             if time.monotonic() >= deadline:
-                group.report(index, "local producer queue is full", None, None, True)
+                group.report(
+                    index,
+                    "local producer queue is full",
+                    None,
+                    None,
+                    True,
+                    FailureReason.QUEUE_FULL,
+                )
                 return
             self._producer.poll(0.01)
             try:
@@ -332,15 +379,17 @@ class SharedProducer:
             except BufferError:
                 continue
             except Exception as exc:  # KafkaException, TypeError: refused before sending
-                group.report(index, f"{type(exc).__name__}: {exc}", None, None, False)
+                group.report(index, f"{type(exc).__name__}: {exc}", None, None, False, _KAFKA_ERROR)
                 return
 
-    def release(self, group: DeliveryGroup, reason: str) -> None:
+    def release(
+        self, group: DeliveryGroup, reason: str, why: FailureReason = FailureReason.TIMEOUT
+    ) -> None:
         """Stop waiting for ``group``: pending messages are failed now with ``reason``."""
         if any(r is not None and r[0] is None for r in group.reports):
             self._down_since = None  # the broker acknowledged something: it is up
             self.auth_error = None
-        group.fail_pending(reason)
+        group.fail_pending(reason, why=why)
         with self._lock:
             self._groups.discard(group)
 

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
-from provider_events.errors import InvalidEventError, OutboxError
+from provider_events.errors import InvalidEventError, OutboxError, OutboxFullError
 from provider_events.events._envelope import (
     EventParts,
     OutgoingEvent,
@@ -24,7 +24,12 @@ from provider_events.events._envelope import (
     provider_selection_parts,
 )
 from provider_events.publish._outbox import Outbox
-from provider_events.publish._result import DeliveryStatus, PublishResult, delivered_result
+from provider_events.publish._result import (
+    DeliveryStatus,
+    FailureReason,
+    PublishResult,
+    delivered_result,
+)
 from provider_events.settings import Settings, load_settings
 
 __all__ = [
@@ -39,6 +44,7 @@ Delivery = Literal["sync", "background"]
 #: Observers see every result: (result, provider_name, model_name, seconds spent).
 Observer = Callable[[PublishResult, str, str, float], None]
 _observers: list[Observer] = []
+_INVALID = FailureReason.INVALID
 
 
 def add_observer(observer: Observer) -> None:
@@ -98,12 +104,23 @@ class Publisher:
         return results
 
     def _spool(
-        self, events: Sequence[OutgoingEvent], reason: str, status: DeliveryStatus
+        self,
+        events: Sequence[OutgoingEvent],
+        reason: str,
+        status: DeliveryStatus,
+        why: FailureReason | None = None,
     ) -> list[PublishResult]:
+        """Commit ``events`` to the outbox as ``status``; ``why`` is the :class:`FailureReason`
+        of a spool (``None`` for background delivery, which is no failure)."""
         if not self._use_outbox:
             return [
                 PublishResult(
-                    DeliveryStatus.FAILED, e.event_id, e.topic, error=reason, retriable=True
+                    DeliveryStatus.FAILED,
+                    e.event_id,
+                    e.topic,
+                    error=reason,
+                    retriable=True,
+                    reason=why or FailureReason.OTHER,
                 )
                 for e in events
             ]
@@ -115,8 +132,13 @@ class Publisher:
                 if status is DeliveryStatus.SPOOLED
                 else str(exc)
             )
+            lost = (
+                FailureReason.OUTBOX_FULL
+                if isinstance(exc, OutboxFullError)
+                else FailureReason.OUTBOX_ERROR
+            )
             return [
-                PublishResult(DeliveryStatus.FAILED, e.event_id, e.topic, error=text)
+                PublishResult(DeliveryStatus.FAILED, e.event_id, e.topic, error=text, reason=lost)
                 for e in events
             ]
         if self.settings.relay_autostart:
@@ -124,7 +146,8 @@ class Publisher:
 
             ensure_relay(self.settings)
         return [
-            PublishResult(status, e.event_id, e.topic, error=reason, retriable=True) for e in events
+            PublishResult(status, e.event_id, e.topic, error=reason, retriable=True, reason=why)
+            for e in events
         ]
 
     def _store_locally(self, events: Sequence[OutgoingEvent]) -> list[PublishResult]:
@@ -134,7 +157,13 @@ class Publisher:
             LocalEventStore.for_settings(self.settings).add(events)
         except OutboxError as exc:
             return [
-                PublishResult(DeliveryStatus.FAILED, e.event_id, e.topic, error=str(exc))
+                PublishResult(
+                    DeliveryStatus.FAILED,
+                    e.event_id,
+                    e.topic,
+                    error=str(exc),
+                    reason=FailureReason.OUTBOX_ERROR,
+                )
                 for e in events
             ]
         return [PublishResult(DeliveryStatus.STORED, e.event_id, e.topic) for e in events]
@@ -181,6 +210,7 @@ class Publisher:
                 [events[i] for i in sorted(behind)],
                 "queued behind earlier spooled events with the same key",
                 DeliveryStatus.SPOOLED,
+                FailureReason.BACKLOG,
             )
             for i, result in zip(sorted(behind), queued, strict=True):
                 results[i] = result
@@ -217,34 +247,40 @@ class Publisher:
     ) -> list[PublishResult]:
         """Map the group's reports to results; spool everything not acknowledged."""
         producer.release(group, f"not acknowledged within {self.settings.delivery_timeout:g}s")
-        to_spool: list[tuple[int, str]] = []
+        to_spool: list[tuple[int, str, FailureReason]] = []
         if compact:  # (event_id, event_type, topic, ...)
             for report, i in zip(group.reports, indexes, strict=True):
                 if report[0] is None:
                     p = items[i]
                     results[i] = delivered_result(p[0], p[2], report[1], report[2])
                 else:
-                    to_spool.append((i, report[0]))
+                    to_spool.append((i, report[0], report[4] or FailureReason.KAFKA_ERROR))
         else:
             for report, i in zip(group.reports, indexes, strict=True):
                 if report[0] is None:
                     e = items[i]
                     results[i] = delivered_result(e.event_id, e.topic, report[1], report[2])
                 else:
-                    to_spool.append((i, report[0]))
+                    to_spool.append((i, report[0], report[4] or FailureReason.KAFKA_ERROR))
         if to_spool:
-            unsent = [items[i] for i, _ in to_spool]
+            unsent = [items[i] for i, _, _ in to_spool]
             spooled = self._spool(
                 [event_from_parts(p) for p in unsent] if compact else unsent,
                 to_spool[0][1],
                 DeliveryStatus.SPOOLED,
+                to_spool[0][2],
             )
-            for (i, error), result in zip(to_spool, spooled, strict=True):
+            for (i, error, why), result in zip(to_spool, spooled, strict=True):
                 results[i] = (
                     result
                     if result.status is not DeliveryStatus.SPOOLED
                     else PublishResult(
-                        result.status, result.event_id, result.topic, error=error, retriable=True
+                        result.status,
+                        result.event_id,
+                        result.topic,
+                        error=error,
+                        retriable=True,
+                        reason=why,
                     )
                 )
         return results  # type: ignore[return-value]
@@ -268,7 +304,9 @@ class Publisher:
             event = self.build(**fields)
         except InvalidEventError as exc:
             return self._notify(
-                PublishResult(DeliveryStatus.REJECTED, error=str(exc)), None, started
+                PublishResult(DeliveryStatus.REJECTED, error=str(exc), reason=_INVALID),
+                None,
+                started,
             )
         return self.send_many_sync([event], delivery)[0]
 
@@ -318,7 +356,9 @@ class Publisher:
             event = self.build(**fields)
         except InvalidEventError as exc:
             return self._notify(
-                PublishResult(DeliveryStatus.REJECTED, error=str(exc)), None, started
+                PublishResult(DeliveryStatus.REJECTED, error=str(exc), reason=_INVALID),
+                None,
+                started,
             )
         return (await self.send_many([event], delivery))[0]
 
@@ -341,7 +381,12 @@ class Publisher:
             try:
                 events.append(provider_selection_parts(settings=settings, **fields))
             except InvalidEventError as exc:
-                rejected.append((position, PublishResult(DeliveryStatus.REJECTED, error=str(exc))))
+                rejected.append(
+                    (
+                        position,
+                        PublishResult(DeliveryStatus.REJECTED, error=str(exc), reason=_INVALID),
+                    )
+                )
         results = await self._send(events, delivery, True) if events else []
         return _merge(results, rejected)
 
@@ -354,7 +399,12 @@ class Publisher:
             try:
                 events.append(self.build(**fields))
             except InvalidEventError as exc:
-                rejected.append((position, PublishResult(DeliveryStatus.REJECTED, error=str(exc))))
+                rejected.append(
+                    (
+                        position,
+                        PublishResult(DeliveryStatus.REJECTED, error=str(exc), reason=_INVALID),
+                    )
+                )
         results = await self.send_many(events, delivery) if events else []
         return _merge(results, rejected)
 

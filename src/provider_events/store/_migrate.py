@@ -24,7 +24,7 @@ from typing import Any
 
 import psycopg
 
-from provider_events.errors import DatabaseError
+from provider_events.errors import MigrationError
 from provider_events.store._pg import connect, translate_error
 
 __all__ = [
@@ -40,10 +40,6 @@ __all__ = [
 MIGRATIONS_TABLE = "provider_events_schema_migrations"
 _NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
 _LOCK_NAMESPACE = b"provider_events.migrate:"
-
-
-class MigrationError(DatabaseError):
-    """The migrations on disk and in the database disagree, or a migration failed."""
 
 
 @dataclass(frozen=True, slots=True)

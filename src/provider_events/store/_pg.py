@@ -36,7 +36,7 @@ from psycopg.adapt import Dumper
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import Format
 
-from provider_events.errors import DatabaseError
+from provider_events.errors import DatabaseError, DatabaseLoginError, DatabaseUnavailableError
 from provider_events.settings import redact_dsn
 from provider_events.store._columns import EVENT_COLUMNS, KAFKA_COLUMNS, TABLE
 
@@ -121,28 +121,6 @@ Row = tuple[
     int | None,
     int | None,
 ]
-
-
-class DatabaseUnavailableError(DatabaseError):
-    """PostgreSQL cannot be reached or is shutting down; retrying later may succeed."""
-
-    retriable = True
-
-
-class DatabaseLoginError(DatabaseError):
-    """PostgreSQL refused the login or the database: retrying cannot fix it, DATABASE_URL must.
-
-    ``sqlstate`` is the server's code: 28P01 (invalid_password), 28000
-    (invalid_authorization_specification: unknown role, no ``pg_hba.conf`` entry, ...), 3D000
-    (invalid_catalog_name: no such database), 42501 (no CONNECT privilege); ``None`` when libpq
-    itself gave up (no password to send).
-    """
-
-    retriable = False
-
-    def __init__(self, message: str, sqlstate: str | None = None) -> None:
-        super().__init__(message)
-        self.sqlstate = sqlstate
 
 
 #: Errors with a SQLSTATE that refuse the login or the database (class 28 and 3D000).
