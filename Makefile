@@ -23,6 +23,7 @@ services-down: ## stop them
 lint: install
 	@$(PYTHON) -m ruff check src agents scripts tests benchmarks examples conftest.py
 	@$(PYTHON) -m ruff format --check src agents scripts tests benchmarks examples conftest.py
+	@$(PYTHON) -m mypy
 
 schemas: install ## regenerate schemas/ from the models
 	@$(PYTHON) -m provider_events.cli schema --write schemas

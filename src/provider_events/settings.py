@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -214,7 +214,7 @@ def _parse_bool(name: str, raw: str) -> bool:
     raise ConfigError(name, f"expected true or false, got {raw!r}")
 
 
-def _choice(choices: tuple[str, ...], upper: bool = True):
+def _choice(choices: tuple[str, ...], upper: bool = True) -> Callable[[str, str], str]:
     def parse(name: str, raw: str) -> str:
         value = raw.strip().upper() if upper else raw.strip().lower()
         if value not in choices:

@@ -188,6 +188,14 @@ def _text_arg(name: str, value: Any, *, required: bool = True) -> str | None:
     return value
 
 
+def _required_text(name: str, value: Any) -> str:
+    """:func:`_text_arg` of a required value: a ``str`` or an :class:`InvalidEventError`."""
+    text = _text_arg(name, value)
+    if text is None:  # unreachable: a required None raised above
+        raise InvalidEventError(f"{name} is required")
+    return text
+
+
 def _as_utc(moment: Any) -> datetime:
     """``selected_at`` in UTC; refused unless it is an aware datetime that UTC can represent."""
     if isinstance(moment, datetime):
@@ -254,7 +262,7 @@ def provider_selection_parts(
     elif correlation_id is None:
         cid = new_correlation_id()
     else:
-        cid = _text_arg("correlation_id", correlation_id)  # type: ignore[assignment]
+        cid = _required_text("correlation_id", correlation_id)
     if not cid.strip():
         raise PartitionKeyError(
             "correlation_id is the partition key of provider-selection events and must "

@@ -181,14 +181,14 @@ def read_settings(path: Path | None = None) -> ClaudeSettings:
     :class:`SettingsFileError` when it is unreadable or malformed)."""
     path = path or claude_settings_path()
     try:
-        raw: bytes | None = path.read_bytes()
+        raw = path.read_bytes()
     except FileNotFoundError:
         return ClaudeSettings(path, None, {}, _Style())
     except IsADirectoryError:
         raise SettingsFileError(f"{path} is a directory, not a settings file") from None
     except OSError as exc:
         raise SettingsFileError(f"cannot read {path}: {exc.strerror}") from None
-    doc, style = _parse(path, raw)  # type: ignore[arg-type]
+    doc, style = _parse(path, raw)
     return ClaudeSettings(path, raw, doc, style)
 
 

@@ -23,9 +23,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
 from provider_events.errors import OutboxCorruptError, OutboxError, OutboxFullError
+
+if TYPE_CHECKING:
+    from provider_events.events._envelope import OutgoingEvent
 
 __all__ = ["Outbox", "OutboxRow", "OutboxStatus"]
 
@@ -212,7 +215,7 @@ class Outbox:
 
     # -- writing ----------------------------------------------------------------------------
     @_serialised
-    def add(self, events: Iterable[object], error: str | None = None) -> int:
+    def add(self, events: Iterable[OutgoingEvent], error: str | None = None) -> int:
         """Durably append events (``OutgoingEvent``s); all or none. Returns how many were added.
 
         Raises :class:`OutboxFullError` when the bound would be exceeded (nothing is written
@@ -220,11 +223,11 @@ class Outbox:
         """
         rows = [
             (
-                e.event_id,  # type: ignore[attr-defined]
-                e.topic,  # type: ignore[attr-defined]
-                e.key,  # type: ignore[attr-defined]
-                e.value,  # type: ignore[attr-defined]
-                _encode_headers(e.headers),  # type: ignore[attr-defined]
+                e.event_id,
+                e.topic,
+                e.key,
+                e.value,
+                _encode_headers(e.headers),
                 time.time(),
             )
             for e in events

@@ -19,12 +19,15 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from provider_events.publish._result import FailureReason
 from provider_events.settings import Settings
+
+if TYPE_CHECKING:
+    from confluent_kafka import Producer
 
 __all__ = ["DeliveryGroup", "SharedProducer", "get_producer", "kafka_config", "shutdown_producers"]
 
@@ -225,7 +228,7 @@ class SharedProducer:
         self._purge_requested = False
         conf = kafka_config(settings)
         conf["error_cb"] = self._on_error
-        self._producer = Producer(conf)
+        self._producer: Producer | _DestroyedProducer = Producer(conf)
         self._closed = threading.Event()
         self._thread = threading.Thread(
             target=self._poll_loop, name="provider-events-poll", daemon=True
@@ -302,7 +305,10 @@ class SharedProducer:
         costs the cyclic GC on large batches), as a dict: confluent-kafka converts that in
         half the time of a list of tuples, and writes the headers in the same order.
         """
-        group = DeliveryGroup(len(messages) if size is None else size, on_done)  # type: ignore[arg-type]
+        if size is None:
+            assert isinstance(messages, Sequence), "pass size= with a generator of messages"
+            size = len(messages)
+        group = DeliveryGroup(size, on_done)
         if self.fatal_error:
             group.fail_pending(self.fatal_error, retriable=False)
             return group
@@ -318,7 +324,10 @@ class SharedProducer:
             return group
         with self._lock:
             self._groups.add(group)
-        produce, on_delivery = self._producer.produce, _OnDelivery
+        # Typed loosely on purpose: confluent-kafka's stub wants dict[str, str | bytes | None]
+        # headers (invariant), ours are dict[str, bytes], which it takes as they are.
+        produce: Callable[..., None] = self._producer.produce
+        on_delivery = _OnDelivery
         if compact:
             from provider_events.events._envelope import header_dict
 
@@ -356,7 +365,7 @@ class SharedProducer:
         topic: str,
         key: bytes,
         value: bytes,
-        headers: list[tuple[str, bytes]] | dict[str, bytes],
+        headers: Any,  # a dict or a list of (name, bytes), as confluent-kafka takes them
         deadline: float,
     ) -> None:
         """Retry one message while librdkafka's queue is full, until ``deadline``."""
@@ -374,7 +383,7 @@ class SharedProducer:
                 return
             self._producer.poll(0.01)
             try:
-                self._producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)  # type: ignore[arg-type]
+                self._producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
                 return
             except BufferError:
                 continue

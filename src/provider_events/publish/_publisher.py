@@ -13,7 +13,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any, Literal, cast
 
 from provider_events.errors import InvalidEventError, OutboxError, OutboxFullError
 from provider_events.events._envelope import (
@@ -67,9 +68,39 @@ class Publisher:
         self._outbox: Outbox | None = None
 
     # -- shared, I/O-free steps -------------------------------------------------------------
-    def build(self, **fields: Any) -> OutgoingEvent:
-        """Build and validate one provider-selection event (raises ``InvalidEventError``)."""
-        return build_provider_selection(settings=self.settings, **fields)
+    def build(
+        self,
+        *,
+        provider_name: str,
+        model_name: str,
+        selection_reason: str,
+        correlation_id: str | uuid.UUID | None = None,
+        selection_criteria: dict[str, Any] | None = None,
+        causation_id: str | uuid.UUID | None = None,
+        tenant_id: str | None = None,
+        namespace: str | None = None,
+        source: str | None = None,
+        selected_at: datetime | None = None,
+    ) -> OutgoingEvent:
+        """Build and validate one provider-selection event (raises ``InvalidEventError``).
+
+        ``correlation_id`` is the partition key (``None``: a new UUIDv7); ``tenant_id``,
+        ``namespace`` and ``source`` default to the settings'; ``selected_at`` to now (an
+        aware datetime).
+        """
+        return build_provider_selection(
+            settings=self.settings,
+            provider_name=provider_name,
+            model_name=model_name,
+            selection_reason=selection_reason,
+            correlation_id=correlation_id,
+            selection_criteria=selection_criteria,
+            causation_id=causation_id,
+            tenant_id=tenant_id,
+            namespace=namespace,
+            source=source,
+            selected_at=selected_at,
+        )
 
     @property
     def outbox(self) -> Outbox:
@@ -283,25 +314,53 @@ class Publisher:
                         reason=why,
                     )
                 )
-        return results  # type: ignore[return-value]
+        return _settled(results)
 
     # -- sync twin --------------------------------------------------------------------------
     def send_many_sync(
         self, events: Sequence[OutgoingEvent], delivery: Delivery = "sync"
     ) -> list[PublishResult]:
         started = time.perf_counter()
-        results, indexes = self._route(events, delivery)
+        pending, indexes = self._route(events, delivery)
         if indexes:
             group, producer, deadline = self._produce(events, indexes, False)
             group.done.wait(max(0.0, deadline - time.monotonic()))
-            results = self._settle(events, indexes, False, group, producer, results)  # type: ignore[assignment]
-        return self._notify_all(results, events, started, False)  # type: ignore[arg-type]
+            results = self._settle(events, indexes, False, group, producer, pending)
+        else:
+            results = _settled(pending)
+        return self._notify_all(results, events, started, False)
 
-    def publish_sync(self, *, delivery: Delivery = "sync", **fields: Any) -> PublishResult:
-        """Build, validate and publish one event; returns a :class:`PublishResult`."""
+    def publish_sync(
+        self,
+        *,
+        provider_name: str,
+        model_name: str,
+        selection_reason: str,
+        correlation_id: str | uuid.UUID | None = None,
+        selection_criteria: dict[str, Any] | None = None,
+        causation_id: str | uuid.UUID | None = None,
+        tenant_id: str | None = None,
+        namespace: str | None = None,
+        source: str | None = None,
+        selected_at: datetime | None = None,
+        delivery: Delivery = "sync",
+    ) -> PublishResult:
+        """Build, validate and publish one event (the fields are :meth:`build`'s); returns a
+        :class:`PublishResult`, never raises for invalid input or transport problems."""
         started = time.perf_counter()
         try:
-            event = self.build(**fields)
+            event = self.build(
+                provider_name=provider_name,
+                model_name=model_name,
+                selection_reason=selection_reason,
+                correlation_id=correlation_id,
+                selection_criteria=selection_criteria,
+                causation_id=causation_id,
+                tenant_id=tenant_id,
+                namespace=namespace,
+                source=source,
+                selected_at=selected_at,
+            )
         except InvalidEventError as exc:
             return self._notify(
                 PublishResult(DeliveryStatus.REJECTED, error=str(exc), reason=_INVALID),
@@ -323,9 +382,12 @@ class Publisher:
         started = time.perf_counter()
         if compact and (delivery != "sync" or not self._straight_to_kafka()):
             items, compact = [event_from_parts(p) for p in items], False
-        results, indexes = (
-            ([None] * len(items), range(len(items))) if compact else self._route(items, delivery)
-        )
+        pending: list[PublishResult | None]
+        indexes: Sequence[int]
+        if compact:
+            pending, indexes = [None] * len(items), range(len(items))
+        else:
+            pending, indexes = self._route(items, delivery)
         if indexes:
             import asyncio
 
@@ -346,14 +408,41 @@ class Publisher:
                     await asyncio.wait_for(
                         asyncio.shield(all_done), max(0.0, deadline - time.monotonic())
                     )
-            results = self._settle(items, indexes, compact, group, producer, results)  # type: ignore[assignment]
-        return self._notify_all(results, items, started, compact)  # type: ignore[arg-type]
+            results = self._settle(items, indexes, compact, group, producer, pending)
+        else:
+            results = _settled(pending)
+        return self._notify_all(results, items, started, compact)
 
-    async def publish(self, *, delivery: Delivery = "sync", **fields: Any) -> PublishResult:
+    async def publish(
+        self,
+        *,
+        provider_name: str,
+        model_name: str,
+        selection_reason: str,
+        correlation_id: str | uuid.UUID | None = None,
+        selection_criteria: dict[str, Any] | None = None,
+        causation_id: str | uuid.UUID | None = None,
+        tenant_id: str | None = None,
+        namespace: str | None = None,
+        source: str | None = None,
+        selected_at: datetime | None = None,
+        delivery: Delivery = "sync",
+    ) -> PublishResult:
         """Async twin of :meth:`publish_sync`."""
         started = time.perf_counter()
         try:
-            event = self.build(**fields)
+            event = self.build(
+                provider_name=provider_name,
+                model_name=model_name,
+                selection_reason=selection_reason,
+                correlation_id=correlation_id,
+                selection_criteria=selection_criteria,
+                causation_id=causation_id,
+                tenant_id=tenant_id,
+                namespace=namespace,
+                source=source,
+                selected_at=selected_at,
+            )
         except InvalidEventError as exc:
             return self._notify(
                 PublishResult(DeliveryStatus.REJECTED, error=str(exc), reason=_INVALID),
@@ -413,6 +502,11 @@ class Publisher:
             self._outbox.close()
 
 
+def _settled(results: list[PublishResult | None]) -> list[PublishResult]:
+    """``results`` once every place is filled (routed, or settled from a delivery report)."""
+    return cast("list[PublishResult]", results)
+
+
 def _merge(
     results: list[PublishResult], rejected: list[tuple[int, PublishResult]]
 ) -> list[PublishResult]:
@@ -446,26 +540,12 @@ def _default_publisher() -> Publisher:
         return _default
 
 
-def _guide_fields(
-    provider_name: str,
-    model_name: str,
-    correlation_id: str | uuid.UUID | None,
-    selection_reason: str,
-    selection_criteria: Mapping[str, Any] | None,
-    causation_id: str | uuid.UUID | None,
-    tenant_id: str | None,
-) -> dict[str, Any]:
-    return {
-        "provider_name": provider_name,
-        "model_name": model_name,
-        "correlation_id": correlation_id,
-        "selection_reason": selection_reason,
-        "selection_criteria": dict(selection_criteria)
-        if isinstance(selection_criteria, Mapping)
-        else selection_criteria,
-        "causation_id": causation_id,
-        "tenant_id": tenant_id,
-    }
+def _criteria(selection_criteria: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The guide's ``selection_criteria`` as the builder takes it (any mapping becomes a dict;
+    anything else is passed on for the builder to refuse)."""
+    if isinstance(selection_criteria, Mapping):
+        return dict(selection_criteria)
+    return selection_criteria
 
 
 async def publish_provider_selection(
@@ -486,16 +566,16 @@ async def publish_provider_selection(
     Transport errors are never raised. ``delivery="background"`` returns ``False`` at once
     with the event committed to the outbox. Details: ``Publisher().publish(...)``.
     """
-    fields = _guide_fields(
-        provider_name,
-        model_name,
-        correlation_id,
-        selection_reason,
-        selection_criteria,
-        causation_id,
-        tenant_id,
+    result = await _default_publisher().publish(
+        provider_name=provider_name,
+        model_name=model_name,
+        correlation_id=correlation_id,
+        selection_reason=selection_reason,
+        selection_criteria=_criteria(selection_criteria),
+        causation_id=causation_id,
+        tenant_id=tenant_id,
+        delivery=delivery,
     )
-    result = await _default_publisher().publish(delivery=delivery, **fields)
     return result.delivered
 
 
@@ -511,13 +591,14 @@ def publish_provider_selection_sync(
     delivery: Delivery = "sync",
 ) -> bool:
     """Synchronous twin of :func:`publish_provider_selection`; safe inside a running loop."""
-    fields = _guide_fields(
-        provider_name,
-        model_name,
-        correlation_id,
-        selection_reason,
-        selection_criteria,
-        causation_id,
-        tenant_id,
+    result = _default_publisher().publish_sync(
+        provider_name=provider_name,
+        model_name=model_name,
+        correlation_id=correlation_id,
+        selection_reason=selection_reason,
+        selection_criteria=_criteria(selection_criteria),
+        causation_id=causation_id,
+        tenant_id=tenant_id,
+        delivery=delivery,
     )
-    return _default_publisher().publish_sync(delivery=delivery, **fields).delivered
+    return result.delivered
