@@ -48,8 +48,13 @@ def test_every_error_is_a_provider_events_error() -> None:
 def test_old_import_paths_still_work() -> None:
     """The modules that used to define the errors re-export the same classes."""
     from provider_events.integrations import _hook, _switch
-    from provider_events.store import DatabaseLoginError, DatabaseUnavailableError, MigrationError
-    from provider_events.store import _migrate, _pg
+    from provider_events.store import (
+        DatabaseLoginError,
+        DatabaseUnavailableError,
+        MigrationError,
+        _migrate,
+        _pg,
+    )
 
     assert _pg.DatabaseLoginError is DatabaseLoginError is errors.DatabaseLoginError
     assert _pg.DatabaseUnavailableError is DatabaseUnavailableError
@@ -78,7 +83,7 @@ def test_metrics_labels_are_the_failure_reasons() -> None:
     """The failures metric's label values are exactly the FailureReason enum's."""
     from provider_events.observability._publisher_metrics import FAILURE_REASONS
 
-    assert FAILURE_REASONS == tuple(r.value for r in provider_events.FailureReason)
+    assert tuple(r.value for r in provider_events.FailureReason) == FAILURE_REASONS
 
 
 def test_consumer_run_translates_kafka_exceptions() -> None:

@@ -37,6 +37,7 @@ from provider_events.integrations._providers import (
     Provider,
     identify,
 )
+from provider_events.settings import process_environ
 
 __all__ = [
     "ClaudeSettings",
@@ -68,7 +69,7 @@ class _Changed(Exception):
 
 def claude_settings_path(environ: Mapping[str, str] | None = None) -> Path:
     """``$CLAUDE_CONFIG_DIR/settings.json``, else ``~/.claude/settings.json``."""
-    env = os.environ if environ is None else environ
+    env = process_environ(environ)
     folder = env.get("CLAUDE_CONFIG_DIR", "").strip()
     if folder:
         return Path(folder).expanduser() / "settings.json"
@@ -362,7 +363,7 @@ def switch(
     attempts: int = 5,
 ) -> SwitchOutcome:
     """Point Claude Code at ``provider``; raises :class:`SwitchError` with nothing written."""
-    env = os.environ if environ is None else environ
+    env = process_environ(environ)
     path = path or claude_settings_path(env)
     token = None if provider.native else _read_key(provider, env)
     base_url = provider.resolved_base_url(env)
@@ -406,7 +407,7 @@ def status(
     environ: Mapping[str, str] | None = None,
 ) -> Status:
     """Which provider settings.json points Claude Code at (raises :class:`SettingsFileError`)."""
-    env = os.environ if environ is None else environ
+    env = process_environ(environ)
     settings = read_settings(path or claude_settings_path(env))
     values = {k: v for k, v in settings.env.items() if isinstance(v, str)}
     return Status(

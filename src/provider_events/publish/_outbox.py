@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
+from provider_events._retry import Backoff
 from provider_events.errors import OutboxCorruptError, OutboxError, OutboxFullError
 
 if TYPE_CHECKING:
@@ -121,6 +122,7 @@ def _enable_wal(conn: sqlite3.Connection) -> None:
     """Switch the file to WAL once. The mode persists in the file; switching needs an exclusive
     lock and SQLite answers "database is locked" at once (no busy wait) while another process
     holds the file open, so new outboxes opened by many processes at once retry briefly."""
+    retry = Backoff(0.005, 0.02)
     for attempt in range(200):
         if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
             return
@@ -130,7 +132,7 @@ def _enable_wal(conn: sqlite3.Connection) -> None:
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or attempt == 199:
                 raise
-            time.sleep(0.01)
+            time.sleep(retry.delay(attempt + 1))
 
 
 class Outbox:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from provider_events._retry import Backoff
 from provider_events.publish._result import FailureReason
 from provider_events.settings import Settings
 
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 __all__ = ["DeliveryGroup", "SharedProducer", "get_producer", "kafka_config", "shutdown_producers"]
 
 log = logging.getLogger("provider_events.kafka")
+#: How long to serve delivery reports before trying a message librdkafka's full queue refused.
+_QUEUE_FULL_RETRY = Backoff(0.005, 0.05)
 # librdkafka logs reach Python logging; without a handler configured by the application they
 # must not fall through to logging.lastResort and spray the CLI user's stderr.
 logging.getLogger("provider_events").addHandler(logging.NullHandler())
@@ -370,6 +373,7 @@ class SharedProducer:
     ) -> None:
         """Retry one message while librdkafka's queue is full, until ``deadline``."""
         on_delivery = _OnDelivery(group, index)
+        attempt = 0
         while True:
             if time.monotonic() >= deadline:
                 group.report(
@@ -381,7 +385,8 @@ class SharedProducer:
                     FailureReason.QUEUE_FULL,
                 )
                 return
-            self._producer.poll(0.01)
+            attempt += 1  # serve delivery reports (they free queue room), longer each time
+            self._producer.poll(_QUEUE_FULL_RETRY.delay(attempt))
             try:
                 self._producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
                 return

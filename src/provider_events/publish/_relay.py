@@ -24,8 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from provider_events._retry import Backoff
 from provider_events.publish._outbox import Outbox, OutboxRow
-from provider_events.settings import Settings
+from provider_events.settings import Settings, process_environ
 
 __all__ = ["DrainReport", "drain", "ensure_relay", "relay_lock_path"]
 
@@ -64,7 +65,7 @@ def ensure_relay(settings: Settings) -> bool:
     try:
         if relay_running(settings):
             return False
-        env = dict(os.environ)
+        env = dict(process_environ())  # the child inherits our environment
         env["PROVIDER_EVENTS_OUTBOX"] = str(settings.resolved_outbox_path)
         src = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -188,7 +189,7 @@ def _drain_locked(
 ) -> bool:
     """Drain while holding the lock; True when it gave up after ``give_up_after`` seconds."""
     idle_until = time.monotonic() + linger
-    backoff = 0.2
+    retry, failures = Backoff(0.2, max_backoff), 0
     failing_since: float | None = None
     while not stop.is_set():
         rows = outbox.batch(batch_size)
@@ -209,7 +210,7 @@ def _drain_locked(
         if on_progress:
             on_progress(report)
         if error is None:
-            backoff, failing_since = 0.2, None
+            failures, failing_since = 0, None
             continue
         report.failures += 1
         report.last_error = error
@@ -219,6 +220,6 @@ def _drain_locked(
             return True
         if not follow and _auth_failed(settings):
             return True  # the broker refused our credentials: retrying them cannot help
-        stop.wait(backoff)
-        backoff = min(max_backoff, backoff * 2)
+        failures += 1
+        stop.wait(retry.delay(failures))
     return False

@@ -1,0 +1,53 @@
+"""The one retry policy: exponential backoff with jitter.
+
+Every loop that waits and tries again (the relay's delivery attempts, the consumer's database
+and offset-commit retries, the outbox's WAL switch, the producer's full-queue wait, the
+migration lock) asks a :class:`Backoff` how long to wait before attempt ``n``. The delay doubles
+from ``initial`` up to ``maximum``; jitter draws each delay from ``[d * (1 - jitter), d]`` so
+processes that failed together (every hook process after a broker restart, every consumer of
+a group after a database failover) do not retry in lockstep. The upper bound never exceeds the
+unjittered delay, so a bound a caller reasons about (``maximum``) still holds.
+
+Standard library only (the hook path imports the outbox): ``random`` and ``dataclasses``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+__all__ = ["Backoff"]
+
+#: Beyond this exponent every delay is ``maximum`` anyway (and 2.0 ** 1100 overflows).
+_MAX_EXPONENT = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Delays for retry attempts 1, 2, 3, ...: ``initial * factor ** (n - 1)``, capped at
+    ``maximum``, each shortened by a random fraction of at most ``jitter``."""
+
+    initial: float
+    maximum: float
+    factor: float = 2.0
+    jitter: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.initial <= self.maximum and self.factor >= 1.0):
+            raise ValueError(f"need 0 <= initial <= maximum and factor >= 1, got {self}")
+        if not 0.0 <= self.jitter <= 1.0:
+            raise ValueError(f"jitter must be within [0, 1], got {self.jitter}")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before retry ``attempt`` (1 for the first retry)."""
+        exponent = min(max(attempt, 1) - 1, _MAX_EXPONENT)
+        ceiling = min(self.maximum, self.initial * self.factor**exponent)
+        return ceiling * (1.0 - self.jitter * random.random())
+
+    def delays(self) -> Iterator[float]:
+        """The delays of attempts 1, 2, 3, ... (endless: the caller bounds the loop)."""
+        attempt = 0
+        while True:
+            attempt += 1
+            yield self.delay(attempt)
