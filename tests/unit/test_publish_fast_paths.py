@@ -23,7 +23,8 @@ from provider_events.events._envelope import (
     provider_selection_parts,
 )
 from provider_events.events._ids import new_event_id
-from provider_events.publish._result import DeliveryStatus, PublishResult, delivered_result
+from provider_events.publish._fast import delivered_result
+from provider_events.publish._result import DeliveryStatus, PublishResult
 from provider_events.settings import load_settings
 
 SETTINGS = load_settings(environ={"HOME": "/nonexistent"}, dotenv=Path("/nonexistent/.env"))

@@ -293,28 +293,50 @@ class SharedProducer:
 
     def produce_group(
         self,
-        messages: Iterable[tuple[str, bytes, bytes, list[tuple[str, bytes]]]] | Sequence[Any],
+        messages: Iterable[tuple[str, bytes, bytes, list[tuple[str, bytes]]]],
         deadline: float,
         on_done: Callable[[], None] | None = None,
         *,
         size: int | None = None,
-        compact: bool = False,
     ) -> DeliveryGroup:
         """Hand (topic, key, value, headers) messages to librdkafka; reports go to the group.
 
         Report ``i`` is message ``i``'s. ``messages`` may be a generator when ``size`` says how
-        many it yields. With ``compact`` they are ``EventParts`` (see ``_envelope``), whose
-        headers are made only while each is handed over (every object kept alive per event
-        costs the cyclic GC on large batches), as a dict: confluent-kafka converts that in
-        half the time of a list of tuples, and writes the headers in the same order.
+        many it yields. (Compact batches take :func:`provider_events.publish._fast.produce_parts`.)
         """
         if size is None:
             assert isinstance(messages, Sequence), "pass size= with a generator of messages"
             size = len(messages)
+        group, accepting = self.open_group(size, on_done)
+        if not accepting:
+            return group
+        # Typed loosely on purpose: confluent-kafka's stub wants dict[str, str | bytes | None]
+        # headers (invariant), ours are dict[str, bytes], which it takes as they are.
+        produce: Callable[..., None] = self._producer.produce
+        on_delivery = _OnDelivery
+        for index, (topic, key, value, headers) in enumerate(messages):
+            try:
+                produce(topic, value, key, headers=headers, on_delivery=on_delivery(group, index))
+            except BufferError:
+                self.produce_when_room(group, index, topic, key, value, headers, deadline)
+            except Exception as exc:  # KafkaException, TypeError: refused before sending
+                group.report(index, f"{type(exc).__name__}: {exc}", None, None, False, _KAFKA_ERROR)
+        return group
+
+    @property
+    def client(self) -> Producer | _DestroyedProducer:
+        """The librdkafka producer itself (the compact fast path produces through it)."""
+        return self._producer
+
+    def open_group(
+        self, size: int, on_done: Callable[[], None] | None
+    ) -> tuple[DeliveryGroup, bool]:
+        """A new group of ``size`` messages, and whether to produce them: not when the client
+        failed fatally or recently reported every broker down (the group is failed already)."""
         group = DeliveryGroup(size, on_done)
         if self.fatal_error:
             group.fail_pending(self.fatal_error, retriable=False)
-            return group
+            return group, False
         if self.known_down:
             group.fail_pending(
                 f"{self.auth_error} (recently reported by the client)"
@@ -324,44 +346,12 @@ class SharedProducer:
                 if self.auth_error
                 else FailureReason.BROKER_UNAVAILABLE,
             )
-            return group
+            return group, False
         with self._lock:
             self._groups.add(group)
-        # Typed loosely on purpose: confluent-kafka's stub wants dict[str, str | bytes | None]
-        # headers (invariant), ours are dict[str, bytes], which it takes as they are.
-        produce: Callable[..., None] = self._producer.produce
-        on_delivery = _OnDelivery
-        if compact:
-            from provider_events.events._envelope import header_dict
+        return group, True
 
-            for index, p in enumerate(messages):  # (event_id, event_type, topic, key, value, ...)
-                try:
-                    produce(
-                        p[2],
-                        p[4],
-                        p[3],
-                        headers=header_dict(p),
-                        on_delivery=on_delivery(group, index),
-                    )
-                except BufferError:
-                    self._produce_when_room(
-                        group, index, p[2], p[3], p[4], header_dict(p), deadline
-                    )
-                except Exception as exc:  # KafkaException, TypeError: refused before sending
-                    group.report(
-                        index, f"{type(exc).__name__}: {exc}", None, None, False, _KAFKA_ERROR
-                    )
-            return group
-        for index, (topic, key, value, headers) in enumerate(messages):
-            try:
-                produce(topic, value, key, headers=headers, on_delivery=on_delivery(group, index))
-            except BufferError:
-                self._produce_when_room(group, index, topic, key, value, headers, deadline)
-            except Exception as exc:  # KafkaException, TypeError: refused before sending
-                group.report(index, f"{type(exc).__name__}: {exc}", None, None, False, _KAFKA_ERROR)
-        return group
-
-    def _produce_when_room(
+    def produce_when_room(
         self,
         group: DeliveryGroup,
         index: int,

@@ -1,7 +1,9 @@
 """Publishing: the async :class:`Publisher`, its sync twin methods and the guide's functions.
 
-Both twins share the I/O-free steps (build and validate the event, map a delivery report to a
-:class:`PublishResult`, spool what was not acknowledged) and differ only in how they wait.
+Both twins share every step but the wait: building and validating the event and mapping a
+delivery report to a :class:`PublishResult` (pure), and spooling what was not acknowledged,
+which does I/O (an fsync'd SQLite commit to the outbox and, with ``relay_autostart``, spawning
+a relay process). They differ only in how they wait for the broker.
 Nothing here raises for transport problems; every wait is bounded by ``delivery_timeout``.
 """
 
@@ -14,24 +16,21 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from provider_events.errors import InvalidEventError, OutboxError, OutboxFullError
 from provider_events.events._envelope import (
     EventParts,
     OutgoingEvent,
     build_provider_selection,
-    event_from_parts,
     provider_selection_parts,
 )
 from provider_events.publish._outbox import Outbox
-from provider_events.publish._result import (
-    DeliveryStatus,
-    FailureReason,
-    PublishResult,
-    delivered_result,
-)
+from provider_events.publish._result import DeliveryStatus, FailureReason, PublishResult
 from provider_events.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from provider_events.publish._producer import DeliveryGroup, SharedProducer
 
 __all__ = [
     "Delivery",
@@ -46,6 +45,10 @@ Delivery = Literal["sync", "background"]
 Observer = Callable[[PublishResult, str, str, float], None]
 _observers: list[Observer] = []
 _INVALID = FailureReason.INVALID
+#: A message the broker did not acknowledge: (its index in the batch, error, reason).
+Unacknowledged = tuple[int, str, FailureReason]
+#: Starts producing a group, given the callback to run once every report is in.
+Start = Callable[[Callable[[], None]], "tuple[DeliveryGroup, SharedProducer, float]"]
 
 
 def add_observer(observer: Observer) -> None:
@@ -67,7 +70,7 @@ class Publisher:
         self._use_outbox = outbox
         self._outbox: Outbox | None = None
 
-    # -- shared, I/O-free steps -------------------------------------------------------------
+    # -- shared steps (building is pure; spooling commits to the outbox, may start a relay) --
     def build(
         self,
         *,
@@ -120,18 +123,11 @@ class Publisher:
         return result
 
     def _notify_all(
-        self, results: list[PublishResult], items: Sequence[Any], started: float, compact: bool
+        self, results: list[PublishResult], events: Sequence[OutgoingEvent], started: float
     ) -> list[PublishResult]:
-        if not _observers:  # nobody to tell: skip a call per event
-            return results
-        names = (
-            [(p[8], p[9]) for p in items]  # EventParts: ..., provider_name, model_name
-            if compact
-            else [(e.provider_name, e.model_name) for e in items]
-        )
-        for result, (provider, model) in zip(results, names, strict=True):
-            for observer in _observers:
-                observer(result, provider, model, time.perf_counter() - started)
+        if _observers:  # nobody to tell: skip a call per event
+            names = [(e.provider_name, e.model_name) for e in events]
+            notify_all(results, names, started)
         return results
 
     def _spool(
@@ -249,72 +245,71 @@ class Publisher:
 
     def _produce(
         self,
-        items: Sequence[Any],
+        events: Sequence[OutgoingEvent],
         indexes: Sequence[int],
-        compact: bool,
         on_done: Callable[[], None] | None = None,
-    ) -> tuple[Any, Any, float]:
-        """Hand the events at ``indexes`` to the producer (``compact``: :data:`EventParts`)."""
+    ) -> tuple[DeliveryGroup, SharedProducer, float]:
+        """Hand the events at ``indexes`` to the producer; returns its group and deadline."""
         from provider_events.publish._producer import get_producer
 
         deadline = time.monotonic() + self.settings.delivery_timeout
         producer = get_producer(self.settings)
-        chosen = items if len(indexes) == len(items) else [items[i] for i in indexes]
-        if compact:
-            group = producer.produce_group(chosen, deadline, on_done, compact=True)
-        else:  # a generator: each message's tuple lives only while it is handed over
-            messages = ((e.topic, e.key, e.value, e.headers) for e in chosen)
-            group = producer.produce_group(messages, deadline, on_done, size=len(chosen))
+        chosen = events if len(indexes) == len(events) else [events[i] for i in indexes]
+        # a generator: each message's tuple lives only while it is handed over
+        messages = ((e.topic, e.key, e.value, e.headers) for e in chosen)
+        group = producer.produce_group(messages, deadline, on_done, size=len(chosen))
         return group, producer, deadline
 
     def _settle(
         self,
-        items: Sequence[Any],
+        events: Sequence[OutgoingEvent],
         indexes: Sequence[int],
-        compact: bool,
-        group: Any,
-        producer: Any,
+        group: DeliveryGroup,
+        producer: SharedProducer,
         results: list[PublishResult | None],
     ) -> list[PublishResult]:
         """Map the group's reports to results; spool everything not acknowledged."""
         producer.release(group, f"not acknowledged within {self.settings.delivery_timeout:g}s")
-        to_spool: list[tuple[int, str, FailureReason]] = []
-        if compact:  # (event_id, event_type, topic, ...)
-            for report, i in zip(group.reports, indexes, strict=True):
-                if report[0] is None:
-                    p = items[i]
-                    results[i] = delivered_result(p[0], p[2], report[1], report[2])
-                else:
-                    to_spool.append((i, report[0], report[4] or FailureReason.KAFKA_ERROR))
-        else:
-            for report, i in zip(group.reports, indexes, strict=True):
-                if report[0] is None:
-                    e = items[i]
-                    results[i] = delivered_result(e.event_id, e.topic, report[1], report[2])
-                else:
-                    to_spool.append((i, report[0], report[4] or FailureReason.KAFKA_ERROR))
-        if to_spool:
-            unsent = [items[i] for i, _, _ in to_spool]
-            spooled = self._spool(
-                [event_from_parts(p) for p in unsent] if compact else unsent,
-                to_spool[0][1],
-                DeliveryStatus.SPOOLED,
-                to_spool[0][2],
-            )
-            for (i, error, why), result in zip(to_spool, spooled, strict=True):
-                results[i] = (
-                    result
-                    if result.status is not DeliveryStatus.SPOOLED
-                    else PublishResult(
-                        result.status,
-                        result.event_id,
-                        result.topic,
-                        error=error,
-                        retriable=True,
-                        reason=why,
-                    )
+        unacknowledged: list[Unacknowledged] = []
+        for report, i in zip(group.reports, indexes, strict=True):
+            assert report is not None  # release() reported every pending message
+            error, partition, offset, _, why = report
+            e = events[i]
+            if error is None:
+                results[i] = PublishResult(
+                    DeliveryStatus.DELIVERED, e.event_id, e.topic, partition, offset
                 )
+            else:
+                unacknowledged.append((i, error, why or FailureReason.KAFKA_ERROR))
+        if unacknowledged:
+            self._spool_unacknowledged(
+                [events[i] for i, _, _ in unacknowledged], unacknowledged, results
+            )
         return _settled(results)
+
+    def _spool_unacknowledged(
+        self,
+        events: Sequence[OutgoingEvent],
+        unacknowledged: Sequence[Unacknowledged],
+        results: list[PublishResult | None],
+    ) -> None:
+        """Commit the events the broker did not acknowledge to the outbox, each result keeping
+        its own delivery error and reason."""
+        first_error, first_why = unacknowledged[0][1], unacknowledged[0][2]
+        spooled = self._spool(events, first_error, DeliveryStatus.SPOOLED, first_why)
+        for (i, error, why), result in zip(unacknowledged, spooled, strict=True):
+            results[i] = (
+                result
+                if result.status is not DeliveryStatus.SPOOLED
+                else PublishResult(
+                    result.status,
+                    result.event_id,
+                    result.topic,
+                    error=error,
+                    retriable=True,
+                    reason=why,
+                )
+            )
 
     # -- sync twin --------------------------------------------------------------------------
     def send_many_sync(
@@ -323,12 +318,12 @@ class Publisher:
         started = time.perf_counter()
         pending, indexes = self._route(events, delivery)
         if indexes:
-            group, producer, deadline = self._produce(events, indexes, False)
+            group, producer, deadline = self._produce(events, indexes)
             group.done.wait(max(0.0, deadline - time.monotonic()))
-            results = self._settle(events, indexes, False, group, producer, pending)
+            results = self._settle(events, indexes, group, producer, pending)
         else:
             results = _settled(pending)
-        return self._notify_all(results, events, started, False)
+        return self._notify_all(results, events, started)
 
     def publish_sync(
         self,
@@ -373,45 +368,16 @@ class Publisher:
     async def send_many(
         self, events: Sequence[OutgoingEvent], delivery: Delivery = "sync"
     ) -> list[PublishResult]:
-        return await self._send(events, delivery, False)
-
-    async def _send(
-        self, items: Sequence[Any], delivery: Delivery, compact: bool
-    ) -> list[PublishResult]:
-        """:meth:`send_many` of ``OutgoingEvent``s, or (``compact``) of :data:`EventParts`."""
         started = time.perf_counter()
-        if compact and (delivery != "sync" or not self._straight_to_kafka()):
-            items, compact = [event_from_parts(p) for p in items], False
-        pending: list[PublishResult | None]
-        indexes: Sequence[int]
-        if compact:
-            pending, indexes = [None] * len(items), range(len(items))
-        else:
-            pending, indexes = self._route(items, delivery)
+        pending, indexes = self._route(events, delivery)
         if indexes:
-            import asyncio
-
-            loop = asyncio.get_running_loop()
-            all_done = loop.create_future()
-
-            def finish() -> None:
-                if not all_done.done():
-                    all_done.set_result(None)
-
-            def wake() -> None:
-                with contextlib.suppress(RuntimeError):  # loop closed: the caller is gone
-                    loop.call_soon_threadsafe(finish)
-
-            group, producer, deadline = self._produce(items, indexes, compact, on_done=wake)
-            if not group.done.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        asyncio.shield(all_done), max(0.0, deadline - time.monotonic())
-                    )
-            results = self._settle(items, indexes, compact, group, producer, pending)
+            group, producer = await delivered(
+                lambda wake: self._produce(events, indexes, on_done=wake)
+            )
+            results = self._settle(events, indexes, group, producer, pending)
         else:
             results = _settled(pending)
-        return self._notify_all(results, items, started, compact)
+        return self._notify_all(results, events, started)
 
     async def publish(
         self,
@@ -476,7 +442,9 @@ class Publisher:
                         PublishResult(DeliveryStatus.REJECTED, error=str(exc), reason=_INVALID),
                     )
                 )
-        results = await self._send(events, delivery, True) if events else []
+        from provider_events.publish._fast import publish_parts
+
+        results = await publish_parts(self, events, delivery) if events else []
         return _merge(results, rejected)
 
     async def _publish_built(
@@ -500,6 +468,40 @@ class Publisher:
     def close(self) -> None:
         if self._outbox is not None:
             self._outbox.close()
+
+
+def notify_all(
+    results: Sequence[PublishResult], names: Iterable[tuple[str, str]], started: float
+) -> None:
+    """Tell every observer about every result; ``names``: each one's (provider, model)."""
+    if not _observers:  # nobody to tell: skip a call per event
+        return
+    for result, (provider, model) in zip(results, names, strict=True):
+        for observer in _observers:
+            observer(result, provider, model, time.perf_counter() - started)
+
+
+async def delivered(start: Start) -> tuple[DeliveryGroup, SharedProducer]:
+    """Run ``start`` and wait, without blocking the event loop, until every report of its
+    group is in or its deadline passed (the producer's poll thread wakes this loop)."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    all_done = loop.create_future()
+
+    def finish() -> None:
+        if not all_done.done():
+            all_done.set_result(None)
+
+    def wake() -> None:
+        with contextlib.suppress(RuntimeError):  # loop closed: the caller is gone
+            loop.call_soon_threadsafe(finish)
+
+    group, producer, deadline = start(wake)
+    if not group.done.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(all_done), max(0.0, deadline - time.monotonic()))
+    return group, producer
 
 
 def _settled(results: list[PublishResult | None]) -> list[PublishResult]:

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["DeliveryStatus", "FailureReason", "PublishResult", "delivered_result"]
+__all__ = ["DeliveryStatus", "FailureReason", "PublishResult"]
 
 
 class DeliveryStatus(StrEnum):
@@ -83,45 +83,3 @@ class PublishResult:
 
     def __bool__(self) -> bool:
         return self.delivered
-
-
-_new = object.__new__
-(
-    _set_status,
-    _set_event_id,
-    _set_topic,
-    _set_partition,
-    _set_offset,
-    _set_error,
-    _set_retriable,
-    _set_reason,
-) = (
-    PublishResult.__dict__[name].__set__  # the slots' own setters
-    for name in (
-        "status",
-        "event_id",
-        "topic",
-        "partition",
-        "offset",
-        "error",
-        "retriable",
-        "reason",
-    )
-)
-
-
-def delivered_result(event_id: str, topic: str, partition: int, offset: int) -> PublishResult:
-    """``PublishResult(DeliveryStatus.DELIVERED, event_id, topic, partition, offset)``, made
-    twice as fast for large batches (one per event): the frozen dataclass's ``__init__`` goes
-    through ``object.__setattr__`` per field, this sets each slot directly. The result is the
-    same frozen, equal, hashable object (a unit test checks every field)."""
-    result = _new(PublishResult)
-    _set_status(result, DeliveryStatus.DELIVERED)
-    _set_event_id(result, event_id)
-    _set_topic(result, topic)
-    _set_partition(result, partition)
-    _set_offset(result, offset)
-    _set_error(result, None)
-    _set_retriable(result, False)
-    _set_reason(result, None)
-    return result
