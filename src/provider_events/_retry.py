@@ -8,12 +8,13 @@ processes that failed together (every hook process after a broker restart, every
 a group after a database failover) do not retry in lockstep. The upper bound never exceeds the
 unjittered delay, so a bound a caller reasons about (``maximum``) still holds.
 
-Standard library only (the hook path imports the outbox): ``random`` and ``dataclasses``.
+Import-light (the hook path imports the outbox, which uses it): the jitter draws from
+``os.urandom`` rather than importing :mod:`random` and its hashlib dependency.
 """
 
 from __future__ import annotations
 
-import random
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -21,6 +22,11 @@ __all__ = ["Backoff"]
 
 #: Beyond this exponent every delay is ``maximum`` anyway (and 2.0 ** 1100 overflows).
 _MAX_EXPONENT = 64
+
+
+def _uniform() -> float:
+    """A uniform draw from [0, 1) with 53 random bits."""
+    return (int.from_bytes(os.urandom(7), "big") >> 3) / (1 << 53)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +49,7 @@ class Backoff:
         """Seconds to wait before retry ``attempt`` (1 for the first retry)."""
         exponent = min(max(attempt, 1) - 1, _MAX_EXPONENT)
         ceiling = min(self.maximum, self.initial * self.factor**exponent)
-        return ceiling * (1.0 - self.jitter * random.random())
+        return ceiling * (1.0 - self.jitter * _uniform())
 
     def delays(self) -> Iterator[float]:
         """The delays of attempts 1, 2, 3, ... (endless: the caller bounds the loop)."""
