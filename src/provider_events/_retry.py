@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 __all__ = ["Backoff"]
 
@@ -29,21 +28,35 @@ def _uniform() -> float:
     return (int.from_bytes(os.urandom(7), "big") >> 3) / (1 << 53)
 
 
-@dataclass(frozen=True, slots=True)
 class Backoff:
     """Delays for retry attempts 1, 2, 3, ...: ``initial * factor ** (n - 1)``, capped at
-    ``maximum``, each shortened by a random fraction of at most ``jitter``."""
+    ``maximum``, each shortened by a random fraction of at most ``jitter``.
 
-    initial: float
-    maximum: float
-    factor: float = 2.0
-    jitter: float = 0.2
+    A plain slotted class, not a dataclass: building a dataclass costs the hook path's import
+    more than this whole module.
+    """
 
-    def __post_init__(self) -> None:
-        if not (0.0 <= self.initial <= self.maximum and self.factor >= 1.0):
-            raise ValueError(f"need 0 <= initial <= maximum and factor >= 1, got {self}")
-        if not 0.0 <= self.jitter <= 1.0:
-            raise ValueError(f"jitter must be within [0, 1], got {self.jitter}")
+    __slots__ = ("factor", "initial", "jitter", "maximum")
+
+    def __init__(
+        self, initial: float, maximum: float, factor: float = 2.0, jitter: float = 0.2
+    ) -> None:
+        if not (0.0 <= initial <= maximum and factor >= 1.0):
+            raise ValueError(
+                f"need 0 <= initial <= maximum and factor >= 1, got {initial}, {maximum}, {factor}"
+            )
+        if not 0.0 <= jitter <= 1.0:
+            raise ValueError(f"jitter must be within [0, 1], got {jitter}")
+        self.initial = initial
+        self.maximum = maximum
+        self.factor = factor
+        self.jitter = jitter
+
+    def __repr__(self) -> str:
+        return (
+            f"Backoff(initial={self.initial}, maximum={self.maximum}, factor={self.factor}, "
+            f"jitter={self.jitter})"
+        )
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before retry ``attempt`` (1 for the first retry)."""

@@ -125,9 +125,7 @@ class Publisher:
     def _notify_all(
         self, results: list[PublishResult], events: Sequence[OutgoingEvent], started: float
     ) -> list[PublishResult]:
-        if _observers:  # nobody to tell: skip a call per event
-            names = [(e.provider_name, e.model_name) for e in events]
-            notify_all(results, names, started)
+        notify_all(results, ((e.provider_name, e.model_name) for e in events), started)
         return results
 
     def _spool(
