@@ -37,6 +37,7 @@ services-down: ## stop them
 lint: install
 	@$(PY) -m ruff check src agents scripts tests benchmarks examples conftest.py
 	@$(PY) -m ruff format --check src agents scripts tests benchmarks examples conftest.py
+	@$(PY) -m mypy
 
 schemas: install ## regenerate schemas/ from the models
 	@$(PY) -m provider_events.cli schema --write schemas

@@ -4,7 +4,8 @@ without losing it, land it in PostgreSQL, and answer usage, cost and quality que
 Public API (everything else is private and may change)::
 
     from provider_events import publish_provider_selection, publish_provider_selection_sync
-    from provider_events import Publisher, PublishResult, DeliveryStatus, load_settings
+    from provider_events import Publisher, PublishResult, DeliveryStatus, FailureReason, load_settings
+    from provider_events import ProviderEventsError  # every error raised (see errors.py)
 
 Attributes are imported lazily so ``import provider_events`` stays cheap on the hook path.
 """
@@ -22,10 +23,17 @@ __all__ = [  # noqa: RUF022
     "CATALOG",
     "ConfigError",
     "DatabaseError",
+    "DatabaseLoginError",
+    "DatabaseUnavailableError",
     "DeliveryStatus",
     "EventFamily",
     "EventSpec",
+    "ExitCode",
+    "FailureReason",
+    "HookInputError",
     "InvalidEventError",
+    "KafkaClientError",
+    "MigrationError",
     "OnexEnvelopeV1",
     "OutboxCorruptError",
     "OutboxError",
@@ -37,6 +45,9 @@ __all__ = [  # noqa: RUF022
     "PublishResult",
     "Publisher",
     "Settings",
+    "SettingsFileError",
+    "SettingsWriteError",
+    "SwitchError",
     "ValidationResult",
     "__version__",
     "decode_envelope",
@@ -63,10 +74,20 @@ _WHERE = {
     "OutboxFullError": "errors",
     "PartitionKeyError": "errors",
     "ProviderEventsError": "errors",
+    "KafkaClientError": "errors",
+    "DatabaseLoginError": "errors",
+    "DatabaseUnavailableError": "errors",
+    "ExitCode": "errors",
+    "HookInputError": "errors",
+    "MigrationError": "errors",
+    "SettingsFileError": "errors",
+    "SettingsWriteError": "errors",
+    "SwitchError": "errors",
     "OnexEnvelopeV1": "events._models",
     "ProviderSelectedPayloadV1": "events._models",
     "DeliveryStatus": "publish._result",
     "PublishResult": "publish._result",
+    "FailureReason": "publish._result",
     "Publisher": "publish._publisher",
     "publish_provider_selection": "publish._publisher",
     "publish_provider_selection_sync": "publish._publisher",
@@ -85,12 +106,21 @@ if TYPE_CHECKING:
     from provider_events.errors import (
         ConfigError,
         DatabaseError,
+        DatabaseLoginError,
+        DatabaseUnavailableError,
+        ExitCode,
+        HookInputError,
         InvalidEventError,
+        KafkaClientError,
+        MigrationError,
         OutboxCorruptError,
         OutboxError,
         OutboxFullError,
         PartitionKeyError,
         ProviderEventsError,
+        SettingsFileError,
+        SettingsWriteError,
+        SwitchError,
     )
     from provider_events.events._catalog import (
         CATALOG,
@@ -111,7 +141,7 @@ if TYPE_CHECKING:
         publish_provider_selection,
         publish_provider_selection_sync,
     )
-    from provider_events.publish._result import DeliveryStatus, PublishResult
+    from provider_events.publish._result import DeliveryStatus, FailureReason, PublishResult
     from provider_events.settings import Settings, load_settings
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,12 @@ def redact_dsn(text: str) -> str:
     return _KV_PASSWORD.sub(lambda m: f"{m['pre']}********", text)
 
 
+def process_environ(environ: Mapping[str, str] | None = None) -> Mapping[str, str]:
+    """The environment settings are read from: ``environ`` when given (tests, the hook's
+    merged view), else this process's. The one place the package touches ``os.environ``."""
+    return os.environ if environ is None else environ
+
+
 def _default_state_dir(environ: Mapping[str, str]) -> Path:
     base = environ.get("XDG_STATE_HOME") or str(Path(environ.get("HOME", "~")) / ".local/state")
     return Path(base).expanduser() / "provider-events"
@@ -74,6 +80,29 @@ def _default_state_dir(environ: Mapping[str, str]) -> Path:
 def _default_prices_file(environ: Mapping[str, str]) -> Path:
     base = environ.get("XDG_CONFIG_HOME") or str(Path(environ.get("HOME", "~")) / ".config")
     return Path(base).expanduser() / "provider-events" / "prices.toml"
+
+
+def state_dir_from(environ: Mapping[str, str]) -> Path:
+    """``PROVIDER_EVENTS_STATE_DIR``, else ``$XDG_STATE_HOME/provider-events`` (or
+    ``~/.local/state/provider-events``), without loading (and validating) the other settings:
+    the hook needs somewhere to log a configuration problem."""
+    explicit = environ.get("PROVIDER_EVENTS_STATE_DIR", "").strip()
+    return Path(explicit).expanduser() if explicit else _default_state_dir(environ)
+
+
+#: The Claude Code hook's watchdog, in seconds within (0, 60].
+HOOK_TIMEOUT_ENV = "PROVIDER_EVENTS_HOOK_TIMEOUT"
+DEFAULT_HOOK_TIMEOUT = 3.0
+
+
+def hook_timeout(environ: Mapping[str, str]) -> float:
+    """``PROVIDER_EVENTS_HOOK_TIMEOUT``, read leniently: a value that is not a number within
+    (0, 60] gives the default, because a hook must never fail on its configuration."""
+    try:
+        value = float(environ.get(HOOK_TIMEOUT_ENV, DEFAULT_HOOK_TIMEOUT))
+    except ValueError:
+        return DEFAULT_HOOK_TIMEOUT
+    return value if 0 < value <= 60 else DEFAULT_HOOK_TIMEOUT
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
@@ -243,7 +272,7 @@ def _parse_bool(name: str, raw: str) -> bool:
     raise ConfigError(name, f"expected true or false, got {raw!r}")
 
 
-def _choice(choices: tuple[str, ...], upper: bool = True):
+def _choice(choices: tuple[str, ...], upper: bool = True) -> Callable[[str, str], str]:
     def parse(name: str, raw: str) -> str:
         value = raw.strip().upper() if upper else raw.strip().lower()
         if value not in choices:
@@ -343,7 +372,7 @@ def load_settings(
 
     Raises :class:`ConfigError` naming the first malformed setting.
     """
-    env = os.environ if environ is None else environ
+    env = process_environ(environ)
     dotenv_path = Path.cwd() / ".env" if dotenv is None else dotenv
     file_values = read_dotenv(dotenv_path) if dotenv_path.is_file() else {}
     values: dict[str, Any] = {

@@ -23,7 +23,8 @@ from provider_events.events._envelope import (
     provider_selection_parts,
 )
 from provider_events.events._ids import new_event_id
-from provider_events.publish._result import DeliveryStatus, PublishResult, delivered_result
+from provider_events.publish._fast import delivered_result
+from provider_events.publish._result import DeliveryStatus, PublishResult
 from provider_events.settings import load_settings
 
 SETTINGS = load_settings(environ={"HOME": "/nonexistent"}, dotenv=Path("/nonexistent/.env"))
@@ -77,6 +78,7 @@ def test_delivered_result_is_the_dataclass_result() -> None:
         "offset",
         "error",
         "retriable",
+        "reason",
     ], "a new field must be set by delivered_result too"
     assert fast.delivered and fast.accepted and bool(fast)
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from provider_events.analytics._model import METRICS, Window
 from provider_events.analytics._sql import (
@@ -99,7 +99,7 @@ class Measures:
                 out.append(int(value or 0))
             else:
                 out.append(float(value or 0.0))
-        return cls(*out)
+        return cls(*cast(list[Any], out))  # each position holds its field's type (MEASURES)
 
     def merge(self, other: Measures) -> Measures:
         """The measures of both groups together."""
@@ -172,7 +172,8 @@ class Backend:
         return moment
 
     def _time(self, value: Any) -> datetime:
-        return value  # type: ignore[no-any-return]
+        moment: datetime = value
+        return moment
 
     def close(self) -> None:
         pass
@@ -644,7 +645,7 @@ def selections_over_time(
     backend: Backend, window: Window, interval: Interval = "hour"
 ) -> dict[tuple[datetime, str], int]:
     """Selections per (period start, provider): the report's stacked chart."""
-    return {k: m.selections for k, m in backend.totals(window, (interval, "provider_name")).items()}  # type: ignore[misc]
+    return {k: m.selections for k, m in backend.totals(window, (interval, "provider_name")).items()}
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,7 +130,8 @@ def postgres_reachable(dsn: str) -> str | None:
 
 
 def _create_topic(settings: Settings, topic: str, partitions: int = 6) -> None:
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.cimpl import NewTopic
 
     from provider_events.publish._producer import kafka_config
 

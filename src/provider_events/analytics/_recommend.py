@@ -87,7 +87,8 @@ class Recommendation:
         return max(savings) if savings else None
 
     def to_dict(self) -> dict[str, Any]:
-        return to_jsonable(self)  # type: ignore[no-any-return]
+        data: dict[str, Any] = to_jsonable(self)
+        return data
 
 
 def _samples(p: ModelProfile) -> int:
@@ -214,9 +215,7 @@ def recommend_from_profiles(
                 f"per token with quality {best.quality_delta:+.3f}; {saving}"
             )
             rec = _base(p, "alternatives", message)
-            out.append(
-                Recommendation(**{**_fields(rec), "alternatives": alternatives})  # type: ignore[arg-type]
-            )
+            out.append(Recommendation(**{**_fields(rec), "alternatives": alternatives}))
         else:
             out.append(
                 _base(

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from provider_events.analytics._model import Window, parse_when
+from provider_events.cli._common import EXIT_BAD_INPUT, EXIT_FAILED
 
 __all__ = [
     "add_window_arguments",
@@ -23,9 +24,6 @@ __all__ = [
     "write_csv",
     "write_json",
 ]
-
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
 
 
 def _fail(message: str, code: int) -> SystemExit:

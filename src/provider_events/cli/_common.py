@@ -7,12 +7,15 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from provider_events.errors import ExitCode
+
 if TYPE_CHECKING:
     from provider_events.settings import Settings
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
+# Short names for the codes defined once in :class:`provider_events.errors.ExitCode`.
+EXIT_OK = ExitCode.OK
+EXIT_FAILED = ExitCode.FAILED
+EXIT_BAD_INPUT = ExitCode.BAD_INPUT
 
 
 class ArgumentParser(argparse.ArgumentParser):

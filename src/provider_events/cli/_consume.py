@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     if args.until_idle is not None and not 0 < args.until_idle < 1e9:
         return fail("--until-idle must be > 0 (seconds)", EXIT_BAD_INPUT)
 
-    from provider_events.errors import DatabaseError
+    from provider_events.errors import ProviderEventsError
     from provider_events.ingest._consumer import ConsumerOptions, IngestConsumer
     from provider_events.store._pg import check_database_url
 
@@ -187,12 +187,9 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         reporter.close()
         return fail(f"configuration: {exc}", EXIT_BAD_INPUT)
-    except DatabaseError as exc:
+    except ProviderEventsError as exc:  # DatabaseError, KafkaClientError: one line, no traceback
         reporter.close()
         return fail(str(exc), EXIT_FAILED)
-    except Exception as exc:  # KafkaException and friends: one line, no traceback
-        reporter.close()
-        return fail(f"{type(exc).__name__}: {exc}", EXIT_FAILED)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

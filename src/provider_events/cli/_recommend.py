@@ -8,6 +8,10 @@ window and the sample counts behind it; it says plainly when there is too little
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from provider_events.analytics._recommend import Recommendation, RecommendOptions
 
 CSV_FIELDS = (
     "provider_name",
@@ -77,7 +81,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     fmt.add_argument("--csv", action="store_true", help="CSV, one row per model and alternative")
 
 
-def options_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def options_from_args(args: argparse.Namespace) -> RecommendOptions:
     from provider_events.analytics._recommend import RecommendOptions
 
     return RecommendOptions(
@@ -89,7 +93,7 @@ def options_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     )
 
 
-def csv_rows(recs: list) -> list[dict[str, object]]:  # type: ignore[type-arg]
+def csv_rows(recs: list[Recommendation]) -> list[dict[str, object]]:
     """One row per (model, alternative); a model without alternatives gets one row."""
     from dataclasses import asdict
 

@@ -129,9 +129,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _list(out: _Out, providers: dict[str, Any], path: Path | None) -> int:
-    import os
-
     from provider_events.integrations._switch import SettingsFileError, status
+    from provider_events.settings import process_environ
 
     try:
         active = status(providers, path=path).match.provider
@@ -142,7 +141,7 @@ def _list(out: _Out, providers: dict[str, Any], path: Path | None) -> int:
         if p.native:
             key = "Claude login"
         else:
-            key = f"{p.api_key_env} ({'set' if os.environ.get(p.api_key_env or '') else 'not set'})"
+            key = f"{p.api_key_env} ({'set' if process_environ().get(p.api_key_env or '') else 'not set'})"
         url = p.resolved_base_url() or "Anthropic"
         out.line(f"{mark} {p.name:<17} {p.display_name:<17} {p.sonnet_model:<40} {key}  {url}")
     return EXIT_OK

@@ -11,7 +11,24 @@ from typing import Any
 import msgspec
 
 from provider_events.errors import InvalidEventError, PartitionKeyError
-from provider_events.events._catalog import CATALOG, PROVIDER_COMPLETED_V1, PROVIDER_SELECTED_V1
+from provider_events.events._catalog import PROVIDER_COMPLETED_V1, PROVIDER_SELECTED_V1
+from provider_events.events._fast import _HEADER_TEMPLATES as _HEADER_TEMPLATES
+from provider_events.events._fast import _ORIGINS as _ORIGINS
+from provider_events.events._fast import (
+    EVENT_ID,
+    EVENT_TYPE,
+    KEY,
+    MODEL,
+    PROVIDER,
+    TOPIC,
+    VALUE,
+    EventParts,
+    _Envelope,
+    _Payload,
+    header_dict,
+    header_list,
+)
+from provider_events.events._fast import origin as _origin
 from provider_events.events._ids import _pool as _event_id_pool
 from provider_events.events._ids import new_correlation_id, new_event_id
 from provider_events.events._models import (
@@ -40,43 +57,11 @@ __all__ = [
     "wire_size",
 ]
 
-CONTENT_TYPE = b"application/json"
 _encoder = msgspec.json.Encoder()
 _encode = _encoder.encode
 _validating_decoder = msgspec.json.Decoder(OnexEnvelopeV1[ProviderSelectedPayloadV1])
 _now = datetime.now
 _pooled_event_id = _event_id_pool.pop  # IndexError when empty: new_event_id refills it
-
-
-class _Payload(msgspec.Struct, gc=False):
-    """Encoding only: the payload's fields in the wire order, values as the builder has them.
-
-    The same bytes as encoding a dict of these keys (msgspec writes a Struct as a JSON object
-    in field order), without hashing and writing the keys of two dicts per event; what the
-    bytes may hold is decided by the validation (``ProviderSelectedPayloadV1``), not here.
-    """
-
-    provider_name: Any
-    model_name: Any
-    correlation_id: Any
-    selection_reason: Any
-    selection_criteria: Any
-    selected_at: Any
-
-
-class _Envelope(msgspec.Struct, gc=False):
-    """Encoding only: ``OnexEnvelopeV1``'s fields in the wire order (see :class:`_Payload`)."""
-
-    event_type: Any
-    event_id: Any
-    timestamp: Any
-    correlation_id: Any
-    causation_id: Any
-    namespace: Any
-    source: Any
-    tenant_id: Any
-    schema_ref: Any
-    payload: Any
 
 
 @dataclass(slots=True)
@@ -93,74 +78,17 @@ class OutgoingEvent:
     model_name: str = ""
 
 
-#: Per event type: its headers in wire order, the per-event values left empty (filled in by a
-#: copy for each event, faster than writing the whole dict).
-_HEADER_TEMPLATES: dict[str, dict[str, bytes]] = {
-    spec.event_type: {
-        "content-type": CONTENT_TYPE,
-        "event_type": spec.event_type.encode(),
-        "event_id": b"",
-        "schema_ref": spec.schema_ref.encode(),
-        "tenant_id": b"",
-        # CloudEvents Kafka protocol binding (binary mode) for consumers that speak it.
-        "ce_specversion": b"1.0",
-        "ce_type": spec.event_type.encode(),
-        "ce_id": b"",
-        "ce_source": b"",
-        "ce_time": b"",
-    }
-    for spec in CATALOG.values()
-}
-#: Per (tenant, namespace, source): the ``tenant_id`` and ``ce_source`` header values; bounded.
-_ORIGINS: dict[tuple[str, str, str], tuple[bytes, bytes]] = {}
-
-
-def _origin(tenant: str, namespace: str, source: str) -> tuple[bytes, bytes]:
-    """The ``tenant_id`` and ``ce_source`` header values, shared by every event of one origin."""
-    origin = _ORIGINS.get((tenant, namespace, source))
-    if origin is None:
-        if len(_ORIGINS) >= 256:
-            _ORIGINS.clear()
-        origin = _ORIGINS[tenant, namespace, source] = (
-            tenant.encode(),
-            f"{namespace}/{source}".encode(),
-        )
-    return origin
-
-
-#: A built event in compact form, for batches: (event_id, event_type, topic, key, value,
-#: ce_time, tenant_id, ce_source, provider_name, model_name), the last four header values as
-#: bytes. A flat tuple of str and bytes, which the cyclic GC stops tracking at its first
-#: collection, where an ``OutgoingEvent`` and its header list are two tracked objects per
-#: event that every full collection walks while a large batch is in flight.
-EventParts = tuple[str, str, str, bytes, bytes, bytes, bytes, bytes, str, str]
-
-
-def header_list(parts: EventParts) -> list[tuple[str, bytes]]:
-    """The Kafka headers of a compact event (a new list each call)."""
-    return list(header_dict(parts).items())
-
-
-def header_dict(parts: EventParts) -> dict[str, bytes]:
-    """The Kafka headers of a compact event as a dict, in the same order (names are unique).
-
-    What the producer hands to confluent-kafka: it converts a dict of headers in half the time
-    of a list of tuples (no tuple parsing per header), and writes them in this same order.
-    """
-    headers = _HEADER_TEMPLATES[parts[1]].copy()
-    eid = parts[0].encode()
-    headers["event_id"] = eid
-    headers["tenant_id"] = parts[6]
-    headers["ce_id"] = eid
-    headers["ce_source"] = parts[7]
-    headers["ce_time"] = parts[5]
-    return headers
-
-
 def event_from_parts(parts: EventParts) -> OutgoingEvent:
     """The ``OutgoingEvent`` of a compact event."""
     return OutgoingEvent(
-        parts[0], parts[1], parts[2], parts[3], parts[4], header_list(parts), parts[8], parts[9]
+        parts[EVENT_ID],
+        parts[EVENT_TYPE],
+        parts[TOPIC],
+        parts[KEY],
+        parts[VALUE],
+        header_list(parts),
+        parts[PROVIDER],
+        parts[MODEL],
     )
 
 
@@ -255,6 +183,14 @@ def _text_arg(name: str, value: Any, *, required: bool = True) -> str | None:
     return value
 
 
+def _required_text(name: str, value: Any) -> str:
+    """:func:`_text_arg` of a required value: a ``str`` or an :class:`InvalidEventError`."""
+    text = _text_arg(name, value)
+    if text is None:  # unreachable: a required None raised above
+        raise InvalidEventError(f"{name} is required")
+    return text
+
+
 def _as_utc(moment: Any) -> datetime:
     """``selected_at`` in UTC; refused unless it is an aware datetime that UTC can represent."""
     if isinstance(moment, datetime):
@@ -321,7 +257,7 @@ def provider_selection_parts(
     elif correlation_id is None:
         cid = new_correlation_id()
     else:
-        cid = _text_arg("correlation_id", correlation_id)  # type: ignore[assignment]
+        cid = _required_text("correlation_id", correlation_id)
     if not cid.strip():
         raise PartitionKeyError(
             "correlation_id is the partition key of provider-selection events and must "

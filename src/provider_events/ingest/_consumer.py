@@ -35,7 +35,8 @@ from typing import Any, cast
 import msgspec
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from provider_events.errors import ConfigError, DatabaseError, InvalidEventError
+from provider_events._retry import Backoff
+from provider_events.errors import ConfigError, DatabaseError, InvalidEventError, KafkaClientError
 from provider_events.events._catalog import PROVIDER_COMPLETED_V1, PROVIDER_SELECTED_V1
 from provider_events.events._validation import decode_envelope
 from provider_events.observability import _metrics as metrics
@@ -67,6 +68,8 @@ DEFAULT_GROUP_ID = DEFAULT_CONSUMER_GROUP
 #: rejected, stopping, gave_up, stopped.
 EventSink = Callable[[str, dict[str, Any]], None]
 _EOF = KafkaError._PARTITION_EOF
+#: Offset commits are retried twice, after about 0.2 s and 0.4 s.
+_COMMIT_RETRY = Backoff(0.2, 0.4)
 _REBALANCING = {
     KafkaError.REBALANCE_IN_PROGRESS,
     KafkaError.ILLEGAL_GENERATION,
@@ -473,9 +476,21 @@ class IngestConsumer:
 
         Raises :class:`DatabaseError` for a permanent database problem (missing table, no
         permission, a refused login: :class:`~provider_events.store.DatabaseLoginError`) and
-        ``KafkaException`` for a fatal Kafka error; nothing is committed for the batch in hand,
-        so a restart re-reads it.
+        :class:`~provider_events.errors.KafkaClientError` for a fatal Kafka error (or a Kafka setting
+        librdkafka refuses); nothing is committed for the batch in hand, so a restart re-reads it.
+        This is where ``KafkaException`` is translated, and nowhere else on the ingest side.
         """
+        try:
+            return self._run()
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if isinstance(err, KafkaError):
+                raise KafkaClientError(
+                    f"Kafka: {describe_kafka_error(err)}", err.name(), err.retriable()
+                ) from None
+            raise KafkaClientError(f"Kafka: {exc}") from None
+
+    def _run(self) -> Totals:
         started = time.monotonic()
         try:
             ready = self._wait_for_database()
@@ -850,7 +865,7 @@ class IngestConsumer:
             self._emit("commit_failed", {"error": error, "attempt": attempt})
             if attempt >= 3:
                 return  # the next commit covers these offsets; a redelivery is deduplicated
-            time.sleep(0.2 * attempt)
+            time.sleep(_COMMIT_RETRY.delay(attempt))
 
     def _account(self, batch: _Batch, result: WriteResult, seconds: float) -> None:
         t = self._totals
@@ -869,13 +884,15 @@ class IngestConsumer:
         for reason, count in Tally(d[1] for d in batch.dead).items():
             metrics.CONSUMER_DLQ.labels(reason).inc(count)
         ids = result.inserted_ids
-        stored = batch.rows if ids is None else [r for r in batch.rows if r[0] in ids]
-        for (provider, model), count in Tally((r[2], r[3]) for r in stored).items():
+        stored = batch.rows if ids is None else [r for r in batch.rows if r.event_id in ids]
+        for (provider, model), count in Tally(
+            (r.provider_name, r.model_name) for r in stored
+        ).items():
             metrics.PROVIDER_SELECTION.labels(*metrics.selection_labels(provider, model)).inc(count)
 
     # -- waiting out an outage --------------------------------------------------------------
     def _backoff(self, attempt: int) -> float:
-        return float(min(self.options.retry_max, self.options.retry_initial * 2 ** (attempt - 1)))
+        return Backoff(self.options.retry_initial, self.options.retry_max).delay(attempt)
 
     def _wait(self, seconds: float, batch: _Batch) -> bool:
         """Sleep ``seconds`` keeping the group membership alive; False to give up (stopping)."""

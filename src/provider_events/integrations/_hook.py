@@ -44,12 +44,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from provider_events.errors import HookInputError
 from provider_events.integrations._providers import (
     ENV_BASE_URL,
     ENV_MODEL_KEYS,
     TIERS,
     Provider,
     identify,
+)
+from provider_events.settings import (
+    DEFAULT_HOOK_TIMEOUT,
+    hook_timeout,
+    process_environ,
+    state_dir_from,
 )
 
 __all__ = [
@@ -70,13 +77,9 @@ HOOK_EVENTS = ("UserPromptSubmit", "SessionStart", "Stop", "SubagentStop")
 OUTCOME_EVENTS = ("Stop", "SubagentStop")
 MAX_STDIN = 32 << 20  # a pasted prompt can be large; beyond this the call is logged, not read
 STDIN_DEADLINE = 1.0
-DEFAULT_TIMEOUT = 3.0
+DEFAULT_TIMEOUT = DEFAULT_HOOK_TIMEOUT
 LOG_MAX_BYTES = 256 * 1024
 _OURS = re.compile(r"(?:provider-events|provider_events\.cli)['\"]?\s+hook\s+claude\b")
-
-
-class HookInputError(ValueError):
-    """stdin did not hold a Claude Code hook JSON object."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,11 +113,7 @@ class Selection:
 def _state_dir(settings: Any | None, environ: Mapping[str, str]) -> Path:
     if settings is not None:
         return Path(settings.state_dir)
-    explicit = environ.get("PROVIDER_EVENTS_STATE_DIR", "").strip()
-    if explicit:
-        return Path(explicit).expanduser()
-    base = environ.get("XDG_STATE_HOME") or str(Path(environ.get("HOME", "~")) / ".local/state")
-    return Path(base).expanduser() / "provider-events"
+    return state_dir_from(environ)
 
 
 class HookLog:
@@ -253,11 +252,7 @@ def _watchdog(seconds: float, log: HookLog) -> None:
 
 
 def _timeout(environ: Mapping[str, str]) -> float:
-    try:
-        value = float(environ.get("PROVIDER_EVENTS_HOOK_TIMEOUT", DEFAULT_TIMEOUT))
-    except ValueError:
-        return DEFAULT_TIMEOUT
-    return value if 0 < value <= 60 else DEFAULT_TIMEOUT
+    return hook_timeout(environ)  # PROVIDER_EVENTS_HOOK_TIMEOUT, read in settings
 
 
 def run_claude_hook(
@@ -267,7 +262,7 @@ def run_claude_hook(
 
     Never raises; problems are written to ``hook.log`` in the state directory.
     """
-    env = os.environ if environ is None else environ
+    env = process_environ(environ)
     log = HookLog(_state_dir(None, env))
     try:
         from provider_events.settings import load_settings
@@ -386,7 +381,7 @@ def default_hook_command() -> str:
     # project's .venv) it is the venv's own bin/python, which a resolved path would leave.
     executable = os.path.abspath(sys.executable)
     command = shlex.join([executable, "-m", "provider_events.cli", "hook", "claude"])
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env = {k: v for k, v in process_environ().items() if k != "PYTHONPATH"}
     probe = "import provider_events, os; print(os.path.dirname(provider_events.__file__))"
     try:
         found = subprocess.run(

@@ -20,7 +20,6 @@ or key. Import-light on purpose: the Claude Code hook resolves providers on ever
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from provider_events.errors import ConfigError
+from provider_events.settings import process_environ
 
 __all__ = [
     "BUILTIN_PROVIDERS",
@@ -94,7 +94,7 @@ class Provider:
         """``base_url``, or the value of ``base_url_env`` when that variable is set."""
         if self.base_url is None:
             return None
-        env = os.environ if environ is None else environ
+        env = process_environ(environ)
         if self.base_url_env and env.get(self.base_url_env, "").strip():
             return env[self.base_url_env].strip()
         return self.base_url
@@ -204,7 +204,7 @@ BUILTIN_PROVIDERS: dict[str, Provider] = {
 def providers_file(environ: Mapping[str, str] | None = None) -> Path | None:
     """The user's provider file: ``$PROVIDER_EVENTS_PROVIDERS_FILE``, else the first existing
     ``providers.toml`` / ``providers.json`` under ``$XDG_CONFIG_HOME/provider-events``."""
-    env = os.environ if environ is None else environ
+    env = process_environ(environ)
     explicit = env.get(PROVIDERS_FILE_ENV, "").strip()
     if explicit:
         return Path(explicit).expanduser()
@@ -319,7 +319,7 @@ def _apply(name: str, spec: Any, base: Provider | None) -> Provider:
 
 def default_providers_file(environ: Mapping[str, str] | None = None) -> Path:
     """Where ``switch add`` writes when there is no providers file yet."""
-    env = os.environ if environ is None else environ
+    env = process_environ(environ)
     base = env.get("XDG_CONFIG_HOME", "").strip() or str(Path(env.get("HOME", "~")) / ".config")
     return Path(base).expanduser() / "provider-events" / "providers.toml"
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from provider_events.errors import ProviderEventsError
+from provider_events.errors import ExitCode, SettingsFileError, SettingsWriteError, SwitchError
 from provider_events.integrations._providers import (
     ENV_BASE_URL,
     ENV_KEYS,
@@ -37,6 +37,7 @@ from provider_events.integrations._providers import (
     Provider,
     identify,
 )
+from provider_events.settings import process_environ
 
 __all__ = [
     "ClaudeSettings",
@@ -56,22 +57,11 @@ __all__ = [
     "write_settings",
 ]
 
-EXIT_BAD_INPUT = 2
-EXIT_FAILED = 1
-
-
-class SwitchError(ProviderEventsError):
-    """A switch (or a settings edit) was refused; nothing was written. Safe to print."""
-
-    exit_code = EXIT_BAD_INPUT
-
-
-class SettingsFileError(SwitchError):
-    """settings.json is unreadable or malformed; it is left untouched."""
-
-
-class _WriteError(SwitchError):
-    exit_code = EXIT_FAILED
+#: Kept for importers of the old names; the codes live in :class:`provider_events.errors.ExitCode`.
+EXIT_BAD_INPUT = ExitCode.BAD_INPUT
+EXIT_FAILED = ExitCode.FAILED
+#: The old private name of :class:`~provider_events.errors.SettingsWriteError`.
+_WriteError = SettingsWriteError
 
 
 class _Changed(Exception):
@@ -80,7 +70,7 @@ class _Changed(Exception):
 
 def claude_settings_path(environ: Mapping[str, str] | None = None) -> Path:
     """``$CLAUDE_CONFIG_DIR/settings.json``, else ``~/.claude/settings.json``."""
-    env = os.environ if environ is None else environ
+    env = process_environ(environ)
     folder = env.get("CLAUDE_CONFIG_DIR", "").strip()
     if folder:
         return Path(folder).expanduser() / "settings.json"
@@ -193,14 +183,14 @@ def read_settings(path: Path | None = None) -> ClaudeSettings:
     :class:`SettingsFileError` when it is unreadable or malformed)."""
     path = path or claude_settings_path()
     try:
-        raw: bytes | None = path.read_bytes()
+        raw = path.read_bytes()
     except FileNotFoundError:
         return ClaudeSettings(path, None, {}, _Style())
     except IsADirectoryError:
         raise SettingsFileError(f"{path} is a directory, not a settings file") from None
     except OSError as exc:
         raise SettingsFileError(f"cannot read {path}: {exc.strerror}") from None
-    doc, style = _parse(path, raw)  # type: ignore[arg-type]
+    doc, style = _parse(path, raw)
     return ClaudeSettings(path, raw, doc, style)
 
 
@@ -374,7 +364,7 @@ def switch(
     attempts: int = 5,
 ) -> SwitchOutcome:
     """Point Claude Code at ``provider``; raises :class:`SwitchError` with nothing written."""
-    env = os.environ if environ is None else environ
+    env = process_environ(environ)
     path = path or claude_settings_path(env)
     token = None if provider.native else _read_key(provider, env)
     base_url = provider.resolved_base_url(env)
@@ -418,7 +408,7 @@ def status(
     environ: Mapping[str, str] | None = None,
 ) -> Status:
     """Which provider settings.json points Claude Code at (raises :class:`SettingsFileError`)."""
-    env = os.environ if environ is None else environ
+    env = process_environ(environ)
     settings = read_settings(path or claude_settings_path(env))
     values = {k: v for k, v in settings.env.items() if isinstance(v, str)}
     return Status(

@@ -8,12 +8,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
+from provider_events.errors import ConfigError
 from provider_events.events._catalog import PROVIDER_SELECTED_V1
 from provider_events.settings import (
     CONSUMER_SETTINGS,
     ENV_VARS,
-    ConfigError,
     Secret,
     Settings,
     load_settings,
@@ -272,8 +273,10 @@ def _database_checks(settings: Settings) -> Iterator[Check]:
         import psycopg
 
         with psycopg.connect(dsn, connect_timeout=max(1, int(settings.delivery_timeout))) as conn:
-            version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
-            table = conn.execute("SELECT to_regclass('provider_selection_events')").fetchone()[0]  # type: ignore[index]
+            version = _first(conn.execute("SHOW server_version").fetchone())
+            table = _first(
+                conn.execute("SELECT to_regclass('provider_selection_events')").fetchone()
+            )
     except Exception as exc:
         text = redact_dsn(" ".join(str(exc).split())).replace(dsn, redact_dsn(dsn))
         yield Check(
@@ -312,3 +315,8 @@ def run_checks(on_check: Callable[[Check], None] | None = None) -> list[Check]:
         for check in group(settings):
             add(check)
     return checks
+
+
+def _first(row: tuple[Any, ...] | None) -> Any:
+    """The first column of a one-row answer (``None`` when there was no row)."""
+    return None if row is None else row[0]

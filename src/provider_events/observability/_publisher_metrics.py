@@ -12,7 +12,8 @@ What a publish result records (metric objects live in :mod:`provider_events.obse
   for every valid selection, whatever happened to its event (the duration is the publish call's,
   broker acknowledgement included);
 - ``provider_events_publish_failures_total{reason}`` for every result not delivered at once
-  (spooled, failed or rejected), ``reason`` from the fixed set :data:`FAILURE_REASONS`;
+  (spooled, failed or rejected), ``reason`` the result's :class:`FailureReason` (a fixed set,
+  :data:`FAILURE_REASONS`);
 - ``provider_events_publish_spooled_total`` for every event committed to the outbox because the
   broker did not acknowledge it in time.
 
@@ -27,7 +28,6 @@ Label values stay bounded: failure reasons come from a fixed set, and provider a
 from __future__ import annotations
 
 import math
-import re
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -38,7 +38,7 @@ from provider_events.observability._metrics import (
     OTHER,
     selection_labels,
 )
-from provider_events.publish._result import DeliveryStatus, PublishResult
+from provider_events.publish._result import DeliveryStatus, FailureReason, PublishResult
 
 if TYPE_CHECKING:
     from provider_events.publish._outbox import Outbox, OutboxStatus
@@ -54,49 +54,26 @@ __all__ = [
 ]
 
 #: Every value ``provider_events_publish_failures_total{reason}`` can take.
-FAILURE_REASONS: tuple[str, ...] = (
-    "timeout",  # not acknowledged within the delivery timeout
-    "broker_unavailable",  # the client reported every broker down / connection refused
-    "queue_full",  # librdkafka's local queue stayed full until the deadline
-    "kafka_error",  # any other error reported by the Kafka client
-    "backlog",  # queued behind earlier spooled events with the same key (keeps per-key order)
-    "outbox_full",  # not delivered and refused by the full outbox: the event is lost
-    "outbox_error",  # not delivered and the outbox (or local store) could not be written
-    "invalid",  # rejected before sending: the caller's input failed validation
-    "other",
-)
+FAILURE_REASONS: tuple[str, ...] = tuple(r.value for r in FailureReason)
 
-#: :class:`OutboxFullError`'s message: "outbox <path> is full (<n> events, ...".
-_OUTBOX_FULL = re.compile(r"outbox .* is full \(")
 _NOT_FAILURES = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.STORED, DeliveryStatus.QUEUED})
 
 
 def failure_reason(result: PublishResult) -> str | None:
-    """The bounded failure reason of ``result``, or ``None`` when it is not a failure."""
+    """The bounded failure reason of ``result``, or ``None`` when it is not a failure.
+
+    It is ``result.reason``, set where the failure happened. A result made by hand without a
+    reason (a caller's own ``PublishResult(status, error=...)``) is ``invalid`` when rejected,
+    else classified once by :meth:`FailureReason.from_error`.
+    """
     status = result.status
     if status in _NOT_FAILURES:
         return None
+    if result.reason is not None:
+        return result.reason.value
     if status is DeliveryStatus.REJECTED:
-        return "invalid"
-    text = (result.error or "").lower()
-    if status is DeliveryStatus.FAILED:
-        if _OUTBOX_FULL.search(text):
-            return "outbox_full"
-        if "not spooled" in text or text.startswith(("outbox", "cannot open outbox")):
-            return "outbox_error"
-    return _delivery_reason(text)
-
-
-def _delivery_reason(text: str) -> str:
-    if "queued behind" in text:
-        return "backlog"
-    if any(s in text for s in ("not acknowledged within", "timed out", "timeout")):
-        return "timeout"
-    if any(s in text for s in ("brokers are down", "all_brokers_down", "_transport", "refused")):
-        return "broker_unavailable"
-    if "queue is full" in text or "queue_full" in text:
-        return "queue_full"
-    return "kafka_error" if text else OTHER
+        return FailureReason.INVALID.value
+    return FailureReason.from_error(result.error, failed=status is DeliveryStatus.FAILED).value
 
 
 def _observe(result: PublishResult, provider: str, model: str, seconds: float) -> None:

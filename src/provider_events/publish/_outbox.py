@@ -23,10 +23,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
+from provider_events._retry import Backoff
 from provider_events.errors import OutboxCorruptError, OutboxError, OutboxFullError
 from provider_events.publish import _spool
+
+if TYPE_CHECKING:
+    from provider_events.events._envelope import OutgoingEvent
 
 __all__ = [
     "Destination",
@@ -162,6 +166,7 @@ def _enable_wal(conn: sqlite3.Connection) -> None:
     """Switch the file to WAL once. The mode persists in the file; switching needs an exclusive
     lock and SQLite answers "database is locked" at once (no busy wait) while another process
     holds the file open, so new outboxes opened by many processes at once retry briefly."""
+    retry = Backoff(0.005, 0.02)
     for attempt in range(200):
         if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
             return
@@ -171,7 +176,7 @@ def _enable_wal(conn: sqlite3.Connection) -> None:
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or attempt == 199:
                 raise
-            time.sleep(0.01)
+            time.sleep(retry.delay(attempt + 1))
 
 
 class Outbox:
@@ -268,7 +273,7 @@ class Outbox:
 
     # -- writing ----------------------------------------------------------------------------
     @_serialised
-    def add(self, events: Iterable[object], error: str | None = None) -> int:
+    def add(self, events: Iterable[OutgoingEvent], error: str | None = None) -> int:
         """Durably append events (``OutgoingEvent``s); all or none. Returns how many were added.
 
         Raises :class:`OutboxFullError` when the bound would be exceeded (nothing is written
@@ -276,11 +281,11 @@ class Outbox:
         """
         rows = [
             (
-                e.event_id,  # type: ignore[attr-defined]
-                e.topic,  # type: ignore[attr-defined]
-                e.key,  # type: ignore[attr-defined]
-                e.value,  # type: ignore[attr-defined]
-                _encode_headers(e.headers),  # type: ignore[attr-defined]
+                e.event_id,
+                e.topic,
+                e.key,
+                e.value,
+                _encode_headers(e.headers),
                 time.time(),
                 self._key or "",
             )

@@ -19,15 +19,22 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from provider_events._retry import Backoff
+from provider_events.publish._result import FailureReason
 from provider_events.settings import Settings
+
+if TYPE_CHECKING:
+    from confluent_kafka import Producer
 
 __all__ = ["DeliveryGroup", "SharedProducer", "get_producer", "kafka_config", "shutdown_producers"]
 
 log = logging.getLogger("provider_events.kafka")
+#: How long to serve delivery reports before trying a message librdkafka's full queue refused.
+_QUEUE_FULL_RETRY = Backoff(0.005, 0.05)
 # librdkafka logs reach Python logging; without a handler configured by the application they
 # must not fall through to logging.lastResort and spray the CLI user's stderr.
 logging.getLogger("provider_events").addHandler(logging.NullHandler())
@@ -81,6 +88,30 @@ def describe_kafka_error(err: Any) -> str:
     return f"{name}: {text}" if text and text != name else str(name)
 
 
+#: A delivery report: (error or None, partition, offset, retriable, why it failed or None).
+Report = tuple[str | None, int | None, int | None, bool, FailureReason | None]
+
+#: librdkafka error names that mean the broker could not be reached.
+_UNREACHABLE = frozenset({"_ALL_BROKERS_DOWN", "_TRANSPORT", "_RESOLVE", "_NODE_DOWN"})
+_KAFKA_ERROR = FailureReason.KAFKA_ERROR
+_TIMED_OUT = frozenset({"_MSG_TIMED_OUT", "_TIMED_OUT", "REQUEST_TIMED_OUT"})
+
+
+def kafka_failure_reason(err: Any) -> FailureReason:
+    """The :class:`FailureReason` of a librdkafka ``KafkaError``, from its code's name."""
+    try:
+        name = err.name()
+    except AttributeError:
+        return FailureReason.KAFKA_ERROR
+    if name in _TIMED_OUT:
+        return FailureReason.TIMEOUT
+    if name in _UNREACHABLE:
+        return FailureReason.BROKER_UNAVAILABLE
+    if name == "_QUEUE_FULL":
+        return FailureReason.QUEUE_FULL
+    return FailureReason.KAFKA_ERROR
+
+
 class DeliveryGroup:
     """Delivery reports of a group of messages produced together (one publish call).
 
@@ -92,8 +123,8 @@ class DeliveryGroup:
     __slots__ = ("_lock", "_on_done", "done", "remaining", "reports")
 
     def __init__(self, size: int, on_done: Callable[[], None] | None = None) -> None:
-        #: per message: (error or None, partition, offset, retriable), None while pending
-        self.reports: list[tuple[str | None, int | None, int | None, bool] | None] = [None] * size
+        #: per message: (error or None, partition, offset, retriable, why), None while pending
+        self.reports: list[Report | None] = [None] * size
         self.remaining = size
         self.done = threading.Event()
         self._on_done = on_done
@@ -108,11 +139,12 @@ class DeliveryGroup:
         partition: int | None,
         offset: int | None,
         retriable: bool,
+        why: FailureReason | None = None,
     ) -> None:
         with self._lock:
             if self.reports[index] is not None:
                 return
-            self.reports[index] = (error, partition, offset, retriable)
+            self.reports[index] = (error, partition, offset, retriable, why)
             self.remaining -= 1
             finished = self.remaining == 0
         if finished:
@@ -124,10 +156,12 @@ class DeliveryGroup:
         """librdkafka's delivery report for message ``index``."""
         _OnDelivery(self, index)(err, msg)
 
-    def fail_pending(self, reason: str, retriable: bool = True) -> None:
+    def fail_pending(
+        self, reason: str, retriable: bool = True, why: FailureReason = FailureReason.KAFKA_ERROR
+    ) -> None:
         for index, current in enumerate(self.reports):
             if current is None:
-                self.report(index, reason, None, None, retriable)
+                self.report(index, reason, None, None, retriable, why)
 
 
 class _OnDelivery(msgspec.Struct, gc=False):
@@ -145,11 +179,18 @@ class _OnDelivery(msgspec.Struct, gc=False):
     def __call__(self, err: Any, msg: Any) -> None:
         group = self.group
         if err is not None:
-            group.report(self.index, describe_kafka_error(err), None, None, bool(err.retriable()))
+            group.report(
+                self.index,
+                describe_kafka_error(err),
+                None,
+                None,
+                bool(err.retriable()),
+                kafka_failure_reason(err),
+            )
             return
         # DeliveryGroup.report inlined: this runs once per message on the poll thread,
         # holding the GIL the caller needs to build the next events.
-        report = (None, msg.partition(), msg.offset(), False)
+        report = (None, msg.partition(), msg.offset(), False, None)
         with group._lock:
             reports = group.reports
             if reports[self.index] is not None:
@@ -191,7 +232,7 @@ class SharedProducer:
         self._purge_requested = False
         conf = kafka_config(settings)
         conf["error_cb"] = self._on_error
-        self._producer = Producer(conf)
+        self._producer: Producer | _DestroyedProducer = Producer(conf)
         self._closed = threading.Event()
         self._thread = threading.Thread(
             target=self._poll_loop, name="provider-events-poll", daemon=True
@@ -229,15 +270,15 @@ class SharedProducer:
             self._purge_requested = True
         elif code == self._kafka_error._ALL_BROKERS_DOWN:
             self._down_since = time.monotonic()
-            self._fail_all(describe_kafka_error(err))
+            self._fail_all(describe_kafka_error(err), FailureReason.BROKER_UNAVAILABLE)
             self._purge_requested = True
         log.debug("kafka client error: %s", describe_kafka_error(err))
 
-    def _fail_all(self, reason: str) -> None:
+    def _fail_all(self, reason: str, why: FailureReason = FailureReason.KAFKA_ERROR) -> None:
         with self._lock:
             groups, self._groups = self._groups, set()
         for group in groups:
-            group.fail_pending(reason)
+            group.fail_pending(reason, why=why)
 
     # -- API --------------------------------------------------------------------------------
     @property
@@ -253,95 +294,107 @@ class SharedProducer:
 
     def produce_group(
         self,
-        messages: Iterable[tuple[str, bytes, bytes, list[tuple[str, bytes]]]] | Sequence[Any],
+        messages: Iterable[tuple[str, bytes, bytes, list[tuple[str, bytes]]]],
         deadline: float,
         on_done: Callable[[], None] | None = None,
         *,
         size: int | None = None,
-        compact: bool = False,
     ) -> DeliveryGroup:
         """Hand (topic, key, value, headers) messages to librdkafka; reports go to the group.
 
         Report ``i`` is message ``i``'s. ``messages`` may be a generator when ``size`` says how
-        many it yields. With ``compact`` they are ``EventParts`` (see ``_envelope``), whose
-        headers are made only while each is handed over (every object kept alive per event
-        costs the cyclic GC on large batches), as a dict: confluent-kafka converts that in
-        half the time of a list of tuples, and writes the headers in the same order.
+        many it yields. (Compact batches take :func:`provider_events.publish._fast.produce_parts`.)
         """
-        group = DeliveryGroup(len(messages) if size is None else size, on_done)  # type: ignore[arg-type]
-        if self.fatal_error:
-            group.fail_pending(self.fatal_error, retriable=False)
+        if size is None:
+            assert isinstance(messages, Sequence), "pass size= with a generator of messages"
+            size = len(messages)
+        group, accepting = self.open_group(size, on_done)
+        if not accepting:
             return group
-        if self.known_down:
-            group.fail_pending(
-                f"{self.auth_error} (recently reported by the client)"
-                if self.auth_error
-                else "all brokers are down (recently reported by the client)"
-            )
-            return group
-        with self._lock:
-            self._groups.add(group)
-        produce, on_delivery = self._producer.produce, _OnDelivery
-        if compact:
-            from provider_events.events._envelope import header_dict
-
-            for index, p in enumerate(messages):  # (event_id, event_type, topic, key, value, ...)
-                try:
-                    produce(
-                        p[2],
-                        p[4],
-                        p[3],
-                        headers=header_dict(p),
-                        on_delivery=on_delivery(group, index),
-                    )
-                except BufferError:
-                    self._produce_when_room(
-                        group, index, p[2], p[3], p[4], header_dict(p), deadline
-                    )
-                except Exception as exc:  # KafkaException, TypeError: refused before sending
-                    group.report(index, f"{type(exc).__name__}: {exc}", None, None, False)
-            return group
+        # Typed loosely on purpose: confluent-kafka's stub wants dict[str, str | bytes | None]
+        # headers (invariant), ours are dict[str, bytes], which it takes as they are.
+        produce: Callable[..., None] = self._producer.produce
+        on_delivery = _OnDelivery
         for index, (topic, key, value, headers) in enumerate(messages):
             try:
                 produce(topic, value, key, headers=headers, on_delivery=on_delivery(group, index))
             except BufferError:
-                self._produce_when_room(group, index, topic, key, value, headers, deadline)
+                self.produce_when_room(group, index, topic, key, value, headers, deadline)
             except Exception as exc:  # KafkaException, TypeError: refused before sending
-                group.report(index, f"{type(exc).__name__}: {exc}", None, None, False)
+                group.report(index, f"{type(exc).__name__}: {exc}", None, None, False, _KAFKA_ERROR)
         return group
 
-    def _produce_when_room(
+    @property
+    def client(self) -> Producer | _DestroyedProducer:
+        """The librdkafka producer itself (the compact fast path produces through it)."""
+        return self._producer
+
+    def open_group(
+        self, size: int, on_done: Callable[[], None] | None
+    ) -> tuple[DeliveryGroup, bool]:
+        """A new group of ``size`` messages, and whether to produce them: not when the client
+        failed fatally or recently reported every broker down (the group is failed already)."""
+        group = DeliveryGroup(size, on_done)
+        if self.fatal_error:
+            group.fail_pending(self.fatal_error, retriable=False)
+            return group, False
+        if self.known_down:
+            group.fail_pending(
+                f"{self.auth_error} (recently reported by the client)"
+                if self.auth_error
+                else "all brokers are down (recently reported by the client)",
+                why=FailureReason.KAFKA_ERROR
+                if self.auth_error
+                else FailureReason.BROKER_UNAVAILABLE,
+            )
+            return group, False
+        with self._lock:
+            self._groups.add(group)
+        return group, True
+
+    def produce_when_room(
         self,
         group: DeliveryGroup,
         index: int,
         topic: str,
         key: bytes,
         value: bytes,
-        headers: list[tuple[str, bytes]] | dict[str, bytes],
+        headers: Any,  # a dict or a list of (name, bytes), as confluent-kafka takes them
         deadline: float,
     ) -> None:
         """Retry one message while librdkafka's queue is full, until ``deadline``."""
         on_delivery = _OnDelivery(group, index)
+        attempt = 0
         while True:
             if time.monotonic() >= deadline:
-                group.report(index, "local producer queue is full", None, None, True)
+                group.report(
+                    index,
+                    "local producer queue is full",
+                    None,
+                    None,
+                    True,
+                    FailureReason.QUEUE_FULL,
+                )
                 return
-            self._producer.poll(0.01)
+            attempt += 1  # serve delivery reports (they free queue room), longer each time
+            self._producer.poll(_QUEUE_FULL_RETRY.delay(attempt))
             try:
-                self._producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)  # type: ignore[arg-type]
+                self._producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
                 return
             except BufferError:
                 continue
             except Exception as exc:  # KafkaException, TypeError: refused before sending
-                group.report(index, f"{type(exc).__name__}: {exc}", None, None, False)
+                group.report(index, f"{type(exc).__name__}: {exc}", None, None, False, _KAFKA_ERROR)
                 return
 
-    def release(self, group: DeliveryGroup, reason: str) -> None:
+    def release(
+        self, group: DeliveryGroup, reason: str, why: FailureReason = FailureReason.TIMEOUT
+    ) -> None:
         """Stop waiting for ``group``: pending messages are failed now with ``reason``."""
         if any(r is not None and r[0] is None for r in group.reports):
             self._down_since = None  # the broker acknowledged something: it is up
             self.auth_error = None
-        group.fail_pending(reason)
+        group.fail_pending(reason, why=why)
         with self._lock:
             self._groups.discard(group)
 

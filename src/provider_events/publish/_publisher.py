@@ -1,7 +1,9 @@
 """Publishing: the async :class:`Publisher`, its sync twin methods and the guide's functions.
 
-Both twins share the I/O-free steps (build and validate the event, map a delivery report to a
-:class:`PublishResult`, spool what was not acknowledged) and differ only in how they wait.
+Both twins share every step but the wait: building and validating the event and mapping a
+delivery report to a :class:`PublishResult` (pure), and spooling what was not acknowledged,
+which does I/O (an fsync'd SQLite commit to the outbox and, with ``relay_autostart``, spawning
+a relay process). They differ only in how they wait for the broker.
 Nothing here raises for transport problems; every wait is bounded by ``delivery_timeout``.
 """
 
@@ -13,19 +15,22 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, cast
 
-from provider_events.errors import InvalidEventError, OutboxError
+from provider_events.errors import InvalidEventError, OutboxError, OutboxFullError
 from provider_events.events._envelope import (
     EventParts,
     OutgoingEvent,
     build_provider_selection,
-    event_from_parts,
     provider_selection_parts,
 )
 from provider_events.publish._outbox import Outbox
-from provider_events.publish._result import DeliveryStatus, PublishResult, delivered_result
+from provider_events.publish._result import DeliveryStatus, FailureReason, PublishResult
 from provider_events.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from provider_events.publish._producer import DeliveryGroup, SharedProducer
 
 __all__ = [
     "Delivery",
@@ -39,6 +44,11 @@ Delivery = Literal["sync", "background"]
 #: Observers see every result: (result, provider_name, model_name, seconds spent).
 Observer = Callable[[PublishResult, str, str, float], None]
 _observers: list[Observer] = []
+_INVALID = FailureReason.INVALID
+#: A message the broker did not acknowledge: (its index in the batch, error, reason).
+Unacknowledged = tuple[int, str, FailureReason]
+#: Starts producing a group, given the callback to run once every report is in.
+Start = Callable[[Callable[[], None]], "tuple[DeliveryGroup, SharedProducer, float]"]
 
 
 def add_observer(observer: Observer) -> None:
@@ -60,10 +70,40 @@ class Publisher:
         self._use_outbox = outbox
         self._outbox: Outbox | None = None
 
-    # -- shared, I/O-free steps -------------------------------------------------------------
-    def build(self, **fields: Any) -> OutgoingEvent:
-        """Build and validate one provider-selection event (raises ``InvalidEventError``)."""
-        return build_provider_selection(settings=self.settings, **fields)
+    # -- shared steps (building is pure; spooling commits to the outbox, may start a relay) --
+    def build(
+        self,
+        *,
+        provider_name: str,
+        model_name: str,
+        selection_reason: str,
+        correlation_id: str | uuid.UUID | None = None,
+        selection_criteria: dict[str, Any] | None = None,
+        causation_id: str | uuid.UUID | None = None,
+        tenant_id: str | None = None,
+        namespace: str | None = None,
+        source: str | None = None,
+        selected_at: datetime | None = None,
+    ) -> OutgoingEvent:
+        """Build and validate one provider-selection event (raises ``InvalidEventError``).
+
+        ``correlation_id`` is the partition key (``None``: a new UUIDv7); ``tenant_id``,
+        ``namespace`` and ``source`` default to the settings'; ``selected_at`` to now (an
+        aware datetime).
+        """
+        return build_provider_selection(
+            settings=self.settings,
+            provider_name=provider_name,
+            model_name=model_name,
+            selection_reason=selection_reason,
+            correlation_id=correlation_id,
+            selection_criteria=selection_criteria,
+            causation_id=causation_id,
+            tenant_id=tenant_id,
+            namespace=namespace,
+            source=source,
+            selected_at=selected_at,
+        )
 
     @property
     def outbox(self) -> Outbox:
@@ -90,27 +130,29 @@ class Publisher:
         return result
 
     def _notify_all(
-        self, results: list[PublishResult], items: Sequence[Any], started: float, compact: bool
+        self, results: list[PublishResult], events: Sequence[OutgoingEvent], started: float
     ) -> list[PublishResult]:
-        if not _observers:  # nobody to tell: skip a call per event
-            return results
-        names = (
-            [(p[8], p[9]) for p in items]  # EventParts: ..., provider_name, model_name
-            if compact
-            else [(e.provider_name, e.model_name) for e in items]
-        )
-        for result, (provider, model) in zip(results, names, strict=True):
-            for observer in _observers:
-                observer(result, provider, model, time.perf_counter() - started)
+        notify_all(results, ((e.provider_name, e.model_name) for e in events), started)
         return results
 
     def _spool(
-        self, events: Sequence[OutgoingEvent], reason: str, status: DeliveryStatus
+        self,
+        events: Sequence[OutgoingEvent],
+        reason: str,
+        status: DeliveryStatus,
+        why: FailureReason | None = None,
     ) -> list[PublishResult]:
+        """Commit ``events`` to the outbox as ``status``; ``why`` is the :class:`FailureReason`
+        of a spool (``None`` for background delivery, which is no failure)."""
         if not self._use_outbox:
             return [
                 PublishResult(
-                    DeliveryStatus.FAILED, e.event_id, e.topic, error=reason, retriable=True
+                    DeliveryStatus.FAILED,
+                    e.event_id,
+                    e.topic,
+                    error=reason,
+                    retriable=True,
+                    reason=why or FailureReason.OTHER,
                 )
                 for e in events
             ]
@@ -122,8 +164,13 @@ class Publisher:
                 if status is DeliveryStatus.SPOOLED
                 else str(exc)
             )
+            lost = (
+                FailureReason.OUTBOX_FULL
+                if isinstance(exc, OutboxFullError)
+                else FailureReason.OUTBOX_ERROR
+            )
             return [
-                PublishResult(DeliveryStatus.FAILED, e.event_id, e.topic, error=text)
+                PublishResult(DeliveryStatus.FAILED, e.event_id, e.topic, error=text, reason=lost)
                 for e in events
             ]
         if self.settings.relay_autostart:
@@ -131,7 +178,8 @@ class Publisher:
 
             ensure_relay(self.settings)
         return [
-            PublishResult(status, e.event_id, e.topic, error=reason, retriable=True) for e in events
+            PublishResult(status, e.event_id, e.topic, error=reason, retriable=True, reason=why)
+            for e in events
         ]
 
     def _store_locally(self, events: Sequence[OutgoingEvent]) -> list[PublishResult]:
@@ -141,7 +189,13 @@ class Publisher:
             LocalEventStore.for_settings(self.settings).add(events)
         except OutboxError as exc:
             return [
-                PublishResult(DeliveryStatus.FAILED, e.event_id, e.topic, error=str(exc))
+                PublishResult(
+                    DeliveryStatus.FAILED,
+                    e.event_id,
+                    e.topic,
+                    error=str(exc),
+                    reason=FailureReason.OUTBOX_ERROR,
+                )
                 for e in events
             ]
         return [PublishResult(DeliveryStatus.STORED, e.event_id, e.topic) for e in events]
@@ -188,6 +242,7 @@ class Publisher:
                 [events[i] for i in sorted(behind)],
                 "queued behind earlier spooled events with the same key",
                 DeliveryStatus.SPOOLED,
+                FailureReason.BACKLOG,
             )
             for i, result in zip(sorted(behind), queued, strict=True):
                 results[i] = result
@@ -195,87 +250,122 @@ class Publisher:
 
     def _produce(
         self,
-        items: Sequence[Any],
+        events: Sequence[OutgoingEvent],
         indexes: Sequence[int],
-        compact: bool,
         on_done: Callable[[], None] | None = None,
-    ) -> tuple[Any, Any, float]:
-        """Hand the events at ``indexes`` to the producer (``compact``: :data:`EventParts`)."""
+    ) -> tuple[DeliveryGroup, SharedProducer, float]:
+        """Hand the events at ``indexes`` to the producer; returns its group and deadline."""
         from provider_events.publish._producer import get_producer
 
         deadline = time.monotonic() + self.settings.delivery_timeout
         producer = get_producer(self.settings)
-        chosen = items if len(indexes) == len(items) else [items[i] for i in indexes]
-        if compact:
-            group = producer.produce_group(chosen, deadline, on_done, compact=True)
-        else:  # a generator: each message's tuple lives only while it is handed over
-            messages = ((e.topic, e.key, e.value, e.headers) for e in chosen)
-            group = producer.produce_group(messages, deadline, on_done, size=len(chosen))
+        chosen = events if len(indexes) == len(events) else [events[i] for i in indexes]
+        # a generator: each message's tuple lives only while it is handed over
+        messages = ((e.topic, e.key, e.value, e.headers) for e in chosen)
+        group = producer.produce_group(messages, deadline, on_done, size=len(chosen))
         return group, producer, deadline
 
     def _settle(
         self,
-        items: Sequence[Any],
+        events: Sequence[OutgoingEvent],
         indexes: Sequence[int],
-        compact: bool,
-        group: Any,
-        producer: Any,
+        group: DeliveryGroup,
+        producer: SharedProducer,
         results: list[PublishResult | None],
     ) -> list[PublishResult]:
         """Map the group's reports to results; spool everything not acknowledged."""
         producer.release(group, f"not acknowledged within {self.settings.delivery_timeout:g}s")
-        to_spool: list[tuple[int, str]] = []
-        if compact:  # (event_id, event_type, topic, ...)
-            for report, i in zip(group.reports, indexes, strict=True):
-                if report[0] is None:
-                    p = items[i]
-                    results[i] = delivered_result(p[0], p[2], report[1], report[2])
-                else:
-                    to_spool.append((i, report[0]))
-        else:
-            for report, i in zip(group.reports, indexes, strict=True):
-                if report[0] is None:
-                    e = items[i]
-                    results[i] = delivered_result(e.event_id, e.topic, report[1], report[2])
-                else:
-                    to_spool.append((i, report[0]))
-        if to_spool:
-            unsent = [items[i] for i, _ in to_spool]
-            spooled = self._spool(
-                [event_from_parts(p) for p in unsent] if compact else unsent,
-                to_spool[0][1],
-                DeliveryStatus.SPOOLED,
-            )
-            for (i, error), result in zip(to_spool, spooled, strict=True):
-                results[i] = (
-                    result
-                    if result.status is not DeliveryStatus.SPOOLED
-                    else PublishResult(
-                        result.status, result.event_id, result.topic, error=error, retriable=True
-                    )
+        unacknowledged: list[Unacknowledged] = []
+        for report, i in zip(group.reports, indexes, strict=True):
+            assert report is not None  # release() reported every pending message
+            error, partition, offset, _, why = report
+            e = events[i]
+            if error is None:
+                results[i] = PublishResult(
+                    DeliveryStatus.DELIVERED, e.event_id, e.topic, partition, offset
                 )
-        return results  # type: ignore[return-value]
+            else:
+                unacknowledged.append((i, error, why or FailureReason.KAFKA_ERROR))
+        if unacknowledged:
+            self._spool_unacknowledged(
+                [events[i] for i, _, _ in unacknowledged], unacknowledged, results
+            )
+        return _settled(results)
+
+    def _spool_unacknowledged(
+        self,
+        events: Sequence[OutgoingEvent],
+        unacknowledged: Sequence[Unacknowledged],
+        results: list[PublishResult | None],
+    ) -> None:
+        """Commit the events the broker did not acknowledge to the outbox, each result keeping
+        its own delivery error and reason."""
+        first_error, first_why = unacknowledged[0][1], unacknowledged[0][2]
+        spooled = self._spool(events, first_error, DeliveryStatus.SPOOLED, first_why)
+        for (i, error, why), result in zip(unacknowledged, spooled, strict=True):
+            results[i] = (
+                result
+                if result.status is not DeliveryStatus.SPOOLED
+                else PublishResult(
+                    result.status,
+                    result.event_id,
+                    result.topic,
+                    error=error,
+                    retriable=True,
+                    reason=why,
+                )
+            )
 
     # -- sync twin --------------------------------------------------------------------------
     def send_many_sync(
         self, events: Sequence[OutgoingEvent], delivery: Delivery = "sync"
     ) -> list[PublishResult]:
         started = time.perf_counter()
-        results, indexes = self._route(events, delivery)
+        pending, indexes = self._route(events, delivery)
         if indexes:
-            group, producer, deadline = self._produce(events, indexes, False)
+            group, producer, deadline = self._produce(events, indexes)
             group.done.wait(max(0.0, deadline - time.monotonic()))
-            results = self._settle(events, indexes, False, group, producer, results)  # type: ignore[assignment]
-        return self._notify_all(results, events, started, False)  # type: ignore[arg-type]
+            results = self._settle(events, indexes, group, producer, pending)
+        else:
+            results = _settled(pending)
+        return self._notify_all(results, events, started)
 
-    def publish_sync(self, *, delivery: Delivery = "sync", **fields: Any) -> PublishResult:
-        """Build, validate and publish one event; returns a :class:`PublishResult`."""
+    def publish_sync(
+        self,
+        *,
+        provider_name: str,
+        model_name: str,
+        selection_reason: str,
+        correlation_id: str | uuid.UUID | None = None,
+        selection_criteria: dict[str, Any] | None = None,
+        causation_id: str | uuid.UUID | None = None,
+        tenant_id: str | None = None,
+        namespace: str | None = None,
+        source: str | None = None,
+        selected_at: datetime | None = None,
+        delivery: Delivery = "sync",
+    ) -> PublishResult:
+        """Build, validate and publish one event (the fields are :meth:`build`'s); returns a
+        :class:`PublishResult`, never raises for invalid input or transport problems."""
         started = time.perf_counter()
         try:
-            event = self.build(**fields)
+            event = self.build(
+                provider_name=provider_name,
+                model_name=model_name,
+                selection_reason=selection_reason,
+                correlation_id=correlation_id,
+                selection_criteria=selection_criteria,
+                causation_id=causation_id,
+                tenant_id=tenant_id,
+                namespace=namespace,
+                source=source,
+                selected_at=selected_at,
+            )
         except InvalidEventError as exc:
             return self._notify(
-                PublishResult(DeliveryStatus.REJECTED, error=str(exc)), None, started
+                PublishResult(DeliveryStatus.REJECTED, error=str(exc), reason=_INVALID),
+                None,
+                started,
             )
         return self.send_many_sync([event], delivery)[0]
 
@@ -283,49 +373,52 @@ class Publisher:
     async def send_many(
         self, events: Sequence[OutgoingEvent], delivery: Delivery = "sync"
     ) -> list[PublishResult]:
-        return await self._send(events, delivery, False)
-
-    async def _send(
-        self, items: Sequence[Any], delivery: Delivery, compact: bool
-    ) -> list[PublishResult]:
-        """:meth:`send_many` of ``OutgoingEvent``s, or (``compact``) of :data:`EventParts`."""
         started = time.perf_counter()
-        if compact and (delivery != "sync" or not self._straight_to_kafka()):
-            items, compact = [event_from_parts(p) for p in items], False
-        results, indexes = (
-            ([None] * len(items), range(len(items))) if compact else self._route(items, delivery)
-        )
+        pending, indexes = self._route(events, delivery)
         if indexes:
-            import asyncio
+            group, producer = await delivered(
+                lambda wake: self._produce(events, indexes, on_done=wake)
+            )
+            results = self._settle(events, indexes, group, producer, pending)
+        else:
+            results = _settled(pending)
+        return self._notify_all(results, events, started)
 
-            loop = asyncio.get_running_loop()
-            all_done = loop.create_future()
-
-            def finish() -> None:
-                if not all_done.done():
-                    all_done.set_result(None)
-
-            def wake() -> None:
-                with contextlib.suppress(RuntimeError):  # loop closed: the caller is gone
-                    loop.call_soon_threadsafe(finish)
-
-            group, producer, deadline = self._produce(items, indexes, compact, on_done=wake)
-            if not group.done.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        asyncio.shield(all_done), max(0.0, deadline - time.monotonic())
-                    )
-            results = self._settle(items, indexes, compact, group, producer, results)  # type: ignore[assignment]
-        return self._notify_all(results, items, started, compact)  # type: ignore[arg-type]
-
-    async def publish(self, *, delivery: Delivery = "sync", **fields: Any) -> PublishResult:
+    async def publish(
+        self,
+        *,
+        provider_name: str,
+        model_name: str,
+        selection_reason: str,
+        correlation_id: str | uuid.UUID | None = None,
+        selection_criteria: dict[str, Any] | None = None,
+        causation_id: str | uuid.UUID | None = None,
+        tenant_id: str | None = None,
+        namespace: str | None = None,
+        source: str | None = None,
+        selected_at: datetime | None = None,
+        delivery: Delivery = "sync",
+    ) -> PublishResult:
         """Async twin of :meth:`publish_sync`."""
         started = time.perf_counter()
         try:
-            event = self.build(**fields)
+            event = self.build(
+                provider_name=provider_name,
+                model_name=model_name,
+                selection_reason=selection_reason,
+                correlation_id=correlation_id,
+                selection_criteria=selection_criteria,
+                causation_id=causation_id,
+                tenant_id=tenant_id,
+                namespace=namespace,
+                source=source,
+                selected_at=selected_at,
+            )
         except InvalidEventError as exc:
             return self._notify(
-                PublishResult(DeliveryStatus.REJECTED, error=str(exc)), None, started
+                PublishResult(DeliveryStatus.REJECTED, error=str(exc), reason=_INVALID),
+                None,
+                started,
             )
         return (await self.send_many([event], delivery))[0]
 
@@ -348,8 +441,15 @@ class Publisher:
             try:
                 events.append(provider_selection_parts(settings=settings, **fields))
             except InvalidEventError as exc:
-                rejected.append((position, PublishResult(DeliveryStatus.REJECTED, error=str(exc))))
-        results = await self._send(events, delivery, True) if events else []
+                rejected.append(
+                    (
+                        position,
+                        PublishResult(DeliveryStatus.REJECTED, error=str(exc), reason=_INVALID),
+                    )
+                )
+        from provider_events.publish._fast import publish_parts
+
+        results = await publish_parts(self, events, delivery) if events else []
         return _merge(results, rejected)
 
     async def _publish_built(
@@ -361,13 +461,57 @@ class Publisher:
             try:
                 events.append(self.build(**fields))
             except InvalidEventError as exc:
-                rejected.append((position, PublishResult(DeliveryStatus.REJECTED, error=str(exc))))
+                rejected.append(
+                    (
+                        position,
+                        PublishResult(DeliveryStatus.REJECTED, error=str(exc), reason=_INVALID),
+                    )
+                )
         results = await self.send_many(events, delivery) if events else []
         return _merge(results, rejected)
 
     def close(self) -> None:
         if self._outbox is not None:
             self._outbox.close()
+
+
+def notify_all(
+    results: Sequence[PublishResult], names: Iterable[tuple[str, str]], started: float
+) -> None:
+    """Tell every observer about every result; ``names``: each one's (provider, model)."""
+    if not _observers:  # nobody to tell: skip a call per event
+        return
+    for result, (provider, model) in zip(results, names, strict=True):
+        for observer in _observers:
+            observer(result, provider, model, time.perf_counter() - started)
+
+
+async def delivered(start: Start) -> tuple[DeliveryGroup, SharedProducer]:
+    """Run ``start`` and wait, without blocking the event loop, until every report of its
+    group is in or its deadline passed (the producer's poll thread wakes this loop)."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    all_done = loop.create_future()
+
+    def finish() -> None:
+        if not all_done.done():
+            all_done.set_result(None)
+
+    def wake() -> None:
+        with contextlib.suppress(RuntimeError):  # loop closed: the caller is gone
+            loop.call_soon_threadsafe(finish)
+
+    group, producer, deadline = start(wake)
+    if not group.done.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(all_done), max(0.0, deadline - time.monotonic()))
+    return group, producer
+
+
+def _settled(results: list[PublishResult | None]) -> list[PublishResult]:
+    """``results`` once every place is filled (routed, or settled from a delivery report)."""
+    return cast("list[PublishResult]", results)
 
 
 def _merge(
@@ -403,26 +547,12 @@ def _default_publisher() -> Publisher:
         return _default
 
 
-def _guide_fields(
-    provider_name: str,
-    model_name: str,
-    correlation_id: str | uuid.UUID | None,
-    selection_reason: str,
-    selection_criteria: Mapping[str, Any] | None,
-    causation_id: str | uuid.UUID | None,
-    tenant_id: str | None,
-) -> dict[str, Any]:
-    return {
-        "provider_name": provider_name,
-        "model_name": model_name,
-        "correlation_id": correlation_id,
-        "selection_reason": selection_reason,
-        "selection_criteria": dict(selection_criteria)
-        if isinstance(selection_criteria, Mapping)
-        else selection_criteria,
-        "causation_id": causation_id,
-        "tenant_id": tenant_id,
-    }
+def _criteria(selection_criteria: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The guide's ``selection_criteria`` as the builder takes it (any mapping becomes a dict;
+    anything else is passed on for the builder to refuse)."""
+    if isinstance(selection_criteria, Mapping):
+        return dict(selection_criteria)
+    return selection_criteria
 
 
 async def publish_provider_selection(
@@ -445,16 +575,16 @@ async def publish_provider_selection(
     Transport errors are never raised. ``delivery="background"`` returns ``False`` at once
     with the event committed to the outbox. Details: ``Publisher().publish(...)``.
     """
-    fields = _guide_fields(
-        provider_name,
-        model_name,
-        correlation_id,
-        selection_reason,
-        selection_criteria,
-        causation_id,
-        tenant_id,
+    result = await _default_publisher().publish(
+        provider_name=provider_name,
+        model_name=model_name,
+        correlation_id=correlation_id,
+        selection_reason=selection_reason,
+        selection_criteria=_criteria(selection_criteria),
+        causation_id=causation_id,
+        tenant_id=tenant_id,
+        delivery=delivery,
     )
-    result = await _default_publisher().publish(delivery=delivery, **fields)
     return result.delivered
 
 
@@ -470,13 +600,14 @@ def publish_provider_selection_sync(
     delivery: Delivery = "sync",
 ) -> bool:
     """Synchronous twin of :func:`publish_provider_selection`; safe inside a running loop."""
-    fields = _guide_fields(
-        provider_name,
-        model_name,
-        correlation_id,
-        selection_reason,
-        selection_criteria,
-        causation_id,
-        tenant_id,
+    result = _default_publisher().publish_sync(
+        provider_name=provider_name,
+        model_name=model_name,
+        correlation_id=correlation_id,
+        selection_reason=selection_reason,
+        selection_criteria=_criteria(selection_criteria),
+        causation_id=causation_id,
+        tenant_id=tenant_id,
+        delivery=delivery,
     )
-    return _default_publisher().publish_sync(delivery=delivery, **fields).delivered
+    return result.delivered

@@ -20,7 +20,6 @@ delete re-sends at most those, with the same ``event_id``, the idempotency key d
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -28,9 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from provider_events._retry import Backoff
 from provider_events.publish import _spool
 from provider_events.publish._outbox import Destination, Outbox, OutboxRow
-from provider_events.settings import Settings
+from provider_events.settings import Settings, process_environ
 
 __all__ = [
     "DrainReport",
@@ -105,7 +105,7 @@ def ensure_relay(settings: Settings) -> bool:
         return _spool.spawn_relay(
             settings.resolved_outbox_path,
             destination_of(settings).key,
-            dict(os.environ),
+            dict(process_environ()),
             sys.executable,
             str(Path(__file__).resolve().parent.parent.parent),
         )
@@ -264,7 +264,7 @@ def _drain_locked(
 ) -> bool:
     """Drain while holding the lock; True when it gave up after ``give_up_after`` seconds."""
     idle_until = time.monotonic() + linger
-    backoff = 0.2
+    retry, failures = Backoff(0.2, max_backoff), 0
     failing_since: float | None = None
     while not stop.is_set():
         rows = outbox.batch(batch_size)
@@ -283,7 +283,7 @@ def _drain_locked(
         if on_progress:
             on_progress(report)
         if error is None:
-            backoff, failing_since = 0.2, None
+            failures, failing_since = 0, None
             continue
         report.failures += 1
         report.last_error = error
@@ -293,6 +293,6 @@ def _drain_locked(
             return True
         if not follow and _auth_failed(settings):
             return True  # the broker refused our credentials: retrying them cannot help
-        stop.wait(backoff)
-        backoff = min(max_backoff, backoff * 2)
+        failures += 1
+        stop.wait(retry.delay(failures))
     return False

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["DeliveryStatus", "PublishResult", "delivered_result"]
+__all__ = ["DeliveryStatus", "FailureReason", "PublishResult"]
 
 
 class DeliveryStatus(StrEnum):
@@ -19,6 +20,44 @@ class DeliveryStatus(StrEnum):
     FAILED = "failed"  #: neither delivered nor spooled (e.g. outbox full); see ``error``
 
 
+class FailureReason(StrEnum):
+    """Why an event was not delivered at once: set where the failure is known (the producer's
+    delivery report, the outbox, validation), and the ``reason`` label of
+    ``provider_events_publish_failures_total``."""
+
+    TIMEOUT = "timeout"  #: not acknowledged within the delivery timeout
+    BROKER_UNAVAILABLE = "broker_unavailable"  #: every broker down / connection refused
+    QUEUE_FULL = "queue_full"  #: librdkafka's local queue stayed full until the deadline
+    KAFKA_ERROR = "kafka_error"  #: any other error reported by the Kafka client
+    BACKLOG = "backlog"  #: queued behind earlier spooled events with the same key (order)
+    OUTBOX_FULL = "outbox_full"  #: not delivered and refused by the full outbox: not kept
+    OUTBOX_ERROR = "outbox_error"  #: not delivered and the outbox (or local store) failed
+    INVALID = "invalid"  #: rejected before sending: the input failed validation
+    OTHER = "other"
+
+    @classmethod
+    def from_error(cls, error: str | None, *, failed: bool = False) -> FailureReason:
+        """The reason an error text describes, for a result made without one (by a caller,
+        or by code older than this field). Results this package makes carry theirs."""
+        text = (error or "").lower()
+        if failed:
+            if re.search(r"outbox .* is full \(", text):  # OutboxFullError's message
+                return cls.OUTBOX_FULL
+            if "not spooled" in text or text.startswith(("outbox", "cannot open outbox")):
+                return cls.OUTBOX_ERROR
+        if "queued behind" in text:
+            return cls.BACKLOG
+        if any(s in text for s in ("not acknowledged within", "timed out", "timeout")):
+            return cls.TIMEOUT
+        if any(
+            s in text for s in ("brokers are down", "all_brokers_down", "_transport", "refused")
+        ):
+            return cls.BROKER_UNAVAILABLE
+        if "queue is full" in text or "queue_full" in text:
+            return cls.QUEUE_FULL
+        return cls.KAFKA_ERROR if text else cls.OTHER
+
+
 @dataclass(frozen=True, slots=True)
 class PublishResult:
     """What happened to one event. ``bool(result)`` is true only when it reached its sink."""
@@ -30,6 +69,8 @@ class PublishResult:
     offset: int | None = None
     error: str | None = None
     retriable: bool = False
+    #: Why it was not delivered at once (``None`` when delivered, stored or queued).
+    reason: FailureReason | None = None
 
     @property
     def delivered(self) -> bool:
@@ -42,26 +83,3 @@ class PublishResult:
 
     def __bool__(self) -> bool:
         return self.delivered
-
-
-_new = object.__new__
-_set_status, _set_event_id, _set_topic, _set_partition, _set_offset, _set_error, _set_retriable = (
-    PublishResult.__dict__[name].__set__  # the slots' own setters
-    for name in ("status", "event_id", "topic", "partition", "offset", "error", "retriable")
-)
-
-
-def delivered_result(event_id: str, topic: str, partition: int, offset: int) -> PublishResult:
-    """``PublishResult(DeliveryStatus.DELIVERED, event_id, topic, partition, offset)``, made
-    twice as fast for large batches (one per event): the frozen dataclass's ``__init__`` goes
-    through ``object.__setattr__`` per field, this sets each slot directly. The result is the
-    same frozen, equal, hashable object (a unit test checks every field)."""
-    result = _new(PublishResult)
-    _set_status(result, DeliveryStatus.DELIVERED)
-    _set_event_id(result, event_id)
-    _set_topic(result, topic)
-    _set_partition(result, partition)
-    _set_offset(result, offset)
-    _set_error(result, None)
-    _set_retriable(result, False)
-    return result

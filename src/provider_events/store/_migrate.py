@@ -24,7 +24,8 @@ from typing import Any
 
 import psycopg
 
-from provider_events.errors import DatabaseError
+from provider_events._retry import Backoff
+from provider_events.errors import MigrationError
 from provider_events.store._pg import connect, translate_error
 
 __all__ = [
@@ -40,10 +41,8 @@ __all__ = [
 MIGRATIONS_TABLE = "provider_events_schema_migrations"
 _NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
 _LOCK_NAMESPACE = b"provider_events.migrate:"
-
-
-class MigrationError(DatabaseError):
-    """The migrations on disk and in the database disagree, or a migration failed."""
+#: Polling another run's migration lock: 50 ms, doubling up to 1 s.
+_LOCK_RETRY = Backoff(0.05, 1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,14 +142,15 @@ def _check_drift(
 
 
 def _acquire(conn: psycopg.Connection[Any], key: int, timeout: float) -> float:
-    started = time.monotonic()
+    started, attempt = time.monotonic(), 0
     while True:
         row = conn.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()
         if row and row[0]:
             return time.monotonic() - started
         if time.monotonic() - started >= timeout:
             raise MigrationError(f"another migrate run held the migration lock for {timeout:g}s")
-        time.sleep(0.1)
+        attempt += 1
+        time.sleep(_LOCK_RETRY.delay(attempt))
 
 
 def migrate(

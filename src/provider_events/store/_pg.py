@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -36,7 +36,12 @@ from psycopg.adapt import Dumper
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import Format
 
-from provider_events.errors import ConfigError, DatabaseError
+from provider_events.errors import (
+    ConfigError,
+    DatabaseError,
+    DatabaseLoginError,
+    DatabaseUnavailableError,
+)
 from provider_events.settings import redact_dsn
 from provider_events.store import _rollups
 from provider_events.store._columns import EVENT_COLUMNS, KAFKA_COLUMNS, TABLE
@@ -127,45 +132,30 @@ _INSERT_ONE = (
     "ON CONFLICT (event_id) DO NOTHING"
 )
 
-#: One table row, in :data:`COLUMNS` order; ``selection_criteria`` is JSON text as bytes.
-Row = tuple[
-    uuid.UUID,
-    str,
-    str,
-    str,
-    str,
-    bytes,
-    datetime,
-    str,
-    str,
-    str,
-    str | None,
-    datetime,
-    int | None,
-    int | None,
-]
+
+class Row(NamedTuple):
+    """One table row, in :data:`COLUMNS` order (a tuple: COPY writes it as it is)."""
+
+    event_id: uuid.UUID
+    correlation_id: str
+    provider_name: str
+    model_name: str
+    selection_reason: str
+    selection_criteria: bytes  #: JSON text
+    selected_at: datetime
+    tenant_id: str
+    namespace: str
+    source: str
+    causation_id: str | None
+    event_timestamp: datetime
+    kafka_partition: int | None
+    kafka_offset: int | None
 
 
-class DatabaseUnavailableError(DatabaseError):
-    """PostgreSQL cannot be reached or is shutting down; retrying later may succeed."""
-
-    retriable = True
-
-
-class DatabaseLoginError(DatabaseError):
-    """PostgreSQL refused the login or the database: retrying cannot fix it, DATABASE_URL must.
-
-    ``sqlstate`` is the server's code: 28P01 (invalid_password), 28000
-    (invalid_authorization_specification: unknown role, no ``pg_hba.conf`` entry, ...), 3D000
-    (invalid_catalog_name: no such database), 42501 (no CONNECT privilege); ``None`` when libpq
-    itself gave up (no password to send).
-    """
-
-    retriable = False
-
-    def __init__(self, message: str, sqlstate: str | None = None) -> None:
-        super().__init__(message)
-        self.sqlstate = sqlstate
+#: ``Row``'s fields are the table's columns, in order.
+assert Row._fields == COLUMNS
+#: Builds a Row from a tuple in half the time of ``Row(...)`` (one per consumed event).
+_new_row = tuple.__new__
 
 
 #: Errors with a SQLSTATE that refuse the login or the database (class 28 and 3D000).
@@ -334,7 +324,7 @@ def row_from_envelope(
 ) -> Row:
     """The table row of a decoded provider-selection envelope (``criteria``: JSON bytes)."""
     payload = envelope.payload
-    return (
+    values = (
         envelope.event_id,
         envelope.correlation_id,
         payload.provider_name,
@@ -350,6 +340,7 @@ def row_from_envelope(
         partition,
         offset,
     )
+    return _new_row(Row, values)
 
 
 @dataclass(slots=True)
@@ -576,7 +567,7 @@ class BatchWriter:
                     continue
                 if cur.rowcount == 1:
                     result.inserted += 1
-                    result.inserted_ids.add(row[0])
+                    result.inserted_ids.add(row.event_id)
                 else:
                     result.duplicates += 1
         return result

@@ -356,9 +356,9 @@ def _criteria_sections(
         sums[key] = sums[key].merge(m)
     qseries = []
     for p in providers:
-        pts = sorted((t, m.mean("quality_score")) for (pp, t), m in sums.items() if pp == p)
-        if any(v is not None for _, v in pts):
-            qseries.append(Series(p, color(p), [(t + qstep / 2, v) for t, v in pts]))
+        means = sorted((t, m.mean("quality_score")) for (pp, t), m in sums.items() if pp == p)
+        if any(v is not None for _, v in means):
+            qseries.append(Series(p, color(p), [(t + qstep / 2, v) for t, v in means]))
     quality = _svg.lines(
         "quality-trend",
         "Average quality score by provider",
