@@ -163,3 +163,14 @@ def mock_llm_server() -> Iterator[MockServer]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def main() -> None:
+    """``python -m tests.mock_llm``: serve on a free port (printed) until killed."""
+    with mock_llm_server() as server:
+        print(server.base_url, flush=True)
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
