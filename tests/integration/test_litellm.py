@@ -226,3 +226,22 @@ def test_importing_provider_events_never_imports_litellm() -> None:
         "assert 'litellm' not in sys.modules, 'litellm imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_the_example_runs_and_records_its_fallback(
+    kafka_env: dict[str, str], topic: str, kafka_bootstrap: str, mock: MockServer, tmp_path: Path
+) -> None:
+    """``examples/litellm_router.py`` as documented: the fallback and its failed attempt land."""
+    env = dict(kafka_env, HOME=str(tmp_path))
+    example = Path(__file__).resolve().parents[2] / "examples" / "litellm_router.py"
+    result = subprocess.run(
+        [sys.executable, str(example), mock.base_url], env=env, cwd=tmp_path,
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "Hello"
+    assert "recorded: 2 delivered, 0 in the outbox" in result.stdout
+    values = [json.loads(m.value()) for m in read_topic(kafka_bootstrap, topic)]
+    assert {v["correlation_id"] for v in values} == {"example-request-1"}
+    assert sorted(v["payload"]["selection_criteria"]["status"] for v in values) == [
+        "error", "success"]  # fmt: skip
