@@ -34,6 +34,9 @@ sys.path.insert(0, str(ROOT / "src"))
 os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
 )
+# LiteLLM (the [litellm] extra) would fetch its price map from the internet at import: use the
+# copy it ships, as the docs tell offline users to.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 #: The script that controls the local services; point it at another copy (with its own ports)
 #: to run outage tests against a private broker: PROVIDER_EVENTS_DEV_SERVICES=/x/dev/services.sh
 SERVICES = Path(os.environ.get("PROVIDER_EVENTS_DEV_SERVICES", str(ROOT / "dev" / "services.sh")))
