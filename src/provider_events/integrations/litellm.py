@@ -43,6 +43,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -53,7 +54,7 @@ from provider_events.errors import ProviderEventsError
 
 if TYPE_CHECKING:
     from provider_events.events._envelope import OutgoingEvent
-    from provider_events.publish._publisher import Publisher
+    from provider_events.publish._publisher import Delivery, Publisher
 
 __all__ = ["CallRecord", "ProviderEventsLogger", "handler", "record_from_litellm"]
 
@@ -64,42 +65,34 @@ CORRELATION_KEY = "provider_events_correlation_id"
 _MAX_TEXT = 200
 
 
+@dataclass(slots=True)
 class CallRecord:
     """What one LiteLLM call tells us, copied out of its logging payload (plain values only)."""
 
-    __slots__ = (
-        "api_base",
-        "attempted_fallbacks",
-        "attempted_retries",
-        "cache_read_tokens",
-        "cache_write_tokens",
-        "call_id",
-        "correlation_id",
-        "cost_usd",
-        "deployment_id",
-        "ended_at",
-        "error_class",
-        "fallback_from",
-        "input_tokens",
-        "latency_ms",
-        "model_group",
-        "output_tokens",
-        "provider",
-        "requested_model",
-        "routing_strategy",
-        "served_model",
-        "started_at",
-        "status",
-        "stream",
-        "ttft_ms",
-    )
-
-    def __init__(self, **values: Any) -> None:
-        for name in self.__slots__:
-            setattr(self, name, values.get(name))
-
-    def as_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}
+    provider: str
+    served_model: str
+    requested_model: str
+    correlation_id: str
+    status: str  # "success" | "error"
+    call_id: str = ""
+    model_group: str = ""
+    deployment_id: str = ""
+    routing_strategy: str = ""
+    api_base: str = ""
+    attempted_fallbacks: int = 0
+    attempted_retries: int = 0
+    fallback_from: list[str] = field(default_factory=list)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float | None = None
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    error_class: str = ""
+    stream: bool = False
 
 
 def _text(value: Any, default: str = "") -> str:
@@ -148,9 +141,8 @@ def record_from_litellm(
     """Copy what a selection and its outcome need out of LiteLLM's callback arguments."""
     slo: Mapping[str, Any] = kwargs.get("standard_logging_object") or {}
     params: Mapping[str, Any] = kwargs.get("litellm_params") or {}
-    metadata: Mapping[str, Any] = params.get("metadata") or {}
-    if not isinstance(metadata, Mapping):
-        metadata = {}
+    raw_metadata: Any = params.get("metadata") or {}
+    metadata: Mapping[str, Any] = raw_metadata if isinstance(raw_metadata, Mapping) else {}
     slo_meta = slo.get("metadata") or {}
     requester = (
         slo_meta.get("requester_metadata") if isinstance(slo_meta, Mapping) else None
@@ -315,7 +307,7 @@ def selection_fields(record: CallRecord, *, tenant_id: str | None = None) -> dic
     }
 
 
-class ProviderEventsLogger(CustomLogger):  # type: ignore[misc]  # litellm ships no type stubs
+class ProviderEventsLogger(CustomLogger):
     """LiteLLM ``CustomLogger`` publishing a selection (and outcome) per call, off the caller's path.
 
     ``publisher``: a :class:`~provider_events.Publisher` (default: one from the environment's
@@ -337,7 +329,7 @@ class ProviderEventsLogger(CustomLogger):  # type: ignore[misc]  # litellm ships
         self._publisher = publisher
         self._correlation_key = correlation_key
         self._tenant_id = tenant_id
-        self._queue: queue.Queue[CallRecord | None] = queue.Queue(maxsize=max_queue)
+        self._queue: queue.Queue[CallRecord | _Marker | None] = queue.Queue(maxsize=max_queue)
         self._batch_size = batch_size
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._seen_lock = threading.Lock()
@@ -474,12 +466,12 @@ class ProviderEventsLogger(CustomLogger):  # type: ignore[misc]  # litellm ships
         """The outcome event, once the catalog has one (see ``usage``); none before."""
         return []
 
-    def _publish(self, records: Sequence[CallRecord], delivery: str) -> None:
+    def _publish(self, records: Sequence[CallRecord], delivery: Delivery) -> None:
         try:
             events = self._events(records)
             if not events:
                 return
-            results = self.publisher.send_many_sync(events, delivery)  # type: ignore[arg-type]
+            results = self.publisher.send_many_sync(events, delivery)
             for result in results:
                 if result.delivered or result.status.value in {"stored", "queued"}:
                     self.stats["published"] += 1
@@ -533,11 +525,12 @@ class ProviderEventsLogger(CustomLogger):  # type: ignore[misc]  # litellm ships
             self._spool(left)
 
 
-class _Marker(CallRecord):
+class _Marker:
     """A queue item that only signals the worker reached it (see :meth:`flush`)."""
 
+    __slots__ = ("done",)
+
     def __init__(self, done: threading.Event) -> None:
-        super().__init__()
         self.done = done
 
 
