@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from tests.mock_llm import ANTHROPIC_USAGE, OPENAI_USAGE, MockServer, mock_llm_s
 from tests.support import cli_env, migrated_schema, read_topic, run_cli  # noqa: E402
 
 MESSAGES = [{"role": "user", "content": "hi"}]
+SELECTED = "omninode.agent.provider.selected.v1"
+COMPLETED = "omninode.agent.provider.completed.v1"
 
 
 def settings_for(bootstrap: str, topic: str, state: Path, **env: str) -> Settings:
@@ -124,8 +127,30 @@ def test_every_call_is_a_selection_on_the_broker_and_a_row_in_postgres(
     assert logger.flush(30)
     assert logger.stats["errors"] == 0 and logger.stats["rejected"] == 0
 
-    values = [json.loads(m.value()) for m in read_topic(kafka_bootstrap, topic)]
-    assert len(values) == 7 == logger.stats["published"], _criteria(values)
+    everything = [json.loads(m.value()) for m in read_topic(kafka_bootstrap, topic)]
+    values = [v for v in everything if v["event_type"] == SELECTED]
+    outcomes = [v["payload"] for v in everything if v["event_type"] == COMPLETED]
+    assert len(values) == 7 == len(outcomes), _criteria(values)
+    assert logger.stats["published"] == 14
+    # Each call's outcome is keyed like its selection and says what it measured.
+    assert Counter(v["correlation_id"] for v in values) == Counter(
+        o["correlation_id"] for o in outcomes
+    )
+    assert sorted(o["status"] for o in outcomes) == ["error"] * 2 + ["ok"] * 5
+    for o in outcomes:
+        assert o["agent"] == "litellm"
+        if o["status"] == "ok" and o["provider_name"] == "openai":
+            assert o["cost_source"] == "reported" and o["cost_usd"] > 0
+            assert o["input_tokens"] > 0 and o["latency_ms"] >= 0
+        elif o["status"] == "ok":  # LiteLLM prices this one at $0 here: unpriced, never free
+            assert o["cost_source"] == "unpriced" and o["cost_usd"] is None
+            assert o["input_tokens"] > 0
+        else:
+            assert o["cost_source"] == "unpriced" and o["cost_usd"] is None
+            assert o["error"] == "InternalServerError"
+    claude_outcomes = [o for o in outcomes if o["provider_name"] == "anthropic"]
+    assert [o["cache_read_tokens"] for o in claude_outcomes] == [
+        ANTHROPIC_USAGE["cache_read_input_tokens"]] * 2  # fmt: skip
     by_status: dict[str, list[dict[str, Any]]] = {}
     for value in values:
         payload = value["payload"]
@@ -178,6 +203,11 @@ def test_every_call_is_a_selection_on_the_broker_and_a_row_in_postgres(
                 "SELECT provider_name, model_name, selection_criteria"
                 " FROM provider_selection_events WHERE source = 'litellm'"
             ).fetchall()
+            stored_outcomes = conn.execute(
+                "SELECT status, cost_source, requested_model, model_name FROM provider_outcomes"
+            ).fetchall()
+    assert len(stored_outcomes) == 7
+    assert ("ok", "reported", "primary", "gpt-4o-mini") in stored_outcomes
     assert len(rows) == 7
     assert sorted((r[0], r[1]) for r in rows) == sorted(
         (v["payload"]["provider_name"], v["payload"]["model_name"]) for v in values
@@ -198,8 +228,8 @@ def test_a_dead_broker_never_blocks_or_fails_the_caller(
                                     api_key="k", messages=MESSAGES)  # fmt: skip
         assert answer.choices[0].message.content == "Hello"
     assert logger.flush(30)
-    assert logger.stats["not_delivered"] == 5 and logger.stats["errors"] == 0, logger.stats
-    assert Outbox(settings.resolved_outbox_path).pending() == 5
+    assert logger.stats["not_delivered"] == 10 and logger.stats["errors"] == 0, logger.stats
+    assert Outbox(settings.resolved_outbox_path).pending() == 10  # 5 selections, 5 outcomes
 
 
 def test_a_full_queue_spools_instead_of_dropping(
@@ -215,7 +245,7 @@ def test_a_full_queue_spools_instead_of_dropping(
                            api_key="k", messages=MESSAGES)  # fmt: skip
     assert logger.flush(30)
     assert logger.stats["calls"] == 4 and logger.stats["queue_full"] >= 1, logger.stats
-    assert Outbox(settings.resolved_outbox_path).pending() == 4
+    assert Outbox(settings.resolved_outbox_path).pending() == 8
 
 
 def test_importing_provider_events_never_imports_litellm() -> None:
@@ -240,8 +270,9 @@ def test_the_example_runs_and_records_its_fallback(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == "Hello"
-    assert "recorded: 2 delivered, 0 in the outbox" in result.stdout
+    assert "recorded: 4 delivered, 0 in the outbox" in result.stdout  # 2 selections, 2 outcomes
     values = [json.loads(m.value()) for m in read_topic(kafka_bootstrap, topic)]
+    values = [v for v in values if v["event_type"] == SELECTED]
     assert {v["correlation_id"] for v in values} == {"example-request-1"}
     assert sorted(v["payload"]["selection_criteria"]["status"] for v in values) == [
         "error", "success"]  # fmt: skip

@@ -39,8 +39,10 @@ import contextlib
 import logging
 import math
 import queue
+import socket
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -54,9 +56,17 @@ from provider_events.errors import ProviderEventsError
 
 if TYPE_CHECKING:
     from provider_events.events._envelope import OutgoingEvent
+    from provider_events.events._models import ProviderCompletedPayloadV1
     from provider_events.publish._publisher import Delivery, Publisher
 
-__all__ = ["CallRecord", "ProviderEventsLogger", "handler", "record_from_litellm"]
+__all__ = [
+    "CallRecord",
+    "ProviderEventsLogger",
+    "completion_payload",
+    "handler",
+    "record_from_litellm",
+    "selection_fields",
+]
 
 log = logging.getLogger("provider_events.litellm")
 
@@ -210,7 +220,7 @@ def record_from_litellm(
         cache_write_tokens=cache_write,
         call_id=call_id,
         correlation_id=correlation,
-        cost_usd=_number(slo.get("response_cost")) if not failed else None,
+        cost_usd=_reported_cost(slo, failed),
         deployment_id=_text(metadata.get("model_info", {}).get("id"))
         if isinstance(metadata.get("model_info"), Mapping)
         else _text(slo.get("model_id")),
@@ -230,6 +240,15 @@ def record_from_litellm(
         stream=stream,
         ttft_ms=ttft if ttft is not None and ttft >= 0 else None,
     )
+
+
+def _reported_cost(slo: Mapping[str, Any], failed: bool) -> float | None:
+    """LiteLLM's ``response_cost``; ``None`` (unpriced) for a failed call, and for $0 on a call
+    that used tokens: LiteLLM reports 0 when it has no price for the model, and an unpriced
+    call must never read as free."""
+    cost = None if failed else _number(slo.get("response_cost"))
+    used = _count(slo.get("prompt_tokens")) + _count(slo.get("completion_tokens"))
+    return None if cost == 0.0 and used > 0 else cost
 
 
 def _strip_provider(model: str, provider: str) -> str:
@@ -305,6 +324,48 @@ def selection_fields(record: CallRecord, *, tenant_id: str | None = None) -> dic
         "source": "litellm",
         "selected_at": selected_at,
     }
+
+
+#: UUIDv5 namespace of LiteLLM outcome ids: ``uuid5(NS, f"{call id}:{status}")``.
+LITELLM_OUTCOME_NAMESPACE = uuid.UUID("0c6c3a52-95d4-4f0e-8a41-5a3f0e1f7d27")
+
+
+def completion_payload(record: CallRecord) -> ProviderCompletedPayloadV1:
+    """The completion event's payload for one call (raises ``ValueError`` if invalid)."""
+    from provider_events.events._models import ProviderCompletedPayloadV1
+
+    ended = record.ended_at if record.ended_at is not None else time.time()
+    key = record.call_id or f"{record.correlation_id}:{record.started_at}:{record.served_model}"
+    return ProviderCompletedPayloadV1(
+        outcome_id=uuid.uuid5(LITELLM_OUTCOME_NAMESPACE, f"{key}:{record.status}"),
+        correlation_id=record.correlation_id,
+        provider_name=record.provider,
+        model_name=record.served_model,
+        requested_model=record.requested_model or None,
+        completed_at=datetime.fromtimestamp(ended, UTC),
+        agent="litellm",
+        host=_text(socket.gethostname()) or None,
+        input_tokens=record.input_tokens,
+        output_tokens=record.output_tokens,
+        cache_read_tokens=record.cache_read_tokens,
+        cache_write_5m_tokens=record.cache_write_tokens,
+        cost_usd=record.cost_usd,
+        cost_source="reported" if record.cost_usd is not None else "unpriced",
+        status="ok" if record.status == "success" else "error",
+        error=record.error_class or None,
+        latency_ms=record.latency_ms,
+        request_id=record.call_id or None,
+    )
+
+
+def build_completion(
+    payload: ProviderCompletedPayloadV1, publisher: Publisher, tenant_id: str | None
+) -> OutgoingEvent:
+    from provider_events.events._envelope import build_provider_completion
+
+    return build_provider_completion(
+        payload, settings=publisher.settings, tenant_id=tenant_id, source="litellm"
+    )
 
 
 class ProviderEventsLogger(CustomLogger):
@@ -463,8 +524,18 @@ class ProviderEventsLogger(CustomLogger):
         return events
 
     def _completion_events(self, record: CallRecord) -> list[OutgoingEvent]:
-        """The outcome event, once the catalog has one (see ``usage``); none before."""
-        return []
+        """The call's measured outcome (``omninode.agent.provider.completed.v1``), keyed like
+        its selection: tokens, LiteLLM's cost (``reported``, or ``unpriced`` when LiteLLM had
+        none), latency, and the status or error class."""
+        from provider_events.errors import InvalidEventError
+
+        try:
+            payload = completion_payload(record)
+            return [build_completion(payload, self.publisher, self._tenant_id)]
+        except (InvalidEventError, ValueError, TypeError) as exc:
+            self.stats["rejected"] += 1
+            log.warning("provider-events: LiteLLM outcome not recorded: %s", exc)
+            return []
 
     def _publish(self, records: Sequence[CallRecord], delivery: Delivery) -> None:
         try:
