@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.support import IN_CI, Kcat, create_topic, installed
+from tests.support import IN_CI, Kcat, create_topic, installed, relay_processes
 from tests.support import reachable as _reachable
 from tests.support import unavailable as _unavailable
 
@@ -215,31 +215,6 @@ def _close_producers() -> Iterator[None]:
 
 
 # -- detached relays: none may outlive the test that started it, nor the suite ----------------
-def relay_processes(root: Path) -> list[int]:
-    """Pids of ``provider_events.cli relay --detached`` processes whose state directory or
-    outbox lies under ``root`` (read from /proc: their command line and environment)."""
-    found = []
-    prefix = str(root)
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-            if b"provider_events.cli" not in argv or b"--detached" not in argv:
-                continue
-            environ = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        for item in environ:
-            name, _, value = item.partition(b"=")
-            if name in (b"PROVIDER_EVENTS_STATE_DIR", b"PROVIDER_EVENTS_OUTBOX") and (
-                os.fsdecode(value).startswith(prefix)
-            ):
-                found.append(int(entry.name))
-                break
-    return found
-
-
 def stop_relays(root: Path, grace: float = 10.0) -> list[int]:
     """SIGTERM the relays under ``root`` (they stop after the batch in flight), SIGKILL what is
     left after ``grace`` seconds; returns the pids found."""

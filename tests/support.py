@@ -330,3 +330,28 @@ def read_topic(
         return out
     finally:
         reader.close()
+
+
+def relay_processes(root: Path) -> list[int]:
+    """Pids of ``provider_events.cli relay --detached`` processes whose state directory or
+    outbox lies under ``root`` (read from /proc: their command line and environment)."""
+    found = []
+    prefix = str(root)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if b"provider_events.cli" not in argv or b"--detached" not in argv:
+                continue
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for item in environ:
+            name, _, value = item.partition(b"=")
+            if name in (b"PROVIDER_EVENTS_STATE_DIR", b"PROVIDER_EVENTS_OUTBOX") and (
+                os.fsdecode(value).startswith(prefix)
+            ):
+                found.append(int(entry.name))
+                break
+    return found

@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import relay_processes
 from provider_events import load_settings
 from provider_events.publish._outbox import Outbox
 from provider_events.publish._relay import destination_of
-from tests.support import create_topic
+from tests.support import create_topic, relay_processes
 
 pytestmark = pytest.mark.integration
 CLI = [sys.executable, "-m", "provider_events.cli"]
