@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -206,6 +207,10 @@ def test_every_call_is_a_selection_on_the_broker_and_a_row_in_postgres(
             stored_outcomes = conn.execute(
                 "SELECT status, cost_source, requested_model, model_name FROM provider_outcomes"
             ).fetchall()
+            routing = _routing(
+                result_env(schema.dsn, kafka_bootstrap, topic), tmp_path, "postgresql"
+            )
+    assert routing == EXPECTED_ROUTING
     assert len(stored_outcomes) == 7
     assert ("ok", "reported", "primary", "gpt-4o-mini") in stored_outcomes
     assert len(rows) == 7
@@ -213,6 +218,41 @@ def test_every_call_is_a_selection_on_the_broker_and_a_row_in_postgres(
         (v["payload"]["provider_name"], v["payload"]["model_name"]) for v in values
     )
     assert sum(r[2]["fallbacks_attempted"] for r in rows) == 1
+
+
+#: per provider, for the calls of _run_calls: the router's two (its failed primary, the
+#: fallback that served) differ from the model group asked for; one fallback; two failures
+EXPECTED_ROUTING = {
+    "anthropic": {"calls": 2, "served_differs": 0, "fallbacks": 0, "errors": 0},
+    "openai": {"calls": 5, "served_differs": 2, "fallbacks": 1, "errors": 2},
+}
+
+
+def result_env(dsn: str, bootstrap: str, topic: str) -> dict[str, str]:
+    return cli_env(dsn, bootstrap, topic)
+
+
+def _routing(env: dict[str, str], cwd: Path, store: str) -> dict[str, dict[str, int]]:
+    """``stats --json``'s routing section, per provider (the counts)."""
+    done = run_cli("stats", "--since", "2h", "--store", store, "--json", env=env, cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    providers = json.loads(done.stdout)["routing"]["providers"]
+    keys = ("calls", "served_differs", "fallbacks", "errors")
+    return {p["provider_name"]: {k: p[k] for k in keys} for p in providers}
+
+
+def test_routing_answers_are_the_same_on_the_embedded_store(
+    mock: MockServer, logger_for: Any, tmp_path: Path
+) -> None:
+    """With no Kafka (the embedded store) the same calls give the same routing answers."""
+    state = tmp_path / "state"
+    settings = settings_for("127.0.0.1:1", "litellm.test", state, PROVIDER_EVENTS_SINK="local")
+    logger = logger_for(Publisher(settings))
+    _run_calls(mock.base_url, f"req-{uuid.uuid4().hex[:8]}")
+    assert logger.flush(30) and logger.stats["published"] == 14, logger.stats
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(PROVIDER_EVENTS_STATE_DIR=str(state), HOME=str(tmp_path))
+    assert _routing(env, tmp_path, "local") == EXPECTED_ROUTING
 
 
 def test_a_dead_broker_never_blocks_or_fails_the_caller(

@@ -76,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
     measured = _measured(args, window, data["cost"]) if args.section == "all" else None
     if measured is not None:
         data["measured"] = measured
+    routing = _routing(args, window) if args.section == "all" else None
+    if routing is not None:
+        data["routing"] = routing
     if args.json:
         if args.section != "all":
             data = {k: v for k, v in data.items() if k not in SECTIONS or k == args.section}
@@ -98,7 +101,66 @@ def run(args: argparse.Namespace) -> int:
     render_stats(console, stats, args.section)
     if measured:
         _render_measured(console, measured)
+    if routing:
+        _render_routing(console, routing)
     return 0
+
+
+def _routing(args: argparse.Namespace, window: Any) -> dict[str, Any] | None:
+    """What routers (the LiteLLM callback) recorded: requested vs served model, fallback and
+    error rates per provider; ``None`` when no router recorded a call in the window."""
+    from provider_events.analytics._routing import routing_answer
+    from provider_events.cli._common import EXIT_FAILED, fail, settings_or_exit
+    from provider_events.errors import DatabaseError, OutboxError
+    from provider_events.usage._answers import open_usage_store
+
+    try:
+        store = open_usage_store(settings_or_exit(), args.store)
+    except DatabaseError as exc:
+        if "outcome tables are missing" in str(exc):
+            return None
+        raise SystemExit(fail(str(exc), EXIT_FAILED)) from None
+    except OutboxError as exc:
+        raise SystemExit(fail(str(exc), EXIT_FAILED)) from None
+    try:
+        answer = routing_answer(store, window.since, window.until, window.tenant)
+    except DatabaseError as exc:
+        raise SystemExit(fail(str(exc), EXIT_FAILED)) from None
+    finally:
+        store.close()
+    return answer if answer["providers"] else None
+
+
+def _render_routing(console: Any, routing: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title="Routing (LiteLLM): requested vs served, fallbacks", title_justify="left")
+    for col in ("provider", "calls", "served != requested", "fallbacks", "errors"):
+        table.add_column(col, justify="left" if col == "provider" else "right")
+    for r in routing["providers"]:
+        table.add_row(
+            r["provider_name"],
+            str(r["calls"]),
+            f"{r['served_differs']} ({r['served_differs_share']:.0%})",
+            f"{r['fallbacks']} ({r['fallback_share']:.0%})",
+            f"{r['errors']} ({r['error_share']:.0%})",
+        )
+    console.print(table)
+    pairs = Table(title="Requested -> served model", title_justify="left")
+    for col in ("provider", "requested", "served", "calls", "fallbacks", "errors"):
+        pairs.add_column(
+            col, justify="right" if col in ("calls", "fallbacks", "errors") else "left"
+        )
+    for r in routing["pairs"]:
+        pairs.add_row(
+            r["provider_name"],
+            r["requested_model"],
+            r["served_model"],
+            str(r["calls"]),
+            str(r["fallbacks"]),
+            str(r["errors"]),
+        )
+    console.print(pairs)
 
 
 def _measured(args: argparse.Namespace, window: Any, declared: Any) -> list[dict[str, Any]] | None:
