@@ -253,6 +253,12 @@ def test_routing_answers_are_the_same_on_the_embedded_store(
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env.update(PROVIDER_EVENTS_STATE_DIR=str(state), HOME=str(tmp_path))
     assert _routing(env, tmp_path, "local") == EXPECTED_ROUTING
+    report = tmp_path / "r.html"
+    done = run_cli("report", "--since", "2h", "--store", "local", "--html", str(report), env=env,
+                   cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    html = report.read_text()
+    assert "Routing (LiteLLM)" in html and "20% by a fallback" in html
 
 
 def test_a_dead_broker_never_blocks_or_fails_the_caller(

@@ -104,7 +104,28 @@ def build_report(
     stats = collect_stats(backend, window, "provider")
     recs = recommend(backend, window, opts) if stats.total_selections else []
     hourly = backend.totals(window, ("hour", "provider_name")) if stats.total_selections else {}
-    return render_report(stats, recs, hourly, now=now, measured=_measured(backend, window))
+    return render_report(
+        stats,
+        recs,
+        hourly,
+        now=now,
+        measured=_measured(backend, window),
+        routing=_routing(backend, window),
+    )
+
+
+def _routing(backend: Backend, window: Window) -> dict[str, Any] | None:
+    """What routers (the LiteLLM callback) recorded in the window, from the same store."""
+    from provider_events.analytics._routing import routing_answer
+    from provider_events.usage._answers import UsageStore
+
+    conn = getattr(backend, "_conn", None)
+    if conn is None:
+        return None
+    dialect = "sqlite" if backend.dialect == "sqlite" else "postgresql"
+    store = UsageStore(dialect, conn, backend.location)  # borrowed: not closed here
+    answer = routing_answer(store, window.since, window.until, window.tenant)
+    return answer if answer["providers"] else None
 
 
 def _measured(backend: Backend, window: Window) -> dict[tuple[str, str], dict[str, Any]]:
@@ -130,6 +151,7 @@ def render_report(
     hourly: dict[tuple[Any, ...], Measures],
     now: datetime | None = None,
     measured: dict[tuple[str, str], dict[str, Any]] | None = None,
+    routing: dict[str, Any] | None = None,
 ) -> str:
     """Lay out already-computed answers (I/O free; the tests feed it directly too)."""
     window = stats.window
@@ -154,6 +176,8 @@ def render_report(
         sections.append(_recommendations_section(recs, color))
         if measured and any(m["outcomes"] for m in measured.values()):
             sections.append(_measured_section(stats, measured, color))
+        if routing:
+            sections.append(_routing_section(routing, color))
     else:
         sections.append(
             card(
@@ -443,6 +467,30 @@ def _measured_section(
         _svg.hbars("measured-cost", "Measured cost by provider", bars, width=1240, label_width=260),
         wide=True,
         ident="measured",
+    )
+
+
+def _routing_section(routing: dict[str, Any], color: _Colors) -> str:
+    """Per provider: calls a router recorded, with how many a fallback served, how many were
+    served by another model than the one asked for, and how many failed."""
+    bars = [
+        Bar(
+            r["provider_name"],
+            r["calls"],
+            color(r["provider_name"]),
+            f"{r['calls']:,} calls · {r['fallback_share']:.0%} by a fallback · "
+            f"{r['served_differs_share']:.0%} served by another model · "
+            f"{r['error_share']:.0%} failed",
+            title=r["provider_name"],
+        )
+        for r in routing["providers"]
+    ]
+    return card(
+        "Routing (LiteLLM)",
+        "calls a router recorded: requested vs served model, fallbacks and failures",
+        _svg.hbars("routing", "Routing by provider", bars, width=1240, label_width=260),
+        wide=True,
+        ident="routing",
     )
 
 
