@@ -355,3 +355,19 @@ def relay_processes(root: Path) -> list[int]:
                 found.append(int(entry.name))
                 break
     return found
+
+
+def publisher_settings(bootstrap: str, topic: str, state: Path, **env: str) -> Settings:
+    """Settings of an in-process publisher aimed at ``topic``, its outbox in ``state``, no
+    detached relay, a 10 s delivery bound (``env`` overrides), from no process environment."""
+    from provider_events.settings import load_settings
+
+    environ = {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "PROVIDER_EVENTS_TOPIC": topic,
+        "PROVIDER_EVENTS_STATE_DIR": str(state),
+        "PROVIDER_EVENTS_RELAY_AUTOSTART": "false",
+        "PROVIDER_EVENTS_DELIVERY_TIMEOUT": "10",
+        **env,
+    }
+    return load_settings(environ=environ, dotenv=state / "none.env")

@@ -20,28 +20,18 @@ import pytest
 
 litellm = pytest.importorskip("litellm")  # the [litellm] extra; installed by make install
 
-from provider_events import Publisher, load_settings  # noqa: E402
+from provider_events import Publisher  # noqa: E402
 from provider_events.integrations.litellm import ProviderEventsLogger  # noqa: E402
 from provider_events.publish._outbox import Outbox  # noqa: E402
-from provider_events.settings import Settings  # noqa: E402
 from tests.mock_llm import ANTHROPIC_USAGE, OPENAI_USAGE, MockServer, mock_llm_server  # noqa: E402
-from tests.support import cli_env, migrated_schema, read_topic, run_cli  # noqa: E402
+from tests.support import cli_env, migrated_schema, publisher_settings, read_topic, run_cli  # noqa: E402
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 SELECTED = "omninode.agent.provider.selected.v1"
 COMPLETED = "omninode.agent.provider.completed.v1"
 
 
-def settings_for(bootstrap: str, topic: str, state: Path, **env: str) -> Settings:
-    environ = {
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "PROVIDER_EVENTS_TOPIC": topic,
-        "PROVIDER_EVENTS_STATE_DIR": str(state),
-        "PROVIDER_EVENTS_RELAY_AUTOSTART": "false",
-        "PROVIDER_EVENTS_DELIVERY_TIMEOUT": "10",
-        **env,
-    }
-    return load_settings(environ=environ, dotenv=state / "none.env")
+settings_for = publisher_settings
 
 
 @pytest.fixture

@@ -17,13 +17,13 @@ from typing import Any
 
 import pytest
 
-from provider_events import Publisher, load_settings
+from provider_events import Publisher
 from provider_events.events._envelope import OutgoingEvent
 from provider_events.events._validation import decode_envelope
 from provider_events.publish._outbox import Outbox
 from provider_events.publish._publisher import _observers, add_observer
 from provider_events.publish._result import DeliveryStatus, PublishResult
-from provider_events.settings import Settings
+from tests.support import publisher_settings
 
 HEADER_NAMES = [
     "content-type",
@@ -39,16 +39,7 @@ HEADER_NAMES = [
 ]
 
 
-def settings_for(bootstrap: str, topic: str, state: Path, **env: str) -> Settings:
-    environ = {
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "PROVIDER_EVENTS_TOPIC": topic,
-        "PROVIDER_EVENTS_STATE_DIR": str(state),
-        "PROVIDER_EVENTS_RELAY_AUTOSTART": "false",
-        "PROVIDER_EVENTS_DELIVERY_TIMEOUT": "10",
-        **env,
-    }
-    return load_settings(environ=environ, dotenv=state / "none.env")
+settings_for = publisher_settings
 
 
 def selection(i: int, **extra: Any) -> dict[str, Any]:

@@ -110,25 +110,11 @@ def _routing(args: argparse.Namespace, window: Any) -> dict[str, Any] | None:
     """What routers (the LiteLLM callback) recorded: requested vs served model, fallback and
     error rates per provider; ``None`` when no router recorded a call in the window."""
     from provider_events.analytics._routing import routing_answer
-    from provider_events.cli._common import EXIT_FAILED, fail, settings_or_exit
-    from provider_events.errors import DatabaseError, OutboxError
-    from provider_events.usage._answers import open_usage_store
 
-    try:
-        store = open_usage_store(settings_or_exit(), args.store)
-    except DatabaseError as exc:
-        if "outcome tables are missing" in str(exc):
-            return None
-        raise SystemExit(fail(str(exc), EXIT_FAILED)) from None
-    except OutboxError as exc:
-        raise SystemExit(fail(str(exc), EXIT_FAILED)) from None
-    try:
-        answer = routing_answer(store, window.since, window.until, window.tenant)
-    except DatabaseError as exc:
-        raise SystemExit(fail(str(exc), EXIT_FAILED)) from None
-    finally:
-        store.close()
-    return answer if answer["providers"] else None
+    answer = _answer(
+        args, lambda store: routing_answer(store, window.since, window.until, window.tenant)
+    )
+    return answer if answer and answer["providers"] else None
 
 
 def _render_routing(console: Any, routing: dict[str, Any]) -> None:
@@ -163,27 +149,52 @@ def _render_routing(console: Any, routing: dict[str, Any]) -> None:
     console.print(pairs)
 
 
-def _measured(args: argparse.Namespace, window: Any, declared: Any) -> list[dict[str, Any]] | None:
-    """Measured cost beside the declared one per provider and model (docs/usage.md); ``None``
-    where the store has no outcome tables yet (a PostgreSQL not migrated to 0005)."""
+def _usage_store(args: argparse.Namespace) -> Any:
+    """The store holding outcomes and router calls; ``None`` for a PostgreSQL not migrated to
+    0005 yet (those answers are then left out). Other errors end the command."""
     from provider_events.cli._common import EXIT_FAILED, fail, settings_or_exit
     from provider_events.errors import DatabaseError, OutboxError
-    from provider_events.usage._answers import measured_beside_declared, open_usage_store
+    from provider_events.usage._answers import open_usage_store
 
     try:
-        store = open_usage_store(settings_or_exit(), args.store)
+        return open_usage_store(settings_or_exit(), args.store)
     except DatabaseError as exc:
         if "outcome tables are missing" in str(exc):
             return None
         raise SystemExit(fail(str(exc), EXIT_FAILED)) from None
     except OutboxError as exc:
         raise SystemExit(fail(str(exc), EXIT_FAILED)) from None
+
+
+def _answer(args: argparse.Namespace, ask: Any) -> Any:
+    """``ask(store)`` on the usage store; ``None`` when it has no outcome tables."""
+    from provider_events.cli._common import EXIT_FAILED, fail
+    from provider_events.errors import DatabaseError
+
+    store = _usage_store(args)
+    if store is None:
+        return None
     try:
-        rows = measured_beside_declared(store, window.since, window.until, window.tenant, declared)
+        return ask(store)
     except DatabaseError as exc:
         raise SystemExit(fail(str(exc), EXIT_FAILED)) from None
     finally:
         store.close()
+
+
+def _measured(args: argparse.Namespace, window: Any, declared: Any) -> list[dict[str, Any]] | None:
+    """Measured cost beside the declared one per provider and model (docs/usage.md); ``None``
+    where the store has no outcome tables yet (a PostgreSQL not migrated to 0005)."""
+    from provider_events.usage._answers import measured_beside_declared
+
+    rows = _answer(
+        args,
+        lambda store: measured_beside_declared(
+            store, window.since, window.until, window.tenant, declared
+        ),
+    )
+    if rows is None:
+        return None
     return rows if any(r["outcomes"] for r in rows) else []
 
 
