@@ -88,6 +88,10 @@ def claude() -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
+SELECTED = "omninode.agent.provider.selected.v1"
+COMPLETED = "omninode.agent.provider.completed.v1"
+
+
 def _port() -> int:
     for port in MOCK_PORTS:
         with socket.socket() as probe:
@@ -167,12 +171,19 @@ def _check(
         timeout=120,
     )
     assert relay.returncode == 0, relay.stderr
-    messages = kcat.consume(topic)
-    assert all(m.envelope["payload"]["model_name"] != "unknown" for m in messages)
+    everything = kcat.consume(topic)
+    assert all(m.envelope["payload"]["model_name"] != "unknown" for m in everything)
+    # At Stop the hook also publishes the turn's measured outcomes (completion events).
+    messages = [m for m in everything if m.envelope["event_type"] == SELECTED]
+    outcomes = [m for m in everything if m.envelope["event_type"] == COMPLETED]
     lines = []
     for run, session, main_models, sub_models in runs:
         events = sorted((m for m in messages if m.key == session), key=lambda m: m.offset)
         payloads = [m.envelope["payload"] for m in events]
+        measured = [m.envelope["payload"] for m in outcomes if m.key == session]
+        assert measured, f"{run.name}: no outcome published at Stop"
+        assert {o["model_name"] for o in measured} <= set(main_models) | set(sub_models)
+        assert all(o["output_tokens"] > 0 for o in measured), run.name
         turns = [p["selection_criteria"]["claude_code"]["turn"] for p in payloads]
         assert turns == (["subagent", "main"] if run.subagent else ["main"]), run.name
         assert len(set(main_models)) == 1, f"{run.name}: the mock saw {main_models}"
@@ -191,7 +202,7 @@ def _check(
         lines.append(
             f"{run.name}: {len(events)} event(s), model {main['model_name']}"
             + (f", sub-agent {payloads[0]['model_name']}" if run.subagent else "")
-            + f", {requests} request(s)"
+            + f", {requests} request(s), {len(measured)} outcome(s)"
         )
     return lines
 
