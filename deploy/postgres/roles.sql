@@ -81,6 +81,26 @@ BEGIN
         EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', fn);
     END LOOP;
 END $$;
+-- Since migration 0004 the consumer's batch writer folds its own batches into the rollups
+-- (provider_events_apply_deltas(), run as the consumer: it reads the session's own temporary
+-- delta tables, which a SECURITY DEFINER owner could not), so the consumer writes the rollup
+-- tables; and its last resort for a message no DLQ accepts is the dead-letter table.
+SELECT to_regclass(format('%I.provider_events_dead_letters', :'schema')) IS NOT NULL AS writer_rollups
+\gset
+\if :writer_rollups
+GRANT SELECT, INSERT, UPDATE ON
+    :"schema".provider_selection_rollup_hourly,
+    :"schema".provider_selection_reasons_hourly,
+    :"schema".provider_selection_hist_hourly,
+    :"schema".provider_selection_hist_daily,
+    :"schema".provider_selection_hist_hourly_all,
+    :"schema".provider_selection_hist_daily_all,
+    :"schema".provider_selection_hist_hourly_provider,
+    :"schema".provider_selection_hist_daily_provider,
+    :"schema".provider_selection_hist_hourly_tenant
+    TO :"consumer";
+GRANT INSERT, SELECT ON :"schema".provider_events_dead_letters TO :"consumer";
+\endif
 -- Measured outcomes (migration 0005): the consumer's second writer inserts outcomes and folds
 -- them into the hourly rollup itself (no trigger), and the spend gauges read the budgets.
 SELECT to_regclass(format('%I.provider_outcomes', :'schema')) IS NOT NULL AS outcomes

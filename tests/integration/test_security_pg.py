@@ -31,6 +31,7 @@ from _secure_kafka import cli as run_cli
 from psycopg import errors as pg_errors
 from psycopg import sql
 
+from provider_events.store import ROLLUP_TABLES
 from tests.support import CLI
 
 pytestmark = pytest.mark.integration
@@ -382,9 +383,10 @@ def test_least_privilege_roles_migrate_consume_and_read(
 
 
 def test_consumer_and_reader_cannot_change_the_table(roles: Roles) -> None:
-    """The consumer's only table privileges are INSERT and SELECT on the events table: it cannot
-    DROP, ALTER, UPDATE, DELETE or TRUNCATE it, touch the rollups, create objects, or use the
-    identity sequence directly; the reader cannot write."""
+    """The consumer may only add: INSERT and SELECT on the events, dead-letter and outcome
+    tables, and INSERT/UPDATE on the rollups it folds its batches into. It cannot DROP, ALTER,
+    UPDATE, DELETE or TRUNCATE the events, delete rollups, create objects, or use the identity
+    sequence directly; the reader cannot write."""
     with roles.pg.admin(DB) as conn:
         granted = conn.execute(
             "SELECT c.relname, p.priv FROM pg_class c"
@@ -394,10 +396,24 @@ def test_consumer_and_reader_cannot_change_the_table(roles: Roles) -> None:
             " AND has_table_privilege(%s, c.oid, p.priv)",
             [SCHEMA, CONSUMER],
         ).fetchall()
-    assert sorted(granted) == [
-        ("provider_selection_events", "INSERT"),
-        ("provider_selection_events", "SELECT"),
-    ]
+    rollups = [(table, priv) for table in ROLLUP_TABLES for priv in ("INSERT", "SELECT", "UPDATE")]
+    assert sorted(granted) == sorted(
+        [
+            ("provider_selection_events", "INSERT"),
+            ("provider_selection_events", "SELECT"),
+            # the batch writer folds its batches into the rollups itself (migration 0004)
+            *rollups,
+            ("provider_events_dead_letters", "INSERT"),
+            ("provider_events_dead_letters", "SELECT"),
+            # measured outcomes (0005): its second writer, the spend gauges
+            ("provider_outcomes", "INSERT"),
+            ("provider_outcomes", "SELECT"),
+            ("provider_outcomes_hourly", "INSERT"),
+            ("provider_outcomes_hourly", "SELECT"),
+            ("provider_outcomes_hourly", "UPDATE"),
+            ("provider_budgets", "SELECT"),
+        ]
+    )
     with psycopg.connect(roles.consumer(), autocommit=True) as conn:
         conn.execute("SELECT 1 FROM provider_selection_events LIMIT 0")
         for statement in (
