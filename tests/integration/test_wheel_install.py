@@ -29,6 +29,19 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 MIGRATIONS = sorted(p.name for p in (ROOT / "src/provider_events/store/migrations").glob("*.sql"))
+#: an assistant line as Claude Code 2.1.197 writes it (the real client's recorded transcript)
+ASSISTANT_LINE = next(
+    line
+    for line in (
+        Path(__file__).resolve().parents[1]
+        / "fixtures"
+        / "claude_code_2.1.197"
+        / "transcript.jsonl"
+    )
+    .read_text()
+    .splitlines()
+    if json.loads(line)["type"] == "assistant"
+)
 HOOK_JSON = {
     "session_id": "3b241101-e2bb-4255-8caf-4136c566a962",
     "transcript_path": "/tmp/t.jsonl",
@@ -265,23 +278,33 @@ def test_hook_install_registers_the_venvs_interpreter(installed: Installed) -> N
     assert "shims" not in executable.parts and not command.startswith("PYTHONPATH=")
     assert words[1:] == ["-m", "provider_events.cli", "hook", "claude"]
     state = installed.base / "hook-state"
-    run = subprocess.run(
-        ["sh", "-c", command],
-        input=json.dumps(HOOK_JSON),
-        cwd="/",
-        env={
-            "PATH": "/usr/bin:/bin",
-            "HOME": str(installed.base / "home"),
-            "PROVIDER_EVENTS_STATE_DIR": str(state),
-            "PROVIDER_EVENTS_RELAY_AUTOSTART": "false",
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert (run.returncode, run.stdout) == (0, "")
+    # A real turn's shape: the prompt, then Stop once Claude Code wrote its answer's line.
+    transcript = installed.base / "transcript.jsonl"
+    transcript.write_text("")
+    hook_env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(installed.base / "home"),
+        "PROVIDER_EVENTS_STATE_DIR": str(state),
+        "PROVIDER_EVENTS_RELAY_AUTOSTART": "false",
+        "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",  # nothing delivers: it waits in the outbox
+    }
+    for event in ("UserPromptSubmit", "Stop"):
+        if event == "Stop":
+            transcript.write_text(ASSISTANT_LINE + "\n")
+        payload = {**HOOK_JSON, "hook_event_name": event, "transcript_path": str(transcript)}
+        run = subprocess.run(
+            ["sh", "-c", command],
+            input=json.dumps(payload),
+            cwd="/",
+            env=hook_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert (run.returncode, run.stdout) == (0, "")
     status = installed.run(
-        "outbox", "status", "--json", cwd=where, env={"PROVIDER_EVENTS_STATE_DIR": str(state)}
-    )
+        "outbox", "status", "--json", cwd=where, env={"PROVIDER_EVENTS_STATE_DIR": str(state),
+                                                      "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    )  # fmt: skip
     assert status.returncode == 0, status.stderr
-    assert json.loads(status.stdout)["pending"] == 1
+    assert json.loads(status.stdout)["pending"] == 2  # the turn's selection and its outcome
