@@ -48,6 +48,7 @@ __all__ = [  # noqa: RUF022
     "SettingsFileError",
     "SettingsWriteError",
     "SwitchError",
+    "TranscriptImportError",
     "ValidationResult",
     "__version__",
     "decode_envelope",
@@ -83,6 +84,7 @@ _WHERE = {
     "SettingsFileError": "errors",
     "SettingsWriteError": "errors",
     "SwitchError": "errors",
+    "TranscriptImportError": "errors",
     "OnexEnvelopeV1": "events._models",
     "ProviderSelectedPayloadV1": "events._models",
     "DeliveryStatus": "publish._result",
@@ -121,6 +123,7 @@ if TYPE_CHECKING:
         SettingsFileError,
         SettingsWriteError,
         SwitchError,
+        TranscriptImportError,
     )
     from provider_events.events._catalog import (
         CATALOG,

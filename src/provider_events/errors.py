@@ -16,9 +16,11 @@ The tree::
     │   └── MigrationError            migrations on disk and in the database disagree, or one failed
     ├── KafkaClientError          Kafka reported a fatal error (consumer loop); ``retriable`` says
     │                             whether a restart may help
-    └── SwitchError               a provider switch or settings.json edit was refused (nothing written)
-        ├── SettingsFileError     settings.json is unreadable or malformed; left untouched
-        └── SettingsWriteError    settings.json could not be written (or kept changing)
+    ├── SwitchError               a provider switch or settings.json edit was refused (nothing written)
+    │   ├── SettingsFileError     settings.json is unreadable or malformed; left untouched
+    │   └── SettingsWriteError    settings.json could not be written (or kept changing)
+    └── TranscriptImportError     measured outcomes could not be published, or the import's
+                                  state (what was read) could not be kept
 
 Transport problems (Kafka down, timeouts) are never raised by the publish calls: they come back
 as a :class:`~provider_events.PublishResult` whose ``status`` says what happened and whose
@@ -61,6 +63,7 @@ __all__ = [
     "SettingsFileError",
     "SettingsWriteError",
     "SwitchError",
+    "TranscriptImportError",
 ]
 
 
@@ -177,3 +180,7 @@ class SettingsWriteError(SwitchError):
     """settings.json could not be written, or kept changing under us; it was not changed."""
 
     exit_code = ExitCode.FAILED
+
+
+class TranscriptImportError(ProviderEventsError):
+    """Outcomes could not be published or the import state could not be kept."""

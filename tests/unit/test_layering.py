@@ -31,13 +31,18 @@ ALLOWED: dict[str, set[str]] = {
     "events": {"errors", "settings"},
     "store": BASE | {"events"},
     "publish": BASE | {"events", "store"},
-    "observability": BASE | {"events", "store", "publish"},
+    # the spend-over-budget gauges read today's spend and the budgets from usage/
+    "observability": BASE | {"events", "store", "publish", "usage"},
     "ingest": BASE | {"events", "store", "publish", "observability"},
-    "integrations": BASE | {"events", "publish"},
-    "analytics": BASE | {"events", "store", "publish", "ingest"},
+    # measured usage: transcripts, prices, budgets; published like any event
+    "usage": BASE | {"events", "store", "publish"},
+    # the hook publishes a turn's outcomes through usage/ (and chooses its sink from store/)
+    "integrations": BASE | {"events", "publish", "store", "usage"},
+    # stats/recommend/report show measured usage beside the declared figures
+    "analytics": BASE | {"events", "store", "publish", "ingest", "usage"},
     "cli": BASE
     | {"events", "store", "publish", "observability", "ingest", "integrations", "analytics"}
-    | {"__init__"},
+    | {"usage", "__init__"},
     # The package's lazy public namespace re-exports from below, never from cli.
     "__init__": BASE | {"events", "publish", "observability"},
 }
@@ -48,6 +53,8 @@ KNOWN: set[tuple[str, str]] = {
     # The embedded store maintains the analytics rollups with analytics' bins and SQL
     # (analytics/_model.bin_of/derive, analytics/_sql.SQLITE_*): those belong in store/.
     ("store/_local.py", "analytics"),
+    # The batch writer's one-pass rollup fold uses the same bins (analytics/_model.bin_of).
+    ("store/_rollups.py", "analytics"),
 }
 
 

@@ -69,10 +69,12 @@ def test_relay_consumer_outbox_and_producer_use_it() -> None:
 
 
 def test_environment_is_read_only_in_settings() -> None:
-    """No module but settings.py touches os.environ or os.getenv."""
+    """No module but settings.py touches os.environ or os.getenv, except the lean enqueue of
+    the hook / ``--background`` path, which may not import settings (its start-up budget) and
+    whose reading is checked against ``load_settings`` by test_enqueue_differential.py."""
     offenders = []
     for path in SRC.rglob("*.py"):
-        if path.name == "settings.py":
+        if path.name == "settings.py" or path.relative_to(SRC).as_posix() == "publish/_enqueue.py":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if (

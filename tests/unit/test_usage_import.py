@@ -136,11 +136,16 @@ def test_a_replaced_file_is_read_again_without_double_counting(tmp_path: Path) -
     write_lines(f, lines)
     settings = _settings(tmp_path)
     import_transcripts(settings, [projects])
-    f.unlink()
     lines.append(
         assistant_line("s1", "/p", "2025-10-05T10:02:00Z", "m2", "r2", SONNET, usage(5, 6))
     )
-    write_lines(f, lines)
+    # Written beside the old file, then moved over it: a new inode for certain (unlinking
+    # first lets the filesystem hand the same inode number back, which is a rewrite in place).
+    fresh = f.with_name("s1.jsonl.new")
+    write_lines(fresh, lines)
+    old_inode = f.stat().st_ino
+    fresh.replace(f)
+    assert f.stat().st_ino != old_inode
     s = import_transcripts(settings, [projects])
     assert (s.published, s.duplicates) == (1, 1)
 

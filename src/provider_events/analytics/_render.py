@@ -6,7 +6,6 @@ the JSON and CSV outputs keep the raw per-token fields.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
@@ -16,6 +15,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+from provider_events.settings import process_environ
 
 if TYPE_CHECKING:
     from provider_events.analytics._answers import CriteriaRow, Stats
@@ -59,7 +60,8 @@ def make_console(file: TextIO | None = None, **options: Any) -> Console:
         tty = stream.isatty()
     except (AttributeError, ValueError):
         tty = False
-    if not tty and "width" not in options and not os.environ.get("COLUMNS", "").strip():
+    columns = process_environ().get("COLUMNS", "").strip()
+    if not tty and "width" not in options and not columns:
         options["width"] = PIPE_WIDTH
     return Console(file=file, **options)
 

@@ -40,7 +40,7 @@ _FIELDS = {
 CHUNK = 1000
 
 
-class BadLine(Exception):
+class _BadLine(Exception):
     def __init__(self, number: int, message: str) -> None:
         super().__init__(f"--batch line {number}: {message}")
         self.number = number
@@ -68,12 +68,12 @@ def _lines(handle: IO[bytes], limit: int) -> Iterator[tuple[int, bytes]]:
         try:
             line = handle.readline(limit + 1)
         except OSError as exc:
-            raise BadLine(number + 1, f"cannot read: {exc.strerror or exc}") from None
+            raise _BadLine(number + 1, f"cannot read: {exc.strerror or exc}") from None
         if not line:
             return
         number += 1
         if len(line) > limit and not line.endswith(b"\n"):
-            raise BadLine(number, f"longer than {limit} bytes (KAFKA_MESSAGE_MAX_BYTES)")
+            raise _BadLine(number, f"longer than {limit} bytes (KAFKA_MESSAGE_MAX_BYTES)")
         if line.strip():
             yield number, line
 
@@ -84,14 +84,14 @@ def _fields(number: int, line: bytes) -> dict[str, Any]:
     try:
         doc = msgspec.json.decode(line)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 in a string
-        raise BadLine(number, f"not valid JSON: {exc}") from None
+        raise _BadLine(number, f"not valid JSON: {exc}") from None
     except RecursionError:
-        raise BadLine(number, "nests too deeply") from None
+        raise _BadLine(number, "nests too deeply") from None
     if not isinstance(doc, dict):
-        raise BadLine(number, "must be a JSON object")
+        raise _BadLine(number, "must be a JSON object")
     unknown = sorted(set(doc) - set(_FIELDS))
     if unknown:
-        raise BadLine(number, f"unknown field(s) {', '.join(unknown)}")
+        raise _BadLine(number, f"unknown field(s) {', '.join(unknown)}")
     fields = {_FIELDS[k]: v for k, v in doc.items()}
     fields.setdefault("selection_reason", "")
     return fields
@@ -103,7 +103,7 @@ def _build(publisher: Any, number: int, line: bytes) -> Any:
     try:
         return publisher.build(**_fields(number, line))
     except (InvalidEventError, TypeError) as exc:
-        raise BadLine(number, f"invalid event: {exc}") from None
+        raise _BadLine(number, f"invalid event: {exc}") from None
 
 
 class _Outcomes:
@@ -140,13 +140,13 @@ def run_batch(args: argparse.Namespace, settings: Any) -> int:
             try:
                 for number, line in _lines(handle, limit):
                     _build(publisher, number, line)
-            except BadLine as exc:
+            except _BadLine as exc:
                 return fail(str(exc), EXIT_BAD_INPUT)
             handle.seek(0)
         if args.json:
             out.write('{"event_ids":[')
         stream = _lines(handle, limit)
-        bad: BadLine | None = None
+        bad: _BadLine | None = None
         while bad is None:
             numbers: list[int] = []
             events: list[Any] = []
@@ -156,7 +156,7 @@ def run_batch(args: argparse.Namespace, settings: Any) -> int:
                     numbers.append(number)
                     if len(events) >= CHUNK:
                         break
-            except BadLine as exc:
+            except _BadLine as exc:
                 bad = exc
                 break  # this chunk is not sent: stop at the first bad line
             if not events:

@@ -486,7 +486,7 @@ def add_provider(
         providers_file,
     )
 
-    env = os.environ if environ is None else environ
+    env = process_environ(environ)
     path = providers_file(env) or default_providers_file(env)
     try:
         check_name(name, path)

@@ -82,6 +82,8 @@ FULL_PATH_VARS = frozenset(
         "KAFKA_SSL_CA_LOCATION",
     }
 )
+#: Settings that never change what an enqueue writes (read by other commands only).
+IGNORED_VARS = frozenset({"PROVIDER_EVENTS_PRICES_FILE"})
 
 
 # -- settings ------------------------------------------------------------------------------------

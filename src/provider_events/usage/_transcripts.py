@@ -37,9 +37,13 @@ from typing import Any
 
 import msgspec
 
-from provider_events.errors import InvalidEventError, OutboxError, ProviderEventsError
+from provider_events.errors import (
+    InvalidEventError,
+    OutboxError,
+    TranscriptImportError,
+)
 from provider_events.events._models import OUTCOME_LIMITS, ProviderCompletedPayloadV1
-from provider_events.settings import Settings
+from provider_events.settings import Settings, process_environ
 
 __all__ = [
     "OUTCOME_NAMESPACE",
@@ -59,10 +63,6 @@ BATCH = 2000
 MAX_LINE = 16 << 20
 _MAX_TOKENS = OUTCOME_LIMITS["tokens"]
 _MAX_COST = OUTCOME_LIMITS["cost_usd"]  # a longer line is counted bad and skipped, never held whole
-
-
-class TranscriptImportError(ProviderEventsError):
-    """Outcomes could not be published or the import state could not be kept."""
 
 
 # -- the line format (only the fields used; msgspec skips the rest without building it) -------
@@ -140,7 +140,7 @@ def outcome_id(message_id: str, request_id: str | None) -> uuid.UUID:
 def default_projects_dirs(environ: dict[str, str] | None = None) -> list[Path]:
     """Claude Code's projects folders: ``$CLAUDE_CONFIG_DIR`` (comma-separated) ``/projects``,
     ``$XDG_CONFIG_HOME/claude/projects`` and ``~/.claude/projects``, those that exist."""
-    env = dict(os.environ) if environ is None else environ
+    env = dict(process_environ(environ))
     candidates: list[Path] = []
     for part in (env.get("CLAUDE_CONFIG_DIR") or "").split(","):
         if part.strip():
