@@ -397,9 +397,10 @@ def run_failing_commands(world: World) -> None:
     for label, url in malformed_urls.items():
         env = world.env("malformed", DATABASE_URL=url)
         chains.append([
-            (f"{label}: migrate", env, ["migrate"], None, None, None),
-            (f"{label}: doctor", env, ["doctor", "--json"], 1, None, None),
-            (f"{label}: stats", env, ["stats"], None, None, None),
+            # A malformed DATABASE_URL is bad input for every command: exit 2 naming it.
+            (f"{label}: migrate", env, ["migrate"], 2, None, None),
+            (f"{label}: doctor", env, ["doctor", "--json"], 2, None, None),
+            (f"{label}: stats", env, ["stats"], 2, None, None),
         ])  # fmt: skip
     good = world.env("bad-input")
     chains.append([
