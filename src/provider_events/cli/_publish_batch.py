@@ -2,7 +2,7 @@
 
 The input is read one line at a time, each line at most ``KAFKA_MESSAGE_MAX_BYTES`` long (a
 longer one is rejected with its number as soon as that many bytes were read, so ``/dev/zero``
-is refused at once), and sent in chunks of :data:`CHUNK` events.
+is refused at once), and sent in chunks of :data:`CHUNK` events (at most :data:`CHUNK_BYTES` of input).
 
 All or nothing on bad input: a regular file is validated whole before anything is sent, so a
 bad line (reported with its number, exit 2) publishes nothing. A pipe or device cannot be read
@@ -38,6 +38,10 @@ _FIELDS = {
 }
 #: Events sent (and, from a pipe, validated) together.
 CHUNK = 1000
+#: ... or fewer, once their input lines add up to this: a chunk of large events is held as its
+#: lines, its envelopes and librdkafka's copies until acknowledged, so memory stays bounded
+#: by bytes, not only by count.
+CHUNK_BYTES = 8 << 20
 
 
 class _BadLine(Exception):
@@ -150,11 +154,13 @@ def run_batch(args: argparse.Namespace, settings: Any) -> int:
         while bad is None:
             numbers: list[int] = []
             events: list[Any] = []
+            size = 0
             try:
                 for number, line in stream:
                     events.append(_build(publisher, number, line))
                     numbers.append(number)
-                    if len(events) >= CHUNK:
+                    size += len(line)
+                    if len(events) >= CHUNK or size >= CHUNK_BYTES:
                         break
             except _BadLine as exc:
                 bad = exc
