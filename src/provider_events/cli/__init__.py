@@ -10,7 +10,10 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-__all__ = ["COMMANDS", "main"]
+__all__ = ["COMMANDS", "INTERNAL_ERROR", "main"]
+
+#: The start of the one line printed for an unexpected exception (a bug) instead of a traceback.
+INTERNAL_ERROR = "internal error"
 
 #: command -> (module, one-line help). Each module defines ``add_arguments`` and ``run``.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -37,6 +40,17 @@ def _available() -> dict[str, tuple[str, str]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from provider_events.cli._common import RedactingStream
+
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = RedactingStream(out), RedactingStream(err)  # type: ignore[assignment]
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = out, err
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     from provider_events.cli._common import EXIT_BAD_INPUT, ArgumentParser, fail
 
     args = list(sys.argv[1:] if argv is None else argv)
@@ -66,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # a bug: one line (redacted by the stream), never a traceback
+        return fail(f"{INTERNAL_ERROR} ({type(exc).__name__}: {exc}); please report it")
 
 
 def _version() -> str:

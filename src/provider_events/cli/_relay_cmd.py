@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sqlite3
 import sys
 import threading
 
@@ -12,6 +13,7 @@ from provider_events.cli._common import (
     EXIT_OK,
     configure_logging,
     fail,
+    int_arg,
     settings_or_exit,
 )
 
@@ -21,7 +23,12 @@ DETACHED_LINGER = 5.0
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--follow", "-f", action="store_true", help="keep draining until interrupted")
-    p.add_argument("--batch-size", type=int, default=1000, help="events per batch (default 1000)")
+    p.add_argument(
+        "--batch-size",
+        type=int_arg(1, 100_000),
+        default=1000,
+        help="events per batch (default 1000)",
+    )
     p.add_argument("--detached", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--verbose", "-v", action="store_true", help="client logs on stderr")
 
@@ -46,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
         )
     except OutboxError as exc:
         return fail(str(exc))
+    except (OSError, sqlite3.Error) as exc:  # e.g. a read-only outbox directory
+        where = settings.resolved_outbox_path
+        return fail(f"outbox {where}: {getattr(exc, 'strerror', None) or exc}")
     if args.detached:
         return EXIT_OK
     if report.locked_out:

@@ -37,7 +37,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import Format
 
 from provider_events.errors import DatabaseError
-from provider_events.settings import redact_dsn
+from provider_events.settings import learn_dsn, redact_dsn
 from provider_events.store._columns import EVENT_COLUMNS, KAFKA_COLUMNS, TABLE
 
 __all__ = [
@@ -242,6 +242,7 @@ def connect(
     :class:`DatabaseLoginError` (fix DATABASE_URL) or ``DatabaseError``."""
     if not dsn:
         raise DatabaseError("DATABASE_URL is not set")
+    learn_dsn(dsn)
     try:
         return psycopg.connect(
             dsn,
