@@ -9,7 +9,8 @@ The tree::
     ├── OutboxError            the local outbox cannot take or give events
     │   ├── OutboxFullError    the configured size bound is reached; the event was refused
     │   └── OutboxCorruptError the outbox file is unreadable; it is reported, never rewritten
-    └── DatabaseError          PostgreSQL refused or is unreachable (consumer, migrations, stats)
+    ├── DatabaseError          PostgreSQL refused or is unreachable (consumer, migrations, stats)
+    └── UnsafePathError        an output or input path is not a regular file (device, FIFO, dir)
 
 Transport problems (Kafka down, timeouts) are never raised by the publish calls: they come back
 as a :class:`~provider_events.PublishResult` whose ``status`` says what happened.
@@ -28,6 +29,7 @@ __all__ = [
     "OutboxFullError",
     "PartitionKeyError",
     "ProviderEventsError",
+    "UnsafePathError",
 ]
 
 
@@ -77,3 +79,8 @@ class OutboxCorruptError(OutboxError):
 
 class DatabaseError(ProviderEventsError):
     """PostgreSQL refused a statement or could not be reached."""
+
+
+class UnsafePathError(ProviderEventsError, ValueError):
+    """A path to write or read is a device, FIFO, directory or socket (or a link to one), or
+    a file to read is larger than its bound: refused, nothing was touched."""

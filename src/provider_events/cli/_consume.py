@@ -26,6 +26,8 @@ from provider_events.cli._common import (
     EXIT_OK,
     configure_logging,
     fail,
+    float_arg,
+    int_arg,
     settings_or_exit,
 )
 from provider_events.cli._migrate import NO_DATABASE
@@ -86,11 +88,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "back without a rebalance (env PROVIDER_EVENTS_CONSUMER_INSTANCE_ID)",
     )
     p.add_argument(
-        "--max-messages", type=int, default=None, metavar="N", help="exit after N messages"
+        "--max-messages", type=int_arg(1), default=None, metavar="N", help="exit after N messages"
     )
     p.add_argument(
         "--until-idle",
-        type=float,
+        type=float_arg(0.0, 1e6, exclude_minimum=True),
         default=None,
         metavar="SECONDS",
         help="exit after SECONDS without a new message",

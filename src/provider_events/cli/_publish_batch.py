@@ -8,6 +8,7 @@ nothing is published (exit 2). Exit 0 when every event was delivered (or queued 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -24,14 +25,35 @@ _FIELDS = {
 }
 
 
+#: The largest --batch input read (a larger one is refused: split it).
+MAX_BATCH_BYTES = 256 * 1024 * 1024
+
+
 def _read(path: str) -> list[bytes]:
     if path == "-":
-        return sys.stdin.buffer.read().splitlines()
+        data = sys.stdin.buffer.read(MAX_BATCH_BYTES + 1)
+        return _lines(path, data)
+    import stat
+
     try:
         with open(path, "rb") as handle:
-            return handle.read().splitlines()
+            kind = os.fstat(handle.fileno()).st_mode
+            if not (stat.S_ISREG(kind) or stat.S_ISFIFO(kind)):  # a pipe: like stdin
+                raise SystemExit(
+                    fail(f"--batch {path}: not a regular file or a pipe", EXIT_BAD_INPUT)
+                )
+            data = handle.read(MAX_BATCH_BYTES + 1)
     except OSError as exc:
         raise SystemExit(fail(f"--batch {path}: {exc.strerror}", EXIT_BAD_INPUT)) from None
+    return _lines(path, data)
+
+
+def _lines(path: str, data: bytes) -> list[bytes]:
+    if len(data) > MAX_BATCH_BYTES:
+        raise SystemExit(
+            fail(f"--batch {path}: larger than {MAX_BATCH_BYTES:,} bytes; split it", EXIT_BAD_INPUT)
+        )
+    return data.splitlines()
 
 
 def _fields(number: int, line: bytes) -> dict[str, Any]:
