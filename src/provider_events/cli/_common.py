@@ -24,6 +24,15 @@ class ArgumentParser(argparse.ArgumentParser):
         # One line, even when the message quotes an argument holding a newline.
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {' '.join(message.split())}\n")
 
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
+        # Python 3.11 turns ``--opt=--`` into ``[]`` (it drops the ``--`` and skips ``type``):
+        # take the value literally, converted and checked like any other.
+        if action.option_strings and action.nargs is None and arg_strings == ["--"]:
+            value = self._get_value(action, "--")
+            self._check_value(action, value)
+            return value
+        return super()._get_values(action, arg_strings)  # type: ignore[misc]
+
 
 class RedactingStream:
     """A text stream that passes everything written through the one redaction function.

@@ -36,6 +36,11 @@ def _read(path: str) -> list[bytes]:
     import stat
 
     try:
+        named_fifo = stat.S_ISFIFO(os.stat(path).st_mode) and not path.startswith(
+            ("/dev/fd/", "/proc/")
+        )
+        if named_fifo:  # opening one waits, forever, for a writer
+            raise SystemExit(fail(f"--batch {path}: a named FIFO; pipe it into --batch -", 2))
         with open(path, "rb") as handle:
             kind = os.fstat(handle.fileno()).st_mode
             if not (stat.S_ISREG(kind) or stat.S_ISFIFO(kind)):  # a pipe: like stdin
