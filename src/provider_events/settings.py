@@ -228,6 +228,16 @@ def _parse_int_pos(name: str, raw: str) -> int:
         raise ConfigError(name, f"expected a whole number, got {raw!r}") from None
     if value <= 0:
         raise ConfigError(name, f"must be positive, got {raw!r}")
+    if value > 2**63 - 1:
+        raise ConfigError(name, f"must be at most 2**63-1, got {raw!r}")
+    return value
+
+
+def _parse_batch_size(name: str, raw: str) -> int:
+    """1 to 1,000,000: the most messages one Kafka ``consume()`` call takes."""
+    value = _parse_int_pos(name, raw)
+    if value > 1_000_000:
+        raise ConfigError(name, f"must be at most 1000000, got {raw!r}")
     return value
 
 
@@ -236,8 +246,8 @@ def _parse_batch_timeout(name: str, raw: str) -> float:
         value = float(raw.replace("_", ""))
     except ValueError:
         raise ConfigError(name, f"expected a number of seconds, got {raw!r}") from None
-    if not (0.01 <= value < float("inf")):
-        raise ConfigError(name, f"must be >= 0.01 seconds, got {raw!r}")
+    if not (0.01 <= value <= 3600):
+        raise ConfigError(name, f"must be >= 0.01 and <= 3600 seconds, got {raw!r}")
     return value
 
 
@@ -315,7 +325,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "database_url": ("DATABASE_URL", lambda n, r: Secret(r.strip())),
     "consumer_group": ("PROVIDER_EVENTS_CONSUMER_GROUP", _text),
     "consumer_instance_id": ("PROVIDER_EVENTS_CONSUMER_INSTANCE_ID", _text),
-    "consumer_batch_size": ("PROVIDER_EVENTS_BATCH_SIZE", _parse_int_pos),
+    "consumer_batch_size": ("PROVIDER_EVENTS_BATCH_SIZE", _parse_batch_size),
     "consumer_batch_timeout": ("PROVIDER_EVENTS_BATCH_TIMEOUT", _parse_batch_timeout),
     "dlq_topic": ("PROVIDER_EVENTS_DLQ_TOPIC", _text),
     "metrics_port": ("PROVIDER_EVENTS_METRICS_PORT", _parse_metrics_port),

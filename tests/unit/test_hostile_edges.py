@@ -291,6 +291,8 @@ def test_e_relay_on_read_only_outbox_is_one_line(env: dict[str, str]) -> None:
         ("consume", "--until-idle", "nan"),
         ("consume", "--until-idle", "inf"),
         ("consume", "--max-messages", "99999999999999999999"),
+        ("consume", "--batch-size", "99999999999999999999"),
+        ("consume", "--batch-timeout", "1e300"),
         ("relay", "--batch-size", "0"),
         ("demo", "--days", "nan"),
         ("demo", "--events", "1e308"),

@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from provider_events.cli._common import RedactingStream
 
     out, err = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = RedactingStream(out), RedactingStream(err)  # type: ignore[assignment]
+    sys.stdout, sys.stderr = RedactingStream(out), RedactingStream(err)
     try:
         return _main(argv)
     finally:

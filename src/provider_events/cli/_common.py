@@ -31,7 +31,7 @@ class ArgumentParser(argparse.ArgumentParser):
             value = self._get_value(action, "--")
             self._check_value(action, value)
             return value
-        return super()._get_values(action, arg_strings)  # type: ignore[misc]
+        return super()._get_values(action, arg_strings)
 
 
 class RedactingStream:
