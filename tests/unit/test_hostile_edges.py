@@ -223,6 +223,18 @@ def test_c_report_size_is_bounded_whatever_the_window(
         assert "selections-over-time" in out.read_text()
 
 
+def test_c_json_window_of_year_one_is_rfc3339(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``stats --since 0001-01-01 --json`` states its window as zero-padded RFC 3339 times."""
+    code, out, err = run(
+        capsys, "stats", "--since", "0001-01-01", "--until", "9999-01-01", "--json"
+    )
+    assert code == 0, err
+    window = json.loads(out)["window"]
+    assert window["since"] == "0001-01-01T00:00:00Z" and window["until"] == "9999-01-01T00:00:00Z"
+
+
 # -- d. empty filters ------------------------------------------------------------------------------
 @pytest.mark.parametrize("command", ["stats", "recommend", "report"])
 def test_d_empty_tenant_is_refused(
