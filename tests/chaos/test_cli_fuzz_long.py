@@ -37,6 +37,14 @@ def test_ten_thousand_cli_invocations_never_crash_or_leak() -> None:
     @given(fuzz.invocations())
     def one(inv: fuzz.Invocation) -> None:
         verdict = fuzz.run_invocation(inv)
+        done = fuzz.STATS["invocations"]
+        if done % 500 == 0:
+            print(
+                f"  {done} invocations, {time.perf_counter() - started:.0f} s, "
+                f"{len(failures)} failing",
+                file=sys.stderr,
+                flush=True,
+            )
         if verdict.problems:
             failures.append(
                 f"{inv.describe()} [{verdict.outcome.how}] -> {verdict.problems}: "

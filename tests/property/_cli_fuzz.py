@@ -46,6 +46,8 @@ CLI = [sys.executable, "-m", "provider_events.cli"]
 CLOSED = "127.0.0.1:1"
 #: Seconds an in-process invocation may take before it counts as hung.
 IN_PROCESS_LIMIT = 60
+#: Seconds before a child gets SIGTERM (relay --follow and a retrying consume stop with exit 0).
+CHILD_STOP_AFTER = 3
 
 # -- the flags, from the parsers ---------------------------------------------------------------
 
@@ -240,7 +242,10 @@ def invocations(draw: st.DrawFn) -> Invocation:
     )
     if draw(st.integers(0, 9)) == 0:
         argv = [*argv, *draw(st.sampled_from([["--help"], ["-h"], ["--bogus"], ["extra"]]))]
-    dsn = draw(st.sampled_from(["unset", "percent", "at-sign", "kv", "closed"]))
+    shapes = ["unset", "percent", "at-sign", "kv", "closed"]
+    if command == "consume" and draw(st.integers(0, 9)) > 0:
+        shapes = ["unset", "percent"]  # the others retry until stopped: a child, 3 s each
+    dsn = draw(st.sampled_from(shapes))
     return Invocation(command, argv, dsn, sasl=draw(st.booleans()))
 
 
@@ -427,7 +432,7 @@ def _child(argv: list[str], env: dict[str, str], cwd: Path) -> Outcome:
         errors="replace",
     )
     try:
-        out, err = proc.communicate(timeout=15)
+        out, err = proc.communicate(timeout=CHILD_STOP_AFTER)
     except subprocess.TimeoutExpired:
         proc.send_signal(signal.SIGTERM)  # relay --follow, consume: a clean stop is exit 0
         try:

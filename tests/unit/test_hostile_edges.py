@@ -411,3 +411,23 @@ def test_j_invalid_utf8_inside_a_json_string_is_bad_utf8() -> None:
     with pytest.raises(InvalidEventError) as info:
         decode_envelope(event.value[:-3])
     assert info.value.reason == "bad_json"
+
+
+# -- found by the CLI fuzz -------------------------------------------------------------------------
+def test_fuzz_found_demo_report_naming_its_own_folder(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``demo --state-dir=value --report=value``: exit 2, one line (was an internal error)."""
+    code, _, err = run(
+        capsys, "demo", "--state-dir=value", "--local", "--report=value", "--events", "40"
+    )
+    assert code == 2 and "--report" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_fuzz_found_metrics_address_no_codec_encodes(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``consume --metrics-addr`` holding U+0085: exit 2, one line (was an internal error)."""
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:p%ZZ@127.0.0.1:1/db")
+    code, _, err = run(capsys, "consume", "--metrics-port", "0", "--metrics-addr", "a\x85b")
+    assert code == 2 and "metrics" in err and len(err.strip().splitlines()) == 1, err

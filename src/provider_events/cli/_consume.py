@@ -156,10 +156,10 @@ def run(args: argparse.Namespace) -> int:
 
         try:
             bound = start_metrics_server(metrics_port, metrics_addr)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: an address no codec encodes
             where = f"{metrics_addr}:{metrics_port}"
             return fail(
-                f"cannot serve metrics on {where}: {exc.strerror or exc}; "
+                f"cannot serve metrics on {where}: {getattr(exc, 'strerror', None) or exc}; "
                 "pass --metrics-port N (0 = any free port, off = disabled)",
                 EXIT_BAD_INPUT,
             )

@@ -137,7 +137,12 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(backend, int):
         return backend
     with backend:
-        _answers(console, backend, window, report, args, demo_dir, via_kafka)
+        try:
+            _answers(console, backend, window, report, args, demo_dir, via_kafka)
+        except UnsafePathError as exc:  # --report names what became the demo's own folder
+            return fail(f"--report {exc}", EXIT_BAD_INPUT)
+        except OSError as exc:
+            return fail(f"cannot write {report}: {exc.strerror or exc}", EXIT_FAILED)
     console.print(f"[dim]Done in {time.perf_counter() - started:.1f} s.[/]")
     return 0
 
