@@ -69,6 +69,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The demo; a path it cannot use (a name too long, no permission) is one line, exit 1."""
+    try:
+        return _run(args)
+    except OSError as exc:
+        from provider_events.cli._common import fail
+
+        return fail(f"{exc.filename or 'demo'}: {exc.strerror or exc}")
+
+
+def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from provider_events.analytics._demo import (
