@@ -19,8 +19,10 @@ The tree::
     ├── SwitchError               a provider switch or settings.json edit was refused (nothing written)
     │   ├── SettingsFileError     settings.json is unreadable or malformed; left untouched
     │   └── SettingsWriteError    settings.json could not be written (or kept changing)
-    └── TranscriptImportError     measured outcomes could not be published, or the import's
-                                  state (what was read) could not be kept
+    ├── TranscriptImportError     measured outcomes could not be published, or the import's
+    │                             state (what was read) could not be kept
+    └── UnsafePathError           an output or input path is not a regular file (device, FIFO,
+                                  directory, socket), or a file to read is over its bound
 
 Transport problems (Kafka down, timeouts) are never raised by the publish calls: they come back
 as a :class:`~provider_events.PublishResult` whose ``status`` says what happened and whose
@@ -64,6 +66,7 @@ __all__ = [
     "SettingsWriteError",
     "SwitchError",
     "TranscriptImportError",
+    "UnsafePathError",
 ]
 
 
@@ -184,3 +187,8 @@ class SettingsWriteError(SwitchError):
 
 class TranscriptImportError(ProviderEventsError):
     """Outcomes could not be published or the import state could not be kept."""
+
+
+class UnsafePathError(ProviderEventsError, ValueError):
+    """A path to write or read is a device, FIFO, directory or socket (or a link to one), or
+    a file to read is larger than its bound: refused, nothing was touched."""

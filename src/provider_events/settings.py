@@ -16,9 +16,18 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from provider_events._redact import dsn_secrets, redact
 from provider_events.errors import ConfigError
 
-__all__ = ["Secret", "Settings", "load_settings", "parse_setting", "redact_dsn"]
+__all__ = [
+    "Secret",
+    "Settings",
+    "known_secrets",
+    "learn_dsn",
+    "load_settings",
+    "parse_setting",
+    "redact_dsn",
+]
 
 DEFAULT_BOOTSTRAP_SERVERS = "localhost:29092"
 DEFAULT_CONSUMER_GROUP = "provider-events-consumer"
@@ -55,15 +64,56 @@ class Secret:
         return hash(self._value)
 
 
-_DSN_PASSWORD = re.compile(r"(?P<pre>://[^/:@\s]*:)(?P<pw>[^@\s]*)(?P<post>@)")
-# password= and sslpassword= (the client key's passphrase), as key=value or URL query parameters.
-_KV_PASSWORD = re.compile(r"(?i)(?P<pre>\b(?:ssl)?password\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\S+)")
+#: Environment variables whose values are secrets wherever they appear (with DATABASE_URL's
+#: password pieces); plus any variable named like ``*_API_KEY``, ``*_TOKEN``, ``*_PASSWORD``.
+SECRET_ENV_VARS = (
+    "KAFKA_SASL_PASSWORD",
+    "ANTHROPIC_AUTH_TOKEN",
+    "ANTHROPIC_API_KEY",
+    "PGPASSWORD",
+    "PGSSLPASSWORD",
+)
+_SECRET_NAME = re.compile(r"(?:_API_KEY|_AUTH_TOKEN|_TOKEN|_PASSWORD|_SECRET)$")
+#: Secrets learnt from ``.env`` files and DSNs given as arguments (the newest 64, in order).
+_LEARNT: dict[str, None] = {}
+_LEARNT_MAX = 64
+
+
+def _remember(values: set[str]) -> None:
+    for value in values:
+        _LEARNT.pop(value, None)
+        _LEARNT[value] = None
+    while len(_LEARNT) > _LEARNT_MAX:
+        del _LEARNT[next(iter(_LEARNT))]
+
+
+def known_secrets(environ: Mapping[str, str] | None = None) -> set[str]:
+    """Every secret value this process knows: DATABASE_URL's password (and its pieces), the
+    SASL password, API keys and tokens from the environment, and those :func:`load_settings`
+    read from ``.env``."""
+    env = os.environ if environ is None else environ
+    found = set(_LEARNT)
+    for name, value in env.items():
+        if not value:
+            continue
+        if name == "DATABASE_URL":
+            found |= dsn_secrets(value)
+        elif name in SECRET_ENV_VARS or _SECRET_NAME.search(name):
+            found.add(value.strip())
+    return found
+
+
+def learn_dsn(dsn: str) -> None:
+    """Remember the secrets of a DSN given as an argument (not from the environment), so
+    :func:`redact_dsn` masks them in any error its library echoes."""
+    _remember(dsn_secrets(dsn))
 
 
 def redact_dsn(text: str) -> str:
-    """Replace any password inside a PostgreSQL URL or key=value DSN with ``********``."""
-    text = _DSN_PASSWORD.sub(lambda m: f"{m['pre']}********{m['post']}", text)
-    return _KV_PASSWORD.sub(lambda m: f"{m['pre']}********", text)
+    """``text`` with every secret masked: URL passwords (also unparseable ones: everything
+    between ``://`` and the last ``@``), ``password=`` pairs and every known secret value
+    (:func:`known_secrets`). The one redaction function: DSNs, broker URLs, exception texts."""
+    return redact(text, known_secrets())
 
 
 def process_environ(environ: Mapping[str, str] | None = None) -> Mapping[str, str]:
@@ -219,6 +269,16 @@ def _parse_int_pos(name: str, raw: str) -> int:
         raise ConfigError(name, f"expected a whole number, got {raw!r}") from None
     if value <= 0:
         raise ConfigError(name, f"must be positive, got {raw!r}")
+    if value > 2**63 - 1:
+        raise ConfigError(name, f"must be at most 2**63-1, got {raw!r}")
+    return value
+
+
+def _parse_batch_size(name: str, raw: str) -> int:
+    """1 to 1,000,000: the most messages one Kafka ``consume()`` call takes."""
+    value = _parse_int_pos(name, raw)
+    if value > 1_000_000:
+        raise ConfigError(name, f"must be at most 1000000, got {raw!r}")
     return value
 
 
@@ -227,8 +287,8 @@ def _parse_batch_timeout(name: str, raw: str) -> float:
         value = float(raw.replace("_", ""))
     except ValueError:
         raise ConfigError(name, f"expected a number of seconds, got {raw!r}") from None
-    if not (0.01 <= value < float("inf")):
-        raise ConfigError(name, f"must be >= 0.01 seconds, got {raw!r}")
+    if not (0.01 <= value <= 3600):
+        raise ConfigError(name, f"must be >= 0.01 and <= 3600 seconds, got {raw!r}")
     return value
 
 
@@ -326,7 +386,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "database_url": ("DATABASE_URL", lambda n, r: Secret(r.strip())),
     "consumer_group": ("PROVIDER_EVENTS_CONSUMER_GROUP", _text),
     "consumer_instance_id": ("PROVIDER_EVENTS_CONSUMER_INSTANCE_ID", _text),
-    "consumer_batch_size": ("PROVIDER_EVENTS_BATCH_SIZE", _parse_int_pos),
+    "consumer_batch_size": ("PROVIDER_EVENTS_BATCH_SIZE", _parse_batch_size),
     "consumer_batch_timeout": ("PROVIDER_EVENTS_BATCH_TIMEOUT", _parse_batch_timeout),
     "dlq_topic": ("PROVIDER_EVENTS_DLQ_TOPIC", _text),
     "metrics_port": ("PROVIDER_EVENTS_METRICS_PORT", _parse_metrics_port),
@@ -405,10 +465,20 @@ def load_settings(
             sources[name] = "argument"
             problems.pop(name, None)
     _check_security(values)
+    _learn(values)
     valid = {f.name for f in fields(Settings)}
     return Settings(
         **{k: v for k, v in values.items() if k in valid}, sources=sources, problems=problems
     )
+
+
+def _learn(values: Mapping[str, Any]) -> None:
+    """Remember the secrets of these settings (from .env or arguments) for :func:`redact_dsn`."""
+    for name in ("database_url", "kafka_sasl_password"):
+        secret = values.get(name)
+        if isinstance(secret, Secret) and secret:
+            raw = secret.reveal()
+            _remember(dsn_secrets(raw) if name == "database_url" else {raw})
 
 
 def _check_security(values: Mapping[str, Any]) -> None:

@@ -480,7 +480,10 @@ class Stats:
 
 
 def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if moment is None:
+        return None
+    # isoformat, not strftime: %Y does not zero-pad years before 1000 ("1-01-01T00:00:00Z")
+    return moment.astimezone(UTC).replace(tzinfo=None, microsecond=0).isoformat() + "Z"
 
 
 def _plain(row: Any) -> dict[str, Any]:

@@ -175,6 +175,10 @@ def floor_day(moment: datetime) -> datetime:
     return floor_hour(moment).replace(hour=0)
 
 
+#: The moments a window may span: what every store (and Python's datetime arithmetic) holds.
+EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -189,16 +193,25 @@ def parse_when(text: str, now: datetime | None = None) -> datetime:
     if raw.lower() == "now":
         return now
     match = _RELATIVE.match(raw)
-    if match:
-        return now - timedelta(seconds=float(match[1]) * _UNITS[match[2].lower()])
     try:
-        moment = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
+        if match:
+            moment = now - timedelta(seconds=float(match[1]) * _UNITS[match[2].lower()])
+        else:
+            moment = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
+            moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+            moment = moment.astimezone(UTC)
     except ValueError:
         raise ValueError(
-            f"{text!r} is neither a duration (7d, 24h, 90m) nor an ISO date/time "
+            f"{text[:80]!r} is neither a duration (7d, 24h, 90m) nor an ISO date/time "
             "(2025-11-13, 2025-11-13T14:00Z)"
         ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:
+        moment = None
+    if moment is None or not EARLIEST <= moment <= LATEST:
+        raise ValueError(
+            f"{text[:80]!r} is outside {EARLIEST.date().isoformat()} .. {LATEST.date().isoformat()} (UTC)"
+        )
+    return moment
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,10 @@ TYPE_CHECKING = False  # typing is not imported: this module is on the hook's fa
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["COMMANDS", "main"]
+__all__ = ["COMMANDS", "INTERNAL_ERROR", "main"]
+
+#: The start of the one line printed for an unexpected exception (a bug) instead of a traceback.
+INTERNAL_ERROR = "internal error"
 
 #: command -> (module, one-line help). Each module defines ``add_arguments`` and ``run``.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -62,9 +65,20 @@ def _fast(args: list[str]) -> int | None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args:
-        code = _fast(args)
+        code = _fast(args)  # standard library only; prints event ids, never a setting
         if code is not None:
             return code
+    from provider_events.cli._common import RedactingStream
+
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = RedactingStream(out), RedactingStream(err)
+    try:
+        return _main(args)
+    finally:
+        sys.stdout, sys.stderr = out, err
+
+
+def _main(args: list[str]) -> int:
     import importlib
 
     from provider_events.cli._common import EXIT_BAD_INPUT, ArgumentParser, fail
@@ -103,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # a bug: one line (redacted by the stream), never a traceback
+        return fail(f"{INTERNAL_ERROR} ({type(exc).__name__}: {exc}); please report it")
 
 
 def _version() -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from provider_events.cli._common import EXIT_BAD_INPUT, EXIT_FAILED
 
 __all__ = [
     "add_window_arguments",
+    "csv_cell",
     "open_backend_or_exit",
     "window_from_args",
     "write_csv",
@@ -44,7 +46,9 @@ def add_window_arguments(p: argparse.ArgumentParser) -> None:
         metavar="WHEN",
         help="end of the window (exclusive), same forms; rounded up to the hour (default: now)",
     )
-    p.add_argument("--tenant", metavar="ID", help="only this tenant_id")
+    from provider_events.cli._common import text_arg
+
+    p.add_argument("--tenant", type=text_arg, metavar="ID", help="only this tenant_id (not empty)")
     p.add_argument(
         "--store",
         choices=("auto", "local", "postgresql"),
@@ -63,6 +67,8 @@ def window_from_args(args: argparse.Namespace, now: datetime | None = None) -> W
         return Window.of(since, until, args.tenant, now=now)
     except ValueError as exc:
         raise _fail(str(exc), EXIT_BAD_INPUT) from None
+    except OverflowError:  # e.g. --until 0001-01-02 leaves no room for the default 7 days
+        raise _fail("the window reaches outside 0001-01-01 .. 9999-01-01", EXIT_BAD_INPUT) from None
 
 
 def open_backend_or_exit(args: argparse.Namespace) -> Any:
@@ -92,11 +98,30 @@ def write_json(data: Any, out: IO[str] | None = None) -> None:
     out.write("\n")
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell that no spreadsheet runs as a formula (OWASP): text starting with ``=``,
+    ``+``, ``-``, ``@``, tab or carriage return gets a leading ``'``; numbers stay numbers
+    (a negative number is not text), ``None`` becomes an empty cell."""
+    if value is None:
+        return ""
+    if isinstance(value, bool | int | float):
+        return value
+    text = str(value)
+    if text.startswith(_FORMULA_START) and not _NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
 def write_csv(
     rows: Iterable[dict[str, Any]], fieldnames: Sequence[str], out: IO[str] | None = None
 ) -> None:
-    """CSV with a header of ``fieldnames``; ``None`` becomes an empty cell."""
+    """CSV with a header of ``fieldnames``; ``None`` becomes an empty cell, and text that a
+    spreadsheet would run as a formula is neutralised (:func:`csv_cell`)."""
     writer = csv.DictWriter(out or sys.stdout, fieldnames=list(fieldnames), lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in fieldnames})
+        writer.writerow({k: csv_cell(row.get(k)) for k in fieldnames})

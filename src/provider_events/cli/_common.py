@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -24,6 +26,96 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         # One line, even when the message quotes an argument holding a newline.
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
+        # Python 3.11 turns ``--opt=--`` into ``[]`` (it drops the ``--`` and skips ``type``):
+        # take the value literally, converted and checked like any other.
+        if action.option_strings and action.nargs is None and arg_strings == ["--"]:
+            value = self._get_value(action, "--")
+            self._check_value(action, value)
+            return value
+        return super()._get_values(action, arg_strings)
+
+
+class RedactingStream:
+    """A text stream that passes everything written through the one redaction function.
+
+    :func:`provider_events.cli.main` puts it in front of ``sys.stdout`` and ``sys.stderr`` for the
+    command's run, so no code path (a one-line error, a JSON log line, a rich table, a log
+    record, a retry message) can print a DSN password, the SASL password or an API key.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        from provider_events.settings import redact_dsn
+
+        self._stream.write(redact_dsn(text))
+        return len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+# -- validated argparse types: a bad value is one line on stderr and exit 2 ---------------------
+#: The largest whole number any flag takes: what PostgreSQL's bigint and SQLite hold.
+INT64_MAX = 2**63 - 1
+
+
+def int_arg(minimum: int, maximum: int = INT64_MAX) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number in ``[minimum, maximum]`` (``1_000`` allowed)."""
+
+    def parse(raw: str) -> int:
+        text = raw.strip()
+        if len(text) > 30:
+            raise argparse.ArgumentTypeError(f"{raw[:30]!r}... is not a whole number")
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number") from None
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"must be {minimum}..{maximum}, got {raw!r}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+def float_arg(
+    minimum: float, maximum: float, *, exclude_minimum: bool = False
+) -> Callable[[str], float]:
+    """An argparse ``type``: a finite number in ``[minimum, maximum]`` (``(minimum, ...]`` with
+    ``exclude_minimum``); nan and the infinities are refused."""
+
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip()[:400])
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{raw[:40]!r} is not a number") from None
+        low_ok = value > minimum if exclude_minimum else value >= minimum
+        if not math.isfinite(value) or not low_ok or value > maximum:
+            low = f"> {minimum:g}" if exclude_minimum else f">= {minimum:g}"
+            raise argparse.ArgumentTypeError(
+                f"must be a finite number {low} and <= {maximum:g}, got {raw[:40]!r}"
+            )
+        return value + 0.0  # -0.0 -> 0.0
+
+    parse.__name__ = "number"
+    return parse
+
+
+def text_arg(raw: str) -> str:
+    """An argparse ``type``: a non-empty one-line text (an empty filter would match everything)."""
+    if not raw.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    if any(c in raw for c in "\x00\n\r"):
+        raise argparse.ArgumentTypeError("must be one line without NUL characters")
+    return raw
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> int:

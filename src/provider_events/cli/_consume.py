@@ -28,6 +28,8 @@ from provider_events.cli._common import (
     EXIT_OK,
     configure_logging,
     fail,
+    float_arg,
+    int_arg,
     settings_or_exit,
 )
 from provider_events.cli._migrate import NO_DATABASE
@@ -88,11 +90,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "back without a rebalance (env PROVIDER_EVENTS_CONSUMER_INSTANCE_ID)",
     )
     p.add_argument(
-        "--max-messages", type=int, default=None, metavar="N", help="exit after N messages"
+        "--max-messages", type=int_arg(1), default=None, metavar="N", help="exit after N messages"
     )
     p.add_argument(
         "--until-idle",
-        type=float,
+        type=float_arg(0.0, 1e6, exclude_minimum=True),
         default=None,
         metavar="SECONDS",
         help="exit after SECONDS without a new message",
@@ -163,10 +165,10 @@ def run(args: argparse.Namespace) -> int:
 
         try:
             bound = start_metrics_server(metrics_port, metrics_addr)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: an address no codec encodes
             where = f"{metrics_addr}:{metrics_port}"
             return fail(
-                f"cannot serve metrics on {where}: {exc.strerror or exc}; "
+                f"cannot serve metrics on {where}: {getattr(exc, 'strerror', None) or exc}; "
                 "pass --metrics-port N (0 = any free port, off = disabled)",
                 EXIT_BAD_INPUT,
             )

@@ -23,9 +23,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "working-hours rhythm) and show stats, recommendations and the HTML report. Uses the "
         "embedded local store unless Kafka and PostgreSQL are configured (or --via-kafka)."
     )
-    p.add_argument("--events", type=int, default=25_000, metavar="N", help="about N (25000)")
-    p.add_argument("--days", type=float, default=7.0, help="length of the week (default 7)")
-    p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    from provider_events.cli._common import INT64_MAX, float_arg, int_arg
+
+    p.add_argument(
+        "--events",
+        type=int_arg(1, 10_000_000),
+        default=25_000,
+        metavar="N",
+        help="about N (25000)",
+    )
+    p.add_argument(
+        "--days",
+        type=float_arg(0.0, 3660.0, exclude_minimum=True),
+        default=7.0,
+        help="length of the week (default 7)",
+    )
+    p.add_argument(
+        "--seed", type=int_arg(-INT64_MAX, INT64_MAX), default=7, help="random seed (default 7)"
+    )
     p.add_argument(
         "--end",
         metavar="WHEN",
@@ -62,6 +77,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The demo; a path it cannot use (a name too long, no permission) is one line, exit 1."""
+    try:
+        return _run(args)
+    except OSError as exc:
+        from provider_events.cli._common import fail
+
+        return fail(f"{exc.filename or 'demo'}: {exc.strerror or exc}")
+
+
+def _run(args: argparse.Namespace) -> int:
     from provider_events.analytics._demo import (
         DEMO_SCHEMA_PREFIX,
         kafka_reachable,
@@ -85,6 +110,15 @@ def run(args: argparse.Namespace) -> int:
     demo_dir = (args.state_dir or settings.state_dir / "demo").expanduser().resolve()
     settings = settings.with_overrides(state_dir=demo_dir, relay_autostart=False)
     report = (args.report or demo_dir / "report.html").expanduser()
+    from provider_events._files import check_output_path
+    from provider_events.errors import UnsafePathError
+
+    if demo_dir.exists() and not demo_dir.is_dir():
+        return fail(f"--state-dir {demo_dir} is not a directory", EXIT_BAD_INPUT)
+    try:
+        check_output_path(report)
+    except UnsafePathError as exc:
+        return fail(f"--report {exc}", EXIT_BAD_INPUT)
     dsn = settings.database_url.reveal()
     kafka_set = settings.sources.get("kafka_bootstrap_servers", "default") != "default"
     via_kafka = args.via_kafka
@@ -133,7 +167,12 @@ def run(args: argparse.Namespace) -> int:
         )
         # Imported first, so the report shows measured cost too; shown after the answers.
         show_measured = _measured(console, settings, selections, window, demo_dir, dsn_used, hint)
-        _answers(console, backend, window, report, args, demo_dir, via_kafka)
+        try:
+            _answers(console, backend, window, report, args, demo_dir, via_kafka)
+        except UnsafePathError as exc:  # --report names what became the demo's own folder
+            return fail(f"--report {exc}", EXIT_BAD_INPUT)
+        except OSError as exc:
+            return fail(f"cannot write {report}: {exc.strerror or exc}", EXIT_FAILED)
         show_measured()
     console.print(f"[dim]Done in {time.perf_counter() - started:.1f} s.[/]")
     return 0

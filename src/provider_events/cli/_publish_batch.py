@@ -55,6 +55,16 @@ def _open(path: str) -> tuple[IO[bytes], bool]:
     if path == "-":
         return sys.stdin.buffer, False
     try:
+        named_fifo = stat.S_ISFIFO(os.stat(path).st_mode) and not path.startswith(
+            ("/dev/fd/", "/proc/")
+        )
+    except OSError:
+        named_fifo = False  # open() below says what is wrong
+    if named_fifo:  # opening one waits, forever, for a writer
+        raise SystemExit(
+            fail(f"--batch {path}: a named FIFO; pipe it into --batch -", EXIT_BAD_INPUT)
+        )
+    try:
         handle = open(path, "rb")  # noqa: SIM115 - closed by the caller
     except OSError as exc:
         raise SystemExit(fail(f"--batch {path}: {exc.strerror}", EXIT_BAD_INPUT)) from None

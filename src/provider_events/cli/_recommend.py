@@ -43,6 +43,7 @@ CSV_FIELDS = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from provider_events.cli._analytics_common import add_window_arguments
+    from provider_events.cli._common import float_arg, int_arg
 
     p.description = (
         "For each model in use: cheaper models with equal or better quality_score and "
@@ -51,30 +52,38 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_window_arguments(p)
     p.add_argument(
         "--min-samples",
-        type=int,
+        type=int_arg(1, 1_000_000_000),
         default=30,
         metavar="N",
         help="selections with cost, quality and latency a model needs to be judged (default 30)",
     )
     p.add_argument(
         "--quality-tolerance",
-        type=float,
+        type=float_arg(0.0, 1.0),
         default=0.01,
         metavar="Q",
         help="a candidate's average quality_score may be this much lower (default 0.01)",
     )
     p.add_argument(
         "--latency-tolerance",
-        type=float,
+        type=float_arg(0.0, 1000.0),
         default=0.20,
         metavar="FRACTION",
         help="a candidate's p95 latency_ms may be this much higher, 0.2 = 20%% (default 0.2)",
     )
     p.add_argument(
-        "--max-latency-ms", type=float, default=None, metavar="MS", help="and never above this"
+        "--max-latency-ms",
+        type=float_arg(0.0, 1e9, exclude_minimum=True),
+        default=None,
+        metavar="MS",
+        help="and never above this",
     )
     p.add_argument(
-        "--alternatives", type=int, default=3, metavar="N", help="at most N per model (default 3)"
+        "--alternatives",
+        type=int_arg(1, 1000),
+        default=3,
+        metavar="N",
+        help="at most N per model (default 3)",
     )
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="JSON")

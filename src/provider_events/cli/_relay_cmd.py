@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sqlite3
 import threading
 
 from provider_events.cli._common import (
@@ -18,6 +19,7 @@ from provider_events.cli._common import (
     EXIT_OK,
     configure_logging,
     fail,
+    int_arg,
     settings_or_exit,
 )
 
@@ -27,7 +29,12 @@ DETACHED_LINGER = 5.0
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--follow", "-f", action="store_true", help="keep draining until interrupted")
-    p.add_argument("--batch-size", type=int, default=1000, help="events per batch (default 1000)")
+    p.add_argument(
+        "--batch-size",
+        type=int_arg(1, 100_000),
+        default=1000,
+        help="events per batch (default 1000)",
+    )
     p.add_argument(
         "--wait",
         type=_seconds,
@@ -80,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
         )
     except OutboxError as exc:
         return fail(str(exc))
+    except (OSError, sqlite3.Error) as exc:  # e.g. a read-only outbox directory
+        outbox = settings.resolved_outbox_path
+        return fail(f"outbox {outbox}: {getattr(exc, 'strerror', None) or exc}")
     if args.detached:
         return EXIT_OK
     from provider_events.publish._relay import destination_of

@@ -13,6 +13,7 @@ from pathlib import Path
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from provider_events.cli._analytics_common import add_window_arguments
+    from provider_events.cli._common import int_arg
 
     p.description = (
         "Write one self-contained HTML file (inline SVG charts, no script, no network): "
@@ -32,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_window_arguments(p)
     p.add_argument(
         "--min-samples",
-        type=int,
+        type=int_arg(1, 1_000_000_000),
         default=30,
         metavar="N",
         help="for recommendations: samples a model needs (default 30)",
@@ -41,18 +42,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from provider_events._files import check_output_path
     from provider_events.analytics._recommend import RecommendOptions
     from provider_events.analytics.report import write_report
     from provider_events.cli._analytics_common import open_backend_or_exit, window_from_args
     from provider_events.cli._common import EXIT_BAD_INPUT, EXIT_FAILED, fail, settings_or_exit
-    from provider_events.errors import DatabaseError
+    from provider_events.errors import DatabaseError, UnsafePathError
 
     if args.min_samples < 1:
         return fail("--min-samples must be >= 1", EXIT_BAD_INPUT)
     if args.html is None:
         args.html = settings_or_exit().state_dir / "report.html"
-    if args.html.exists() and args.html.is_dir():
-        return fail(f"--html {args.html} is a directory; give a file name", EXIT_BAD_INPUT)
+    try:
+        check_output_path(args.html)
+    except UnsafePathError as exc:
+        return fail(f"--html {exc}", EXIT_BAD_INPUT)
     window = window_from_args(args)
     with open_backend_or_exit(args) as backend:
         try:
@@ -61,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
             )
         except DatabaseError as exc:
             return fail(str(exc), EXIT_FAILED)
+        except UnsafePathError as exc:  # replaced by a FIFO or device while the report was built
+            return fail(f"--html {exc}", EXIT_BAD_INPUT)
         except OSError as exc:
             return fail(f"cannot write {args.html}: {exc.strerror or exc}", EXIT_FAILED)
     if not args.quiet:

@@ -28,7 +28,15 @@ def run(args: argparse.Namespace) -> int:
             )
         return EXIT_OK
     if args.write:
-        for path in write_schemas(args.write):
+        from provider_events.errors import UnsafePathError
+
+        try:
+            written = write_schemas(args.write)
+        except UnsafePathError as exc:
+            return fail(f"--write {exc}", EXIT_BAD_INPUT)
+        except OSError as exc:
+            return fail(f"cannot write {args.write}: {exc.strerror or exc}")
+        for path in written:
             print(path)
         return EXIT_OK
     if not args.schema_ref:

@@ -15,6 +15,7 @@ SECTIONS = ("all", "groups", "reasons", "criteria", "trends", "cost")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from provider_events.cli._analytics_common import add_window_arguments
+    from provider_events.cli._common import int_arg
 
     p.description = (
         "Selections by provider, model, hour or day with shares; the top selection reasons; "
@@ -34,7 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="period of the criteria trends (default: hour for windows up to 48 h, else day)",
     )
-    p.add_argument("--top", type=int, default=10, metavar="N", help="top N reasons (default 10)")
+    p.add_argument(
+        "--top", type=int_arg(1, 10_000), default=10, metavar="N", help="top N reasons (default 10)"
+    )
     p.add_argument(
         "--section",
         choices=SECTIONS,

@@ -126,10 +126,16 @@ def schema_files() -> dict[str, str]:
 
 
 def write_schemas(directory: Path) -> list[Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, text in schema_files().items():
-        path = directory / name
-        path.write_text(text, encoding="utf-8")
-        written.append(path)
-    return written
+    """Write every schema file into ``directory`` (created), each atomically; raises
+    :class:`~provider_events.errors.UnsafePathError` when ``directory`` or a file in it is
+    not a directory / regular file (a device, a FIFO)."""
+    from provider_events._files import write_atomic
+    from provider_events.errors import UnsafePathError
+
+    if directory.exists() and not directory.is_dir():
+        raise UnsafePathError(f"{directory} is not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UnsafePathError(f"{directory}: a parent is not a directory") from None
+    return [write_atomic(directory / name, text) for name, text in schema_files().items()]

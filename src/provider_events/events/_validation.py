@@ -54,6 +54,17 @@ def _undecodable(exc: UnicodeDecodeError | RecursionError) -> InvalidEventError:
     return InvalidEventError("JSON nests too deeply to decode", reason="schema")
 
 
+def _not_json(exc: msgspec.DecodeError, data: bytes) -> InvalidEventError:
+    """``bad_utf8`` when the bytes are not UTF-8 (also inside a JSON string), else ``bad_json``."""
+    reason = "bad_utf8" if "utf-8" in str(exc).lower() else "bad_json"
+    if reason == "bad_json":
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            reason = "bad_utf8"
+    return InvalidEventError(f"not a JSON envelope: {exc}", reason=reason)
+
+
 def _spec_of(data: bytes) -> EventSpec:
     try:
         head = _head_decoder.decode(data)
@@ -62,13 +73,7 @@ def _spec_of(data: bytes) -> EventSpec:
     except (UnicodeDecodeError, RecursionError) as exc:
         raise _undecodable(exc) from None
     except msgspec.DecodeError as exc:
-        reason = "bad_utf8" if "utf-8" in str(exc).lower() else "bad_json"
-        if reason == "bad_json":
-            try:
-                data.decode("utf-8")
-            except UnicodeDecodeError:
-                reason = "bad_utf8"
-        raise InvalidEventError(f"not a JSON envelope: {exc}", reason=reason) from None
+        raise _not_json(exc, data) from None
     spec = CATALOG.get(head.event_type)
     if spec is None:
         raise InvalidEventError(
@@ -126,7 +131,7 @@ def decode_envelope(data: bytes | bytearray | memoryview) -> OnexEnvelopeV1[Any]
     except (UnicodeDecodeError, RecursionError) as exc:
         raise _undecodable(exc) from None
     except msgspec.DecodeError as exc:
-        raise InvalidEventError(f"not a JSON envelope: {exc}", reason="bad_json") from None
+        raise _not_json(exc, raw) from None
     if envelope.event_type != spec.event_type:  # the quick look was fooled (escapes, spacing)
         return decode_envelope(_reencoded(raw)) if raw.startswith(_PREFIX) else _unknown(envelope)
     if envelope.schema_ref != spec.schema_ref:

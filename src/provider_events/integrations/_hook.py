@@ -123,7 +123,9 @@ class HookLog:
         self.path = folder / "hook.log"
 
     def write(self, message: str) -> None:
-        line = " ".join(message.split())
+        from provider_events.settings import redact_dsn
+
+        line = " ".join(redact_dsn(message).split())
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         data = f"{stamp} pid={os.getpid()} {line}\n".encode("utf-8", "replace")
         try:

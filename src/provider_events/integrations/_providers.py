@@ -216,11 +216,20 @@ def providers_file(environ: Mapping[str, str] | None = None) -> Path | None:
     return None
 
 
+#: The largest providers file read (a FIFO or /dev/zero is refused, never opened).
+MAX_PROVIDERS_FILE_BYTES = 1024 * 1024
+
+
 def _read_file(path: Path) -> dict[str, Any]:
+    from provider_events._files import read_bounded
+    from provider_events.errors import UnsafePathError
+
     try:
-        data = path.read_bytes()
+        data = read_bounded(path, MAX_PROVIDERS_FILE_BYTES)
     except FileNotFoundError:
         raise ConfigError(PROVIDERS_FILE_ENV, f"no such file: {path}") from None
+    except UnsafePathError as exc:
+        raise ConfigError(PROVIDERS_FILE_ENV, str(exc)) from None
     except OSError as exc:
         raise ConfigError(PROVIDERS_FILE_ENV, f"cannot read {path}: {exc.strerror}") from None
     try:

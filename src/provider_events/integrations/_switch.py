@@ -178,16 +178,25 @@ def _parse(path: Path, raw: bytes) -> tuple[dict[str, Any], _Style]:
     return doc, style
 
 
+#: The largest settings.json read (a FIFO or device is refused, never opened).
+MAX_SETTINGS_BYTES = 16 * 1024 * 1024
+
+
 def read_settings(path: Path | None = None) -> ClaudeSettings:
     """Read and parse settings.json; a missing file reads as ``{}`` (raises
     :class:`SettingsFileError` when it is unreadable or malformed)."""
+    from provider_events._files import read_bounded
+    from provider_events.errors import UnsafePathError
+
     path = path or claude_settings_path()
     try:
-        raw = path.read_bytes()
+        raw = read_bounded(path, MAX_SETTINGS_BYTES)
     except FileNotFoundError:
         return ClaudeSettings(path, None, {}, _Style())
-    except IsADirectoryError:
-        raise SettingsFileError(f"{path} is a directory, not a settings file") from None
+    except UnsafePathError as exc:
+        if path.is_dir():
+            raise SettingsFileError(f"{path} is a directory, not a settings file") from None
+        raise SettingsFileError(f"{exc}; the file was not changed") from None
     except OSError as exc:
         raise SettingsFileError(f"cannot read {path}: {exc.strerror}") from None
     doc, style = _parse(path, raw)

@@ -42,7 +42,7 @@ from provider_events.errors import (
     DatabaseLoginError,
     DatabaseUnavailableError,
 )
-from provider_events.settings import redact_dsn
+from provider_events.settings import learn_dsn, redact_dsn
 from provider_events.store import _rollups
 from provider_events.store._columns import EVENT_COLUMNS, KAFKA_COLUMNS, TABLE
 
@@ -303,6 +303,7 @@ def connect(
     raises :class:`~provider_events.errors.ConfigError` (see :func:`check_database_url`)."""
     if not dsn:
         raise DatabaseError("DATABASE_URL is not set")
+    learn_dsn(dsn)  # its password is redacted from anything printed from now on
     check_database_url(dsn)
     try:
         return psycopg.connect(

@@ -8,8 +8,6 @@ Content-Security-Policy forbids scripts and network requests altogether.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import datetime
 from pathlib import Path
 
@@ -28,17 +26,13 @@ def write_report(
     opts: RecommendOptions | None = None,
     now: datetime | None = None,
 ) -> Path:
-    """Write the report atomically to ``path`` (parents created); returns the absolute path."""
+    """Write the report atomically to ``path`` (parents created); returns the absolute path.
+
+    ``path`` must be a regular file or a new path: a device, FIFO or directory raises
+    :class:`~provider_events.errors.UnsafePathError` before anything is read or written.
+    """
+    from provider_events._files import check_output_path, write_atomic
+
+    check_output_path(path)
     html = build_report(backend, window, opts, now=now)
-    target = Path(path).expanduser().resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(html)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return write_atomic(path, html)

@@ -57,6 +57,25 @@ def _count(v: float) -> str:
     return f"{v:,.0f}"
 
 
+#: Most periods (columns, points) a time chart draws: a longer window is drawn in coarser bins
+#: (whole days), so the report stays small (docs/analytics.md: under 5 MB) whatever the window.
+MAX_PERIODS = 400
+
+
+def _coarse(window: Window, step: timedelta) -> timedelta:
+    """``step``, or a multiple of a day coarse enough for at most :data:`MAX_PERIODS` periods."""
+    if (window.until - window.since) / step <= MAX_PERIODS:
+        return step
+    days = -(-window.hours // (24 * MAX_PERIODS))  # ceiling
+    return timedelta(days=max(1, days))
+
+
+def _unit(step: timedelta) -> str:
+    if step < timedelta(days=1):
+        return "hour" if step == HOUR else f"{step // HOUR} h"
+    return "day" if step.days == 1 else f"{step.days} days"
+
+
 def _periods(window: Window, step: timedelta) -> list[datetime]:
     out, t = [], window.since
     while t < window.until:
@@ -235,7 +254,7 @@ def _usage_sections(
     stats: Stats, hourly: dict[tuple[Any, ...], Measures], providers: list[str], color: _Colors
 ) -> list[str]:
     window = stats.window
-    step = HOUR if window.hours <= 24 * 21 else timedelta(days=1)
+    step = _coarse(window, HOUR if window.hours <= 24 * 21 else timedelta(days=1))
     periods = _periods(window, step)
     layers = _provider_layers(hourly, window, step, periods, providers, lambda m: m.selections)
     area = _svg.stacked_area(
@@ -261,7 +280,7 @@ def _usage_sections(
     return [
         card(
             "Selections over time",
-            f"per {'hour' if step == HOUR else 'day'}, stacked by provider (UTC)",
+            f"per {_unit(step)}, stacked by provider (UTC)",
             area + legend([(p, color(p)) for p in providers]),
             wide=True,
             ident="usage",
@@ -283,6 +302,7 @@ def _cost_sections(
         step = day
     else:
         step = timedelta(hours=6 if window.hours > 72 else (2 if window.hours > 24 else 1))
+    step = _coarse(window, step)
     periods = _periods(window, step)
     has_cost = stats.total_cost_usd is not None
     layers = _provider_layers(
@@ -293,7 +313,7 @@ def _cost_sections(
         providers,
         (lambda m: m.cost_usd) if has_cost else (lambda m: m.selections),
     )
-    unit = "day" if step == day else f"{step // HOUR} h"
+    unit = _unit(step)
     if has_cost:
         columns = _svg.stacked_columns(
             "cost-over-time",
@@ -357,23 +377,34 @@ def _criteria_sections(
     stats: Stats, hourly: dict[tuple[Any, ...], Measures], providers: list[str], color: _Colors
 ) -> list[str]:
     window = stats.window
-    step = timedelta(days=1) if stats.interval == "day" else HOUR
+    interval = timedelta(days=1) if stats.interval == "day" else HOUR
+    step = _coarse(window, interval)
     series: list[Series] = []
     for p in providers:
+        # p50 and p95 of each interval; a coarser bin shows the mean of its intervals' values
+        bins: dict[datetime, list[tuple[float, float]]] = defaultdict(list)
+        for t in stats.trends:
+            if (
+                t.provider_name == p
+                and t.metric == "latency_ms"
+                and t.period_start
+                and t.p50 is not None
+                and t.p95 is not None
+            ):
+                bins[_bucket(t.period_start, window, step)].append((t.p50, t.p95))
         pts = sorted(
-            (t.period_start, t)
-            for t in stats.trends
-            if t.provider_name == p and t.metric == "latency_ms" and t.period_start
+            (m, sum(v[0] for v in vs) / len(vs), sum(v[1] for v in vs) / len(vs))
+            for m, vs in bins.items()
         )
         if pts:
-            series.append(Series(f"{p} p50", color(p), [(m + step / 2, t.p50) for m, t in pts]))
+            series.append(Series(f"{p} p50", color(p), [(m + step / 2, a) for m, a, _ in pts]))
             series.append(
-                Series(f"{p} p95", color(p), [(m + step / 2, t.p95) for m, t in pts], dashed=True)
+                Series(f"{p} p95", color(p), [(m + step / 2, b) for m, _, b in pts], dashed=True)
             )
     latency = _svg.lines(
         "latency-trend", "Latency p50 and p95 by provider", window.since, window.until, series, _ms
     )
-    qstep = _trend_step(window)
+    qstep = _coarse(window, _trend_step(window))
     sums: dict[tuple[str, datetime], Measures] = defaultdict(Measures)
     for (hour, provider), m in hourly.items():
         key = (provider, _bucket(hour, window, qstep))

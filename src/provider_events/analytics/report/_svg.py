@@ -142,8 +142,10 @@ class _TimeAxes:
             )
         span_days = (self.end - self.start) / timedelta(days=1)
         step = timedelta(days=1) if span_days > 2.5 else timedelta(hours=6 if span_days > 1 else 3)
+        if span_days > 14:  # at most ~14 labelled ticks, whatever the window
+            step = timedelta(days=-(-int(span_days) // 14))
         tick = self.start.replace(minute=0, second=0, microsecond=0)
-        if step == timedelta(days=1):
+        if step >= timedelta(days=1):
             tick = tick.replace(hour=0)
         while tick < self.start:
             tick += step
@@ -151,7 +153,10 @@ class _TimeAxes:
             x = self.x(tick)
             if x + 44 > self.x1 + 16:  # no room for the label at the right edge
                 break
-            label = f"{tick:%a %d}" if step == timedelta(days=1) else f"{tick:%d %H:00}"
+            if step > timedelta(days=1):
+                label = tick.date().isoformat() if span_days > 60 else f"{tick:%b %d}"
+            else:
+                label = f"{tick:%a %d}" if step == timedelta(days=1) else f"{tick:%d %H:00}"
             out.append(
                 f'<line x1="{_num(x)}" x2="{_num(x)}" y1="{self.y1}" y2="{self.y0}" '
                 f'stroke="{GRID}" stroke-width="1"/>'
