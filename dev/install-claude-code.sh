@@ -18,8 +18,17 @@ if [ -x "$BIN" ] && "$BIN" --version 2>/dev/null | grep -q "^$VERSION "; then
 fi
 command -v npm >/dev/null 2>&1 || { log "npm is not installed (apt-get install npm)"; exit 1; }
 mkdir -p "$DEST"
-log "npm install @anthropic-ai/claude-code@$VERSION into $DEST"
-npm install --prefix "$DEST" --no-audit --no-fund --loglevel=error \
-  "@anthropic-ai/claude-code@$VERSION" >&2
-"$BIN" --version >&2 || { log "claude does not run after install"; exit 1; }
+# npm's output goes to the install log (as pip's and apt's do): one line here, the log's tail
+# on failure.
+LOG_DIR="$ROOT/.dev/logs"
+LOG="$LOG_DIR/install.log"
+mkdir -p "$LOG_DIR"
+log "npm install @anthropic-ai/claude-code@$VERSION into ${DEST#"$ROOT/"} (log: ${LOG#"$ROOT/"})"
+if ! npm install --prefix "$DEST" --no-audit --no-fund --loglevel=error \
+  "@anthropic-ai/claude-code@$VERSION" >>"$LOG" 2>&1; then
+  log "npm install failed; the end of $LOG:"
+  tail -n 25 "$LOG" >&2
+  exit 1
+fi
+"$BIN" --version >>"$LOG" 2>&1 || { log "claude does not run after install"; exit 1; }
 echo "$BIN"
