@@ -198,7 +198,10 @@ def _check(
             assert payloads[0]["model_name"] == sub_models[0], run.name
             assert payloads[0]["selection_criteria"]["claude_code"]["agent_type"]
         requests = main["selection_criteria"]["claude_code"]["requests"]
-        assert requests == len(main_models), run.name
+        # Claude Code may still be writing the turn's last transcript line when Stop fires (seen
+        # on a loaded machine): the turn's model is already known from the lines before it, and
+        # the late line's outcome is published at the next Stop, so count at least one request.
+        assert 1 <= requests <= len(main_models), run.name
         lines.append(
             f"{run.name}: {len(events)} event(s), model {main['model_name']}"
             + (f", sub-agent {payloads[0]['model_name']}" if run.subagent else "")
