@@ -31,7 +31,7 @@ MIN_SECRET_LENGTH = 4
 _URL_USERINFO = re.compile(r"(?P<pre>[A-Za-z][A-Za-z0-9+.\-]{0,30}://)(?P<info>[^\s'\"<>`]*)@")
 # password= and sslpassword= (the client key's passphrase), as key=value or URL query parameters.
 _KV_PASSWORD = re.compile(
-    r"(?i)(?P<pre>\b(?:ssl)?password\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s&;,]+)"
+    r"(?i)(?P<pre>\b(?:ssl)?password\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s&;,\"']+)"
 )
 _PIECES = re.compile(r"[@:/%]")
 
