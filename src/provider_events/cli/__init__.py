@@ -111,12 +111,27 @@ def _main(args: list[str]) -> int:
     ns = parser.parse_args(args)
     if not hasattr(ns, "_run"):
         return fail(f"unknown command {args[0]!r}", EXIT_BAD_INPUT)
+    from provider_events.errors import (
+        ConfigError,
+        InvalidEventError,
+        ProviderEventsError,
+        UnsafePathError,
+    )
+
     try:
         return int(ns._run(ns) or 0)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return 0
+    # A command that let one of ours through: still one line, and the exit code its kind
+    # means (bad input is 2 wherever it was found, e.g. a malformed DATABASE_URL).
+    except ConfigError as exc:
+        return fail(f"configuration: {exc}", EXIT_BAD_INPUT)
+    except (InvalidEventError, UnsafePathError) as exc:
+        return fail(str(exc), EXIT_BAD_INPUT)
+    except ProviderEventsError as exc:
+        return fail(str(exc))
     except Exception as exc:  # a bug: one line (redacted by the stream), never a traceback
         return fail(f"{INTERNAL_ERROR} ({type(exc).__name__}: {exc}); please report it")
 
