@@ -49,6 +49,7 @@ __all__ = [  # noqa: RUF022
     "SettingsWriteError",
     "SwitchError",
     "TranscriptImportError",
+    "UnsafePathError",
     "ValidationResult",
     "__version__",
     "decode_envelope",
@@ -85,6 +86,7 @@ _WHERE = {
     "SettingsWriteError": "errors",
     "SwitchError": "errors",
     "TranscriptImportError": "errors",
+    "UnsafePathError": "errors",
     "OnexEnvelopeV1": "events._models",
     "ProviderSelectedPayloadV1": "events._models",
     "DeliveryStatus": "publish._result",
@@ -124,6 +126,7 @@ if TYPE_CHECKING:
         SettingsWriteError,
         SwitchError,
         TranscriptImportError,
+        UnsafePathError,
     )
     from provider_events.events._catalog import (
         CATALOG,

@@ -21,14 +21,17 @@ from pathlib import Path
 import provider_events
 
 SRC = Path(provider_events.__file__).parent
-BASE = {"errors", "settings", "_retry"}
+BASE = {"errors", "settings", "_retry", "_redact", "_files"}
 
 #: What each package (or top-level module) may import besides itself.
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
-    "settings": {"errors"},
+    # redaction of secrets in any text; safe output paths and bounded reads
+    "_redact": set(),
+    "_files": {"errors"},
+    "settings": {"errors", "_redact"},
     "_retry": set(),
-    "events": {"errors", "settings"},
+    "events": {"errors", "settings", "_files"},
     "store": BASE | {"events"},
     "publish": BASE | {"events", "store"},
     # the spend-over-budget gauges read today's spend and the budgets from usage/
