@@ -234,11 +234,48 @@ def stop_relays(root: Path, grace: float = 10.0) -> list[int]:
 @pytest.fixture(autouse=True)
 def _stop_test_relays(request: pytest.FixtureRequest) -> Iterator[None]:
     """The detached relays a test started end with it (pointed at a dead address they would
-    retry for minutes after the suite)."""
+    retry for minutes after the suite): those under its ``tmp_path``, and any other relay
+    under pytest's temporary directories that appeared while it ran (module-scoped fixtures
+    keep their state in ``tmp_path_factory`` directories)."""
     root = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    base = _pytest_basetemp(request.config)
+    before = set(relay_processes(base)) if base is not None else set()
     yield
     if root is not None:
         stop_relays(root)
+    if base is not None:
+        stop_pids([pid for pid in relay_processes(base) if pid not in before])
+
+
+def _pytest_basetemp(config: pytest.Config) -> Path | None:
+    factory = getattr(config, "_tmp_path_factory", None)
+    try:
+        return None if factory is None else Path(factory.getbasetemp())
+    except Exception:
+        return None
+
+
+def stop_pids(pids: list[int], grace: float = 10.0) -> None:
+    """SIGTERM ``pids``, SIGKILL those still alive after ``grace`` seconds."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    alive = list(pids)
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in alive if Path(f"/proc/{pid}").exists() and _not_zombie(pid)]
+        time.sleep(0.1)
+    for pid in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _not_zombie(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
