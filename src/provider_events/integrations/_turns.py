@@ -102,10 +102,16 @@ def publish_subagent(
         agents = _dict(state.get("agents"))
         offset = agents.get(key)
         turn = _dict(state.get("turn"))
-    if hook.agent_transcript_path:
+    # Claude Code can fire SubagentStop before the sub-agent's own file exists (seen under
+    # load); the sidechain lines of the main transcript then name its model.
+    if hook.agent_transcript_path and Path(hook.agent_transcript_path).is_file():
         read = _read(hook.agent_transcript_path, offset, log, hook.event_name)
         records = list(read.records) if read is not None else []
     else:
+        if key != "sidechain":  # the offset kept for the agent's own file is not this file's
+            key = "sidechain"
+            with open_session(Path(settings.state_dir), hook.session_id) as state:
+                offset = _dict(state.get("agents")).get(key)
         start = offset if isinstance(offset, int) else turn.get("offset")
         read = _read(hook.transcript_path, start, log, hook.event_name)
         records = [r for r in read.records if r.sidechain] if read is not None else []
