@@ -102,9 +102,11 @@ def publish_subagent(
         agents = _dict(state.get("agents"))
         offset = agents.get(key)
         turn = _dict(state.get("turn"))
-    # Claude Code can fire SubagentStop before the sub-agent's own file exists (seen under
-    # load); the sidechain lines of the main transcript then name its model.
-    if hook.agent_transcript_path and Path(hook.agent_transcript_path).is_file():
+    # Claude Code can fire SubagentStop before the sub-agent's own file exists or holds its
+    # answer (seen on a loaded machine): wait for it a little (bounded), then, in versions
+    # that have no such file, the sidechain lines of the main transcript name its model.
+    agent_file = _wait_for_records(hook.agent_transcript_path, offset, AGENT_FILE_WAIT)
+    if agent_file:
         read = _read(hook.agent_transcript_path, offset, log, hook.event_name)
         records = list(read.records) if read is not None else []
     else:
@@ -131,6 +133,33 @@ def publish_subagent(
     label = "Claude Code sub-agent turn" + (f" ({hook.agent_type})" if hook.agent_type else "")
     at = read.first_timestamp if read is not None else None
     return _publish_selection(hook, records, details, label, at, env, settings, log, path)
+
+
+#: Longest wait (seconds) at SubagentStop for the sub-agent's transcript to hold its answer.
+AGENT_FILE_WAIT = 1.5
+
+
+def _wait_for_records(path: str | None, offset: Any, limit: float) -> bool:
+    """Whether ``path`` exists and holds an assistant record after ``offset``, polling up to
+    ``limit`` seconds; False at once when no path was given."""
+    if not path:
+        return False
+    import time
+
+    from provider_events.integrations._transcript import read_assistant_records
+
+    start = offset if isinstance(offset, int) and offset >= 0 else 0
+    deadline = time.monotonic() + limit
+    while True:
+        if Path(path).is_file():
+            try:
+                if read_assistant_records(path, start, max_seconds=0.2).records:
+                    return True
+            except OSError:
+                pass
+        if time.monotonic() >= deadline:
+            return Path(path).is_file()
+        time.sleep(0.05)
 
 
 def _dict(value: Any) -> dict[str, Any]:
