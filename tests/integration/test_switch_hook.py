@@ -203,8 +203,9 @@ def test_hook_events_reach_the_broker_in_session_order(
 def test_hook_latency_is_that_of_a_one_shot_producer(
     env: dict[str, str], kcat: Kcat, topic: str, tmp_path: Path
 ) -> None:
-    """The hook returns well under a second and within 4x ``publish --background``; medians are
-    printed next to a ``kcat -P`` one-shot (same broker, alternating runs); every event arrives.
+    """The hook returns well under a second (its watchdog is 3 s); medians are printed next to
+    ``publish --background`` and a ``kcat -P`` one-shot (same broker, alternating runs); every
+    event arrives.
 
     Bytecode is cached (outside the tree) as it is for an installed package; the first run of
     each warms that cache and is not counted. The relay's autostart is off while timing, so
@@ -243,10 +244,9 @@ def test_hook_latency_is_that_of_a_one_shot_producer(
     )
     assert hook < 1.0
     assert max(hook_times) < 2.0
-    # `publish --background` now takes the lean enqueue (standard library only, ~the cost of
-    # the interpreter); the hook takes the same enqueue but also loads its model-detection
-    # modules (integrations: dataclasses, json, re). The ratios against kcat are `make bench`'s.
-    assert hook < 4 * background
+    # The ratios (hook and `publish --background` against kcat) are `make bench`'s figures,
+    # not a timed assertion here: at Stop the hook now also reads the transcript and prices
+    # the turn's outcomes, and the machine's load moves the ratio.
     relay = cli(env, "relay")
     assert relay.returncode == 0, relay.stderr
     wait_for(kcat, topic, lambda m: m.key in sessions, count=runs)
