@@ -54,6 +54,19 @@ REPEAT = 4
 DELIVERED = len(SELECTIONS) * REPEAT
 #: Published through an unreachable broker: they stay in the publisher's outbox.
 SPOOLED = 2
+#: Measured usage: Claude Code transcripts imported with `provider-events import claude-code`
+#: per (tenant, provider): (model, usage (in, out, cache read, cache write 5m), requests).
+#: claude-3-5-sonnet: $3 / $15 / $0.30 / $3.75 per million tokens, so one request costs
+#: 0.003 + 0.003 + 0.00015 + 0.000375 = 0.006525 USD; glm-4.6 at Z.AI: 0.0006 + 0.00044.
+OUTCOMES = {
+    ("acme", "anthropic"): [
+        ("claude-3-5-sonnet", (1000, 200, 500, 100), 2),
+        ("claude-unpriced-internal", (10, 20, 0, 0), 1),  # no price anywhere: unpriced
+    ],
+    ("soylent", "zai"): [("glm-4.6", (1000, 200, 0, 0), 1)],  # a tenant with outcomes only
+}
+MEASURED_COST = {"claude-3-5-sonnet": 2 * 0.006525, "glm-4.6": 0.00104}
+OUTCOME_COUNT = sum(n for models in OUTCOMES.values() for _, _, n in models)
 #: Dashboard substitutions for Grafana's global variables.
 RATE_INTERVAL = "30s"
 RANGE = "1h"
@@ -332,6 +345,8 @@ def stack(
             assert line, f"publisher exited: {(tmp / 'publisher.log').read_text()}"
             published = json.loads(line)
 
+            _import_outcomes(tmp, env, started)
+
             # A poison message: the consumer dead-letters it and keeps going.
             producer = Producer({"bootstrap.servers": kafka_bootstrap})
             producer.produce(topic, b"\xff\xfe not json", key=b"poison")
@@ -373,6 +388,46 @@ def stack(
                 handle.close()
 
 
+def _import_outcomes(tmp: Path, env: dict[str, str], started: datetime) -> None:
+    """Write OUTCOMES as Claude Code transcripts (each response on two lines, one per content
+    block, as Claude Code writes them) and publish them with `provider-events import`."""
+    from tests.transcripts import assistant_line, usage, user_line, write_lines
+
+    stamp = (started + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    for (tenant, provider), models in OUTCOMES.items():
+        projects = tmp / f"claude-{tenant}" / "projects"
+        session = f"monitoring-{tenant}"
+        cwd = f"/work/{tenant}"
+        lines = [user_line(session, cwd, stamp)]
+        for model, (inp, out, read, w5m), requests in models:
+            for r in range(requests):
+                line = assistant_line(
+                    session, cwd, stamp, f"msg-{model}-{r}", f"req-{model}-{r}", model,
+                    usage(inp, out, read, w5m),
+                )  # fmt: skip
+                lines += [line, line]  # one line per content block, the same usage
+        write_lines(projects / cwd.replace("/", "-") / f"{session}.jsonl", lines)
+        done = subprocess.run(
+            [
+                sys.executable, "-m", "provider_events.cli", "import", "claude-code",
+                "--projects-dir", str(projects), "--provider", provider, "--json",
+            ],
+            env={
+                **env,
+                "PROVIDER_EVENTS_TENANT_ID": tenant,
+                "PROVIDER_EVENTS_STATE_DIR": str(tmp / f"import-{tenant}"),
+                "HOME": str(tmp / f"home-{tenant}"),
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        summary = json.loads(done.stdout)
+        assert summary["published"] == sum(n for _, _, n in models), summary
+        assert summary["duplicates"] == summary["published"], summary  # the block repeats
+
+
 @pytest.fixture(scope="module")
 def settled(stack: Stack) -> Stack:
     """The consumer stored every delivered event and Prometheus has scraped it all since."""
@@ -385,6 +440,14 @@ def settled(stack: Stack) -> Stack:
 
     assert stack.published["statuses"].count("delivered") == DELIVERED, stack.published
     wait_for("the consumer to store every delivered event", stored, 90)
+
+    def outcomes_stored() -> bool:
+        stack.check_alive()
+        with psycopg.connect(stack.dsn, connect_timeout=5) as conn:
+            row = conn.execute("SELECT count(*) FROM provider_outcomes").fetchone()
+        return row is not None and row[0] >= OUTCOME_COUNT
+
+    wait_for("the consumer to store every imported outcome", outcomes_stored, 90)
 
     def scraped() -> bool:
         stack.check_alive()
@@ -494,7 +557,8 @@ def _tenants(stack: Stack, start: datetime, end: datetime) -> list[str]:
 def test_tenant_variable_lists_every_published_tenant(settled: Stack) -> None:
     """The tenant variable's SQL returns the tenants the events were published for."""
     start, end = settled.started - timedelta(minutes=5), datetime.now(UTC) + timedelta(minutes=1)
-    assert _tenants(settled, start, end) == sorted({t for _, _, t in SELECTIONS})
+    expected = {t for _, _, t in SELECTIONS} | {t for t, _ in OUTCOMES}
+    assert _tenants(settled, start, end) == sorted(expected)
 
 
 @pytest.mark.parametrize(("title", "target"), SQL, ids=[t for t, _ in SQL])
@@ -517,6 +581,108 @@ def test_sql_panels_count_every_stored_event(settled: Stack) -> None:
     with psycopg.connect(settled.dsn, connect_timeout=5) as conn:
         rows = conn.execute(expand_sql(target["rawSql"], tenants, start, end)).fetchall()
     assert sum(r[2] for r in rows) == DELIVERED, title
+
+
+def _panel_sql(prefix: str) -> str:
+    return next(x["rawSql"] for t, x in SQL if t.startswith(prefix))
+
+
+def test_measured_panels_hold_the_imported_usage_beside_the_declared_cost(settled: Stack) -> None:
+    """The measured-usage panels give the imported outcomes' tokens and cost exactly (content
+    block duplicates counted once, unpriced never $0), beside the declared cost, per tenant."""
+    start, end = settled.started - timedelta(minutes=5), datetime.now(UTC) + timedelta(minutes=1)
+    tenants = _tenants(settled, start, end)
+    table = _panel_sql("Measured vs declared cost")
+    with psycopg.connect(settled.dsn, connect_timeout=5) as conn:
+        cur = conn.execute(expand_sql(table, tenants, start, end))
+        names = [c.name for c in cur.description or []]
+        rows = {
+            (r["provider"], r["model"]): r for r in (dict(zip(names, v, strict=True)) for v in cur)
+        }
+        spend = conn.execute(
+            expand_sql(_panel_sql("Measured spend by provider"), tenants, start, end)
+        ).fetchall()
+        tokens = conn.execute(
+            expand_sql(_panel_sql("Measured tokens by provider"), tenants, start, end)
+        ).fetchall()
+        acme_only = conn.execute(expand_sql(table, ["acme"], start, end)).fetchall()
+    for (_, provider), models in OUTCOMES.items():
+        for model, (inp, out, read, w5m), requests in models:
+            row = rows[(provider, model)]
+            assert (row["outcomes"], row["input_tokens"], row["output_tokens"]) == (
+                requests, requests * inp, requests * out
+            )  # fmt: skip
+            assert (row["cache_read_tokens"], row["cache_write_tokens"]) == (
+                requests * read, requests * w5m
+            )  # fmt: skip
+            if model in MEASURED_COST:
+                assert row["unpriced"] == 0
+                assert row["measured_cost_usd"] == pytest.approx(MEASURED_COST[model], abs=1e-12)
+            else:
+                assert row["unpriced"] == requests and row["measured_cost_usd"] is None
+    # declared beside measured: the selections' own estimate, and the difference
+    sonnet = rows[("anthropic", "claude-3-5-sonnet")]
+    declared = sum(0.000001 * (1000 + i + 200 + i) for i in range(REPEAT))
+    assert sonnet["selections"] == REPEAT
+    assert sonnet["declared_cost_usd"] == pytest.approx(declared, rel=1e-9)
+    assert sonnet["difference_usd"] == pytest.approx(MEASURED_COST["claude-3-5-sonnet"] - declared)
+    # a selected model without outcomes: declared only
+    assert rows[("openai", "gpt-4o")]["outcomes"] == 0
+    assert rows[("openai", "gpt-4o")]["measured_cost_usd"] is None
+    # the time series add up to the same figures
+    by_provider: dict[str, float] = {}
+    for _, provider, cost in spend:
+        by_provider[provider] = by_provider.get(provider, 0.0) + cost
+    assert by_provider == pytest.approx(
+        {"anthropic": MEASURED_COST["claude-3-5-sonnet"], "zai": MEASURED_COST["glm-4.6"]}
+    )
+    assert sum(r[2] + r[3] + r[4] + r[5] for r in tokens) == sum(
+        n * sum(u) for models in OUTCOMES.values() for _, u, n in models
+    )
+    # $tenant filters the measured rows too: soylent's outcomes are not acme's
+    assert all(r[0] != "zai" for r in acme_only)
+
+
+def test_measured_panel_agrees_with_the_usage_command(settled: Stack) -> None:
+    """`provider-events usage --by model --json` and the dashboard's table give the same
+    measured tokens and cost per provider and model over the same window."""
+    start = settled.started - timedelta(minutes=5)
+    end = datetime.now(UTC) + timedelta(hours=1)
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "provider_events.cli", "usage", "--by", "model", "--json",
+            "--store", "postgresql", "--since", start.isoformat(), "--until", end.isoformat(),
+        ],
+        env={**os.environ, "DATABASE_URL": settled.dsn, "PYTHONPATH": str(ROOT / "src")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    usage = json.loads(done.stdout)
+    # the CLI rounds the window to whole hours; the panel's window holds the same buckets
+    since = datetime.fromisoformat(usage["window"]["since"].replace("Z", "+00:00"))
+    until = datetime.fromisoformat(usage["window"]["until"].replace("Z", "+00:00"))
+    tenants = _tenants(settled, since, until)
+    with psycopg.connect(settled.dsn, connect_timeout=5) as conn:
+        cur = conn.execute(
+            expand_sql(_panel_sql("Measured vs declared cost"), tenants, since, until)
+        )
+        names = [c.name for c in cur.description or []]
+        panel = [dict(zip(names, v, strict=True)) for v in cur]
+    measured = {r["model"]: r for r in panel if r["outcomes"]}  # one provider per model here
+    assert len(usage["rows"]) == len(measured) == sum(len(m) for m in OUTCOMES.values())
+    for row in usage["rows"]:
+        mine = measured[row["model"]]
+        assert (row["outcomes"], row["unpriced"]) == (mine["outcomes"], mine["unpriced"])
+        assert (row["input_tokens"], row["output_tokens"], row["cache_read_tokens"]) == (
+            mine["input_tokens"], mine["output_tokens"], mine["cache_read_tokens"]
+        )  # fmt: skip
+        if row["unpriced"] == row["outcomes"]:  # the command counts them; the panel shows no $
+            assert mine["measured_cost_usd"] is None
+        else:
+            assert row["cost_usd"] == pytest.approx(mine["measured_cost_usd"], abs=1e-9)
+    assert usage["totals"]["cost_usd"] == pytest.approx(sum(MEASURED_COST.values()), abs=1e-9)
 
 
 # -- alerts and exposition ------------------------------------------------------------------

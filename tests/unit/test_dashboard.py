@@ -170,6 +170,7 @@ def test_template_variables_are_tenant_from_sql_and_provider_from_promql() -> No
     tenant, provider = variables["tenant"], variables["provider"]
     assert tenant["datasource"]["uid"] == "provider-events-postgres"
     assert "provider_selection_rollup_hourly" in tenant["query"] and "tenant_id" in tenant["query"]
+    assert "provider_outcomes_hourly" in tenant["query"]  # tenants with only measured usage too
     assert provider["datasource"]["uid"] == "provider-events-prometheus"
     assert provider["query"]["query"] == "label_values(provider_selection_total, provider)"
     for variable in (tenant, provider):
@@ -183,6 +184,11 @@ def test_sql_panels_filter_by_tenant_and_time_and_prometheus_ingest_panels_by_pr
             sql = target["rawSql"]
             # rollup panels: every hourly bucket that overlaps the dashboard's range
             rollup = "bucket_start > $__timeFrom()::timestamptz - interval '1 hour'" in sql
+            # the measured-usage panels: provider_outcomes_hourly's buckets are named `hour`
+            rollup = rollup or (
+                "provider_outcomes_hourly" in sql
+                and "hour > $__timeFrom()::timestamptz - interval '1 hour'" in sql
+            )
             assert (rollup and "tenant_id IN ($tenant)" in sql) or _SERIES.search(sql), panel[
                 "title"
             ]
@@ -212,6 +218,10 @@ def test_every_contract_metric_and_the_guide_panels_are_on_the_dashboard() -> No
     for column in ("cpt_sum", "q_sum", "cost_usd"):
         assert column in sql, column
     assert "provider_selection_events" not in sql
+    # measured usage beside the declared figures: spend, tokens, and the difference per model
+    assert "provider_outcomes_hourly" in sql and "provider_outcomes " not in sql
+    for column in ("measured_cost_usd", "declared_cost_usd", "difference_usd", "cache_write"):
+        assert column in sql, column
     assert _SERIES.search(sql) and "0.95)" in sql
 
 
