@@ -57,6 +57,7 @@ demo: install ## a synthetic week of selections, then stats, recommendations and
 
 bench: install ## side-by-side benchmarks, printed as ratios
 	@$(SERVICES) up >/dev/null
+	@dev/install-ccusage.sh >/dev/null
 	@$(WITH_SERVICES) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m benchmarks $(BENCH_ARGS)
 
 chaos: install ## fault-injection suite (long): on one broker, then on a 3-broker cluster

@@ -150,6 +150,8 @@ def run(ctx: Context, console: Console) -> list[Comparison]:
     from provider_events.settings import load_settings
     from provider_events.usage._transcripts import find_transcripts, import_transcripts
 
+    if not CCUSAGE.exists():
+        raise SystemExit(f"{CCUSAGE} not found: dev/install-ccusage.sh (make bench runs it)")
     target = ctx.n(1_000_000, 2000)
     tmp = Path(tempfile.mkdtemp(prefix="bench-import-"))
     try:
@@ -220,50 +222,45 @@ def run(ctx: Context, console: Console) -> list[Comparison]:
                 notes={"seconds": round(t_whole, 2), "rerun_seconds": round(t_again, 3)},
             ),
         ]
-        if CCUSAGE.exists():
-            env = env_with(
-                CLAUDE_CONFIG_DIR=str(tmp), HOME=str(tmp), XDG_CONFIG_HOME=str(tmp / "xdg")
+        env = env_with(CLAUDE_CONFIG_DIR=str(tmp), HOME=str(tmp), XDG_CONFIG_HOME=str(tmp / "xdg"))
+        t0 = time.perf_counter()
+        done = subprocess.run(
+            [str(CCUSAGE), "daily", "--json", "--offline"],
+            env=env,
+            capture_output=True,
+            timeout=600,
+        )
+        t_cc = time.perf_counter() - t0
+        if done.returncode != 0:
+            raise SystemExit(f"ccusage failed: {done.stderr.decode(errors='replace')[-500:]}")
+        doc = json.loads(done.stdout)["totals"]
+        ours = (
+            parsed.input_tokens,
+            parsed.output_tokens,
+            parsed.cache_read_tokens,
+            parsed.cache_write_tokens,
+        )
+        theirs = (
+            doc["inputTokens"],
+            doc["outputTokens"],
+            doc["cacheReadTokens"],
+            doc["cacheCreationTokens"],
+        )
+        rows.append(
+            Comparison(
+                "import: lines/s vs ccusage daily",
+                lines / t_parse,
+                lines / t_cc,
+                "lines/s",
+                "ccusage@18 --offline",
+                notes={
+                    "tokens_agree": ours == theirs,
+                    "ours_cost": round(parsed.cost_usd, 4),
+                    "ccusage_cost": round(doc["totalCost"], 4),
+                    "ccusage_seconds": round(t_cc, 2),
+                },
             )
-            t0 = time.perf_counter()
-            done = subprocess.run(
-                [str(CCUSAGE), "daily", "--json", "--offline"],
-                env=env,
-                capture_output=True,
-                timeout=600,
-            )
-            t_cc = time.perf_counter() - t0
-            doc = json.loads(done.stdout)["totals"]
-            ours = (
-                parsed.input_tokens,
-                parsed.output_tokens,
-                parsed.cache_read_tokens,
-                parsed.cache_write_tokens,
-            )
-            theirs = (
-                doc["inputTokens"],
-                doc["outputTokens"],
-                doc["cacheReadTokens"],
-                doc["cacheCreationTokens"],
-            )
-            rows.append(
-                Comparison(
-                    "import: lines/s vs ccusage daily",
-                    lines / t_parse,
-                    lines / t_cc,
-                    "lines/s",
-                    "ccusage@18 --offline",
-                    notes={
-                        "tokens_agree": ours == theirs,
-                        "ours_cost": round(parsed.cost_usd, 4),
-                        "ccusage_cost": round(doc["totalCost"], 4),
-                        "ccusage_seconds": round(t_cc, 2),
-                    },
-                )
-            )
-        else:
-            console.print(
-                f"[yellow]ccusage not installed ({CCUSAGE}): npm install --prefix .dev/npm ccusage@18"
-            )
+        )
         return rows
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
