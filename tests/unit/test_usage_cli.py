@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from provider_events.cli import main
-from tests.transcripts import standard_folder
+from tests.transcripts import SONNET, standard_folder
 
 
 @pytest.fixture
@@ -193,3 +193,43 @@ def test_recommend_says_which_cost_basis_it_used(
                 r["measured_cost_usd"] * (1 - a["price_ratio"]), abs=1e-8
             )
     assert all(r["measured_cost_usd"] is None for r in recs if r["saving_basis"] == "declared")
+
+
+def test_piped_usage_table_shows_every_figure_whole(
+    local: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Through a pipe (no terminal, COLUMNS unset) the usage table is as wide as the other
+    commands' tables (200 columns): large token counts, long model names and the unpriced
+    note are never cut short with an ellipsis."""
+    from tests.transcripts import assistant_line, usage, write_lines
+
+    big = usage(123_456_789, 98_765_432, 1_234_567_890, 987_654_321, 0)
+    write_lines(
+        local / ".claude" / "projects" / "-work-big" / "big.jsonl",
+        [
+            assistant_line(
+                "big", "/work/big", "2025-10-02T10:00:00.000Z", "b1", "rb1", SONNET, big
+            ),
+            assistant_line(
+                "big",
+                "/work/big",
+                "2025-10-02T10:00:01.000Z",
+                "b2",
+                "rb2",
+                "an-unpriced-model-with-a-rather-long-name-20251002",
+                big,
+            ),
+        ],
+    )
+    assert _run(capsys, "import", "claude-code", "-q")[0] == 0
+    window = ("--since", "2025-10-01", "--until", "2025-10-03")
+    code, out, _ = _run(capsys, "usage", *window, "--by", "model", "--json")
+    rows = json.loads(out)["rows"]
+    code, table, err = _run(capsys, "usage", *window, "--by", "model")
+    assert code == 0, err
+    assert "…" not in table
+    for row in rows:
+        assert row["model"] in table
+        for name in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"):
+            assert f"{row[name]:,}" in table, (name, row)
+    assert "(+1 unpriced)" in table

@@ -477,7 +477,7 @@ def _show_measured(console: Any, summary: Any, answer: Any, window: Any, hint: s
             else ""
         )
     )
-    _render(answer, "provider")
+    _render(answer, "provider", console)
     since, until = f"{window.since:%Y-%m-%dT%H:%MZ}", f"{window.until:%Y-%m-%dT%H:%MZ}"
     console.print(
         f"  {hint} provider-events usage --since {since} --until {until} --by model",

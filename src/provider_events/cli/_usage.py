@@ -8,6 +8,7 @@ Same answer from PostgreSQL (``DATABASE_URL``) and the local store. ``--json`` h
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -52,16 +53,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _render(answer: dict, by: str) -> None:  # type: ignore[type-arg]
-    from rich.console import Console
+def _render(answer: dict, by: str, console: Any = None) -> None:  # type: ignore[type-arg]
     from rich.table import Table
 
-    console = Console()
+    from provider_events.analytics._render import make_console
+
+    if console is None:  # 200 columns when piped, not rich's 80: no figure cut short
+        console = make_console()
     w = answer["window"]
     table = Table(title=f"Measured usage by {by}, {w['since']} .. {w['until']} ({answer['store']})")
-    table.add_column(by)
+    table.add_column(by, overflow="fold")  # a narrow terminal folds names, never a figure
     for name in ("outcomes", "input", "output", "cache read", "cache write", "cost USD"):
-        table.add_column(name, justify="right")
+        table.add_column(name, justify="right", no_wrap=True)
     for row in [*answer["rows"], {by: "total", **answer["totals"]}]:
         cost = f"{row['cost_usd']:.4f}" + (
             f" (+{row['unpriced']} unpriced)" if row["unpriced"] else ""
