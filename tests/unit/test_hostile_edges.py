@@ -227,16 +227,34 @@ def test_c_report_size_is_bounded_whatever_the_window(
         assert "selections-over-time" in out.read_text()
 
 
+@pytest.mark.parametrize("command", ["stats", "usage"])
+@pytest.mark.parametrize("since", ["0001-01-01", "0999-01-01"])
 def test_c_json_window_of_year_one_is_rfc3339(
-    env: dict[str, str], capsys: pytest.CaptureFixture[str]
+    command: str, since: str, env: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``stats --since 0001-01-01 --json`` states its window as zero-padded RFC 3339 times."""
-    code, out, err = run(
-        capsys, "stats", "--since", "0001-01-01", "--until", "9999-01-01", "--json"
-    )
+    """``stats|usage --since 0001-01-01 --json`` state their window as zero-padded RFC 3339
+    times (strftime("%Y") wrote year 999 as "999")."""
+    code, out, err = run(capsys, command, "--since", since, "--until", "9999-01-01", "--json")
     assert code == 0, err
     window = json.loads(out)["window"]
-    assert window["since"] == "0001-01-01T00:00:00Z" and window["until"] == "9999-01-01T00:00:00Z"
+    assert window["since"] == f"{since}T00:00:00Z" and window["until"] == "9999-01-01T00:00:00Z"
+
+
+def test_c_embedded_store_time_text_sorts_for_any_year() -> None:
+    """The embedded store compares RFC 3339 text: a year before 1000 must sort before 2025."""
+    from datetime import UTC, datetime
+
+    from provider_events.analytics._routing import _when
+    from provider_events.store._local import _text_time
+
+    class Sqlite:
+        dialect = "sqlite"
+
+    for moment in (datetime(999, 1, 1, tzinfo=UTC), datetime(1, 1, 1, tzinfo=UTC)):
+        later = datetime(2025, 1, 1, tzinfo=UTC)
+        assert _text_time(moment) < _text_time(later)
+        assert _when(Sqlite(), moment) < _when(Sqlite(), later)  # type: ignore[arg-type]
+        assert _text_time(moment) == _when(Sqlite(), moment)
 
 
 # -- d. empty filters ------------------------------------------------------------------------------

@@ -41,7 +41,8 @@ _SQLITE = {
 
 def _when(store: _Store, moment: datetime) -> Any:
     if store.dialect == "sqlite":  # the embedded store keeps RFC 3339 text (sortable)
-        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        # isoformat, not strftime("%Y") (year 999 would be "999", sorting after "2025")
+        return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
     return moment
 
 

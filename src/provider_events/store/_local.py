@@ -66,7 +66,8 @@ _encode = msgspec.json.Encoder().encode
 
 
 def _text_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat, not strftime("%Y"): glibc writes year 999 as "999", which sorts after "2025"
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _normalize(envelope_bytes: bytes) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
