@@ -388,6 +388,19 @@ def stack(
                 handle.close()
 
 
+def _cli_json(args: list[str], env: dict[str, str]) -> Any:
+    """``provider-events ARGS --json`` in a child process: its JSON output (exit 0 asserted)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "provider_events.cli", *args, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
 def _import_outcomes(tmp: Path, env: dict[str, str], started: datetime) -> None:
     """Write OUTCOMES as Claude Code transcripts (each response on two lines, one per content
     block, as Claude Code writes them) and publish them with `provider-events import`."""
@@ -407,23 +420,15 @@ def _import_outcomes(tmp: Path, env: dict[str, str], started: datetime) -> None:
                 )  # fmt: skip
                 lines += [line, line]  # one line per content block, the same usage
         write_lines(projects / cwd.replace("/", "-") / f"{session}.jsonl", lines)
-        done = subprocess.run(
-            [
-                sys.executable, "-m", "provider_events.cli", "import", "claude-code",
-                "--projects-dir", str(projects), "--provider", provider, "--json",
-            ],
-            env={
+        summary = _cli_json(
+            ["import", "claude-code", "--projects-dir", str(projects), "--provider", provider],
+            {
                 **env,
                 "PROVIDER_EVENTS_TENANT_ID": tenant,
                 "PROVIDER_EVENTS_STATE_DIR": str(tmp / f"import-{tenant}"),
                 "HOME": str(tmp / f"home-{tenant}"),
             },
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        summary = json.loads(done.stdout)
+        )
         assert summary["published"] == sum(n for _, _, n in models), summary
         assert summary["duplicates"] == summary["published"], summary  # the block repeats
 
@@ -648,18 +653,20 @@ def test_measured_panel_agrees_with_the_usage_command(settled: Stack) -> None:
     measured tokens and cost per provider and model over the same window."""
     start = settled.started - timedelta(minutes=5)
     end = datetime.now(UTC) + timedelta(hours=1)
-    done = subprocess.run(
+    usage = _cli_json(
         [
-            sys.executable, "-m", "provider_events.cli", "usage", "--by", "model", "--json",
-            "--store", "postgresql", "--since", start.isoformat(), "--until", end.isoformat(),
+            "usage",
+            "--by",
+            "model",
+            "--store",
+            "postgresql",
+            "--since",
+            start.isoformat(),
+            "--until",
+            end.isoformat(),
         ],
-        env={**os.environ, "DATABASE_URL": settled.dsn, "PYTHONPATH": str(ROOT / "src")},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    usage = json.loads(done.stdout)
+        {**os.environ, "DATABASE_URL": settled.dsn, "PYTHONPATH": str(ROOT / "src")},
+    )
     # the CLI rounds the window to whole hours; the panel's window holds the same buckets
     since = datetime.fromisoformat(usage["window"]["since"].replace("Z", "+00:00"))
     until = datetime.fromisoformat(usage["window"]["until"].replace("Z", "+00:00"))
