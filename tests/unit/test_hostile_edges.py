@@ -453,3 +453,46 @@ def test_fuzz_found_metrics_address_no_codec_encodes(
     monkeypatch.setenv("DATABASE_URL", "postgresql://u:p@127.0.0.1:1/db")
     code, _, err = run(capsys, "consume", "--metrics-port", "0", "--metrics-addr", "a\x85b")
     assert code == 2 and "metrics" in err and len(err.strip().splitlines()) == 1, err
+
+
+# -- standard output that cannot be written ------------------------------------------------------
+def _close_stdout() -> None:
+    os.close(1)
+
+
+@pytest.mark.parametrize("where", ["/dev/full", "closed"])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["publish", "--provider", "p", "--model", "m", "--reason", "r", "--background"],
+        ["publish", "--provider", "p", "--model", "m", "--reason", "r", "--background", "--json"],
+        ["stats", "--json"],
+        ["usage", "--csv"],
+        ["budget", "show"],
+        ["outbox", "status"],
+        ["statusline"],
+        ["schema", "--list"],
+    ],
+    ids=lambda a: "-".join(a[:2]) + ("-json" if "--json" in a[2:] else ""),
+)
+def test_output_that_cannot_be_written_is_one_line_and_exit_1(
+    env: dict[str, str], tmp_path: Path, argv: list[str], where: str
+) -> None:
+    """stdout on a full device or closed: one line naming it, exit 1 — not an "internal
+    error", not a traceback, not the interpreter's "Exception ignored" at exit."""
+    child_env = {**env, "PROVIDER_EVENTS_SINK": "local"} if argv[0] != "publish" else env
+    with open("/dev/full", "wb") if where == "/dev/full" else open(os.devnull, "wb") as sink:
+        done = subprocess.run(
+            [sys.executable, "-m", "provider_events.cli", *argv],
+            env=child_env,
+            input=b"{}",
+            stdout=sink,
+            stderr=subprocess.PIPE,
+            preexec_fn=_close_stdout if where == "closed" else None,
+            timeout=60,
+        )
+    err = done.stderr.decode()
+    assert done.returncode == 1, err
+    assert len(err.splitlines()) == 1, err
+    expected = "standard output is closed" if where == "closed" else "No space left on device"
+    assert err.startswith("error: ") and expected in err, err

@@ -64,24 +64,62 @@ def _fast(args: list[str]) -> int | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if args:
-        code = _fast(args)  # standard library only; prints event ids, never a setting
+    if args and sys.stdout is not None:  # fd 1 closed: the full path words that
+        try:
+            code = _fast(args)  # standard library only; prints event ids, never a setting
+        except BrokenPipeError:
+            return 0
+        except OSError as exc:  # only its last step, writing the event id, can raise this
+            _quiet_stdout(sys.stdout)
+            sys.stderr.write(f"error: cannot write the output: {exc.strerror or exc}\n")
+            return 1
         if code is not None:
             return code
-    from provider_events.cli._common import RedactingStream
+    from provider_events.cli._common import EXIT_FAILED, RedactingStream, _OutputStreamError, fail
 
     out, err = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = RedactingStream(out), RedactingStream(err)
     try:
-        return _main(args)
+        code = _main(args)
+        sys.stdout.flush()  # a full device reports itself here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        return 0
+    except _OutputStreamError as exc:
+        try:
+            return fail(str(exc), EXIT_FAILED)
+        except OSError:  # stderr is gone too: the exit code is all that is left
+            return EXIT_FAILED
     finally:
+        _quiet_stdout(out)
         sys.stdout, sys.stderr = out, err
+
+
+def _quiet_stdout(out: object) -> None:
+    """After a failed write the interpreter would flush stdout again at exit and print a
+    traceback-like "Exception ignored" message: point fd 1 at /dev/null once it has failed."""
+    import os
+
+    try:
+        out.flush()  # type: ignore[attr-defined]
+    except (OSError, AttributeError, ValueError):
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.close(devnull)
+        except OSError:
+            pass
 
 
 def _main(args: list[str]) -> int:
     import importlib
 
-    from provider_events.cli._common import EXIT_BAD_INPUT, ArgumentParser, fail
+    from provider_events.cli._common import (
+        EXIT_BAD_INPUT,
+        ArgumentParser,
+        _OutputStreamError,
+        fail,
+    )
 
     if args[:1] == ["hook"]:
         # `hook claude` runs inside Claude Code: it never fails on its arguments (exit 2 would
@@ -124,6 +162,8 @@ def _main(args: list[str]) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except _OutputStreamError:
+        raise  # main() words it
     # A command that let one of ours through: still one line, and the exit code its kind
     # means (bad input is 2 wherever it was found, e.g. a malformed DATABASE_URL).
     except ConfigError as exc:

@@ -37,6 +37,11 @@ class ArgumentParser(argparse.ArgumentParser):
         return super()._get_values(action, arg_strings)
 
 
+class _OutputStreamError(Exception):
+    """Standard output cannot be written (closed, a full device, an I/O error): the command
+    ends with one line on stderr and exit 1, not an internal error. Never leaves the CLI."""
+
+
 class RedactingStream:
     """A text stream that passes everything written through the one redaction function.
 
@@ -51,8 +56,25 @@ class RedactingStream:
     def write(self, text: str) -> int:
         from provider_events.settings import redact_dsn
 
-        self._stream.write(redact_dsn(text))
+        if self._stream is None:  # the process started with that descriptor closed
+            raise _OutputStreamError("standard output is closed")
+        try:
+            self._stream.write(redact_dsn(text))
+        except BrokenPipeError:
+            raise  # the reader went away (`| head`): not an error
+        except OSError as exc:
+            raise _OutputStreamError(f"cannot write the output: {exc.strerror or exc}") from None
         return len(text)
+
+    def flush(self) -> None:
+        if self._stream is None:
+            return
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise _OutputStreamError(f"cannot write the output: {exc.strerror or exc}") from None
 
     def writelines(self, lines: Any) -> None:
         for line in lines:
