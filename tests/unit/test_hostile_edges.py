@@ -496,3 +496,24 @@ def test_output_that_cannot_be_written_is_one_line_and_exit_1(
     assert len(err.splitlines()) == 1, err
     expected = "standard output is closed" if where == "closed" else "No space left on device"
     assert err.startswith("error: ") and expected in err, err
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_the_guides_script_words_an_unwritable_output_as_the_command_does(
+    env: dict[str, str], background: bool
+) -> None:
+    """``scripts/publish_provider_selection.py`` is ``provider-events publish`` under its own
+    name: the same one line and exit 1 when stdout is a full device (it was a traceback)."""
+    argv = ["--provider", "p", "--model", "m", "--reason", "r", *(["--background"] * background)]
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "publish_provider_selection.py"), *argv],
+            env=env,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            timeout=60,
+        )
+    err = done.stderr.decode()
+    assert (
+        done.returncode == 1 and err == "error: cannot write the output: No space left on device\n"
+    )

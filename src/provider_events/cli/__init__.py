@@ -11,8 +11,9 @@ import sys
 TYPE_CHECKING = False  # typing is not imported: this module is on the hook's fast path
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from typing import Any
 
-__all__ = ["COMMANDS", "INTERNAL_ERROR", "main"]
+__all__ = ["COMMANDS", "INTERNAL_ERROR", "SCRIPT_PROG", "main"]
 
 #: The start of the one line printed for an unexpected exception (a bug) instead of a traceback.
 INTERNAL_ERROR = "internal error"
@@ -62,8 +63,16 @@ def _fast(args: list[str]) -> int | None:
     return None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+#: ``scripts/publish_provider_selection.py`` (the guide's CLI): ``publish`` under this name.
+SCRIPT_PROG = "publish_provider_selection.py"
+
+
+def main(argv: Sequence[str] | None = None, *, script: bool = False) -> int:
+    """``provider-events ARGS``; with ``script=True``, the guide's script: ``ARGS`` are the
+    ``publish`` command's (same fast path, redaction and one-line errors)."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if script:
+        args = ["publish", *args]
     if args and sys.stdout is not None:  # fd 1 closed: the full path words that
         try:
             code = _fast(args)  # standard library only; prints event ids, never a setting
@@ -80,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out, err = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = RedactingStream(out), RedactingStream(err)
     try:
-        code = _main(args)
+        code = _main(args, script)
         sys.stdout.flush()  # a full device reports itself here, not at interpreter exit
         return code
     except BrokenPipeError:
@@ -111,15 +120,10 @@ def _quiet_stdout(out: object) -> None:
             pass
 
 
-def _main(args: list[str]) -> int:
+def _main(args: list[str], script: bool = False) -> int:
     import importlib
 
-    from provider_events.cli._common import (
-        EXIT_BAD_INPUT,
-        ArgumentParser,
-        _OutputStreamError,
-        fail,
-    )
+    from provider_events.cli._common import EXIT_BAD_INPUT, ArgumentParser, fail
 
     if args[:1] == ["hook"]:
         # `hook claude` runs inside Claude Code: it never fails on its arguments (exit 2 would
@@ -129,6 +133,16 @@ def _main(args: list[str]) -> int:
         is_claude, settings = claude_arguments(args[1:])
         if is_claude:
             return run_claude(settings)
+    if script:  # the guide's script: `publish`'s flags at the top level, under its own name
+        from provider_events.cli import _publish
+
+        parser = ArgumentParser(
+            prog=SCRIPT_PROG,
+            description="Publish an omninode.agent.provider.selected.v1 event to Kafka.",
+        )
+        _publish.add_arguments(parser)
+        parser.set_defaults(_run=_publish.run)
+        return _run_command(parser.parse_args(args[1:]))
     prog = "provider-events"
     parser = ArgumentParser(
         prog=prog, description="Provider-selection events: publish, deliver, ingest, analyse."
@@ -149,6 +163,12 @@ def _main(args: list[str]) -> int:
     ns = parser.parse_args(args)
     if not hasattr(ns, "_run"):
         return fail(f"unknown command {args[0]!r}", EXIT_BAD_INPUT)
+    return _run_command(ns)
+
+
+def _run_command(ns: Any) -> int:
+    """Run the parsed command; every exception it lets through becomes one line."""
+    from provider_events.cli._common import EXIT_BAD_INPUT, _OutputStreamError, fail
     from provider_events.errors import (
         ConfigError,
         InvalidEventError,

@@ -14,7 +14,6 @@ from provider_events.cli._common import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_OK,
-    ArgumentParser,
     configure_logging,
     fail,
     settings_or_exit,
@@ -162,14 +161,9 @@ def _report(args: argparse.Namespace, result: Any, settings: Any) -> int:
 
 
 def script_main(argv: list[str] | None = None) -> int:
-    """Entry point of ``scripts/publish_provider_selection.py`` (same flags as ``publish``)."""
-    parser = ArgumentParser(
-        prog="publish_provider_selection.py",
-        description="Publish an omninode.agent.provider.selected.v1 event to Kafka.",
-    )
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        return 130
+    """Entry point of ``scripts/publish_provider_selection.py`` (same flags as ``publish``):
+    :func:`provider_events.cli.main` with ``script=True``, so the script has the command's lean
+    ``--background`` path, redaction and one-line errors."""
+    from provider_events.cli import main
+
+    return main(sys.argv[1:] if argv is None else argv, script=True)
