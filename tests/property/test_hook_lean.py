@@ -545,3 +545,43 @@ def test_sessions_queue_the_same_events_both_ways(
         return {line.split(" ", 2)[2].replace(str(root), "<root>") for line in text.splitlines()}
 
     assert problems(full_log, tmp_path / "full") <= problems(lean_log, tmp_path / "lean")
+
+
+state_files = st.one_of(
+    st.dictionaries(
+        st.sampled_from(["turn", "offset", "session_model", "agents", "x"]), json_values
+    )
+    .map(json.dumps)
+    .map(str.encode),
+    st.sampled_from(
+        [b"", b"[]", b"{bad", b"\xff", b'{"agents": {' + b'"a": 1,' * 70 + b'"z": 2}}']
+    ),
+    st.just(b'{"offset": 1, "pad": "' + b"x" * (64 * 1024) + b'"}'),
+)
+
+
+@FAST
+@given(state_files, st.sampled_from(["turn", "offset", "session_model"]), json_values)
+def test_session_state_written_as_the_full_hook(
+    tmp_path_factory: Any, raw: bytes, key: str, value: Any
+) -> None:
+    """The same file after the same change, from any previous content; the same state seen."""
+    from provider_events.integrations._claude_state import open_session, session_path
+
+    full_dir, lean_dir = tmp_path_factory.mktemp("full"), tmp_path_factory.mktemp("lean")
+    seen = []
+    for folder in (full_dir, lean_dir):
+        path = session_path(folder, "s-1")
+        path.parent.mkdir(parents=True)
+        path.write_bytes(raw)
+    assert _hook_lean.session_path(str(lean_dir), "s-1") == str(session_path(lean_dir, "s-1"))
+    with open_session(full_dir, "s-1") as state:
+        seen.append(dict(state))
+        state[key] = value
+    _hook_lean.update_session(
+        str(lean_dir),
+        "s-1",
+        lambda state: (seen.append(dict(state)), state.__setitem__(key, value)),
+    )
+    assert json.dumps(seen[0], sort_keys=True) == json.dumps(seen[1], sort_keys=True)
+    assert session_path(full_dir, "s-1").read_bytes() == session_path(lean_dir, "s-1").read_bytes()

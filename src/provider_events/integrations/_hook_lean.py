@@ -375,9 +375,11 @@ def update_session(state_dir: str, session_id: str, change: Callable[[dict[str, 
         after = dumps_sorted(state)
         if after != before:
             data = after.encode()
-            os.lseek(fd, 0, os.SEEK_SET)
-            os.ftruncate(fd, 0)
-            os.write(fd, data)
+            # The full path truncates to 0 and writes; the same bytes, without freeing the
+            # file's blocks first (a few milliseconds on some file systems).
+            os.pwrite(fd, data, 0)
+            if len(data) < len(raw) or len(raw) > MAX_STATE_BYTES:  # or it may hold more
+                os.ftruncate(fd, len(data))
     finally:
         os.close(fd)
     return result
