@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -177,8 +178,22 @@ def _wait_outcomes(state: Path, limit: float = 60.0) -> float:
     return time.perf_counter() - started
 
 
-def _import_times(args: list[str], env: dict[str, str], stdin: bytes) -> tuple[float, float]:
-    """(ms in provider_events modules, ms in all modules) by ``-X importtime`` (self times)."""
+def _import_times(
+    args: list[str], env: dict[str, str], stdin: bytes, before: Any = None, after: Any = None
+) -> tuple[float, float]:
+    """Medians of 5 runs of (ms in provider_events modules, ms in all modules), by
+    ``-X importtime`` (self times); ``before``/``after`` run around each (untimed)."""
+    runs = []
+    for _ in range(5):
+        if before is not None:
+            before()
+        runs.append(_import_time(args, env, stdin))
+        if after is not None:
+            after()
+    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+
+
+def _import_time(args: list[str], env: dict[str, str], stdin: bytes) -> tuple[float, float]:
     done = subprocess.run(
         [args[0], "-X", "importtime", *args[1:]],
         input=stdin,
@@ -319,15 +334,12 @@ def run(ctx: Context, console: Console) -> list[Comparison]:
         "-c",
         "from provider_events.integrations._hook import run_claude_hook; run_claude_hook()",
     ]
-    before_stop()
     imports = {
         "hook UserPromptSubmit": _import_times(hook_args, hook_env, prompt),
-        "hook Stop": _import_times(stop_args, stop_env, stop),
+        "hook Stop": _import_times(stop_args, stop_env, stop, before_stop, after_stop),
+        "full hook UserPromptSubmit (before)": _import_times(full_hook, hook_env, prompt),
+        "full hook Stop (before)": _import_times(full_hook, stop_env, stop, before_stop),
     }
-    after_stop()
-    before_stop()
-    imports["full hook Stop (before)"] = _import_times(full_hook, stop_env, stop)
-    imports["full hook UserPromptSubmit (before)"] = _import_times(full_hook, hook_env, prompt)
     for name, (ours_ms, total_ms) in imports.items():
         console.print(
             f"  imports {name:38s} provider_events {ours_ms:6.1f} ms  all modules {total_ms:6.1f} ms"
