@@ -118,6 +118,9 @@ def test_builtin_providers_are_the_full_table() -> None:
     )
     assert _hook_lean.PROJECT_SETTINGS == _claude_model.PROJECT_SETTINGS
     assert _hook_lean.MAX_SETTINGS_BYTES == _switch.MAX_SETTINGS_BYTES
+    from provider_events.integrations import _turns
+
+    assert _hook_lean.STOP_WAIT == _turns.STOP_WAIT
 
 
 URLS = [

@@ -856,3 +856,26 @@ def test_hook_claude_reads_the_settings_file_it_is_given(
         "zai",
         "glm-4.6",
     )
+
+
+def test_stop_waits_briefly_for_a_response_line_written_late(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Claude Code can fire Stop just before it writes the turn's only response line: the hook
+    reads the transcript again for a moment (bounded) rather than name a fallback model."""
+    import threading
+
+    transcript = tmp_path / "late.jsonl"
+    transcript.write_text('{"type":"user","message":{"role":"user","content":"hi"}}\n')
+    done, _ = _hook(env, _payload(PROMPT_JSON, transcript))
+    assert done.returncode == 0
+    late = threading.Timer(0.15, lambda: transcript.open("a").write(_assistant("late-model")))
+    late.start()
+    try:
+        done, _ = _hook(env, _payload(STOP_JSON, transcript))
+    finally:
+        late.join()
+    assert done.returncode == 0
+    [(_, event)] = _queued(env)
+    assert event["payload"]["model_name"] == "late-model"
+    assert event["payload"]["selection_reason"] == "Claude Code turn: model from the transcript"

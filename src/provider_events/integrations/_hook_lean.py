@@ -738,6 +738,8 @@ class _Call:
             except OSError as exc:
                 problem = f"{hook['event_name']}: transcript not read ({type(exc).__name__}: {exc.strerror})"
         records = [r for r in read[0] if not r[3]] if read is not None else []
+        if not records and read is not None and not interrupted and path:
+            read, records = _wait_for_turn(path, offset, read)
         prompt_id = turn.get("prompt_id") if isinstance(turn.get("prompt_id"), str) else None
         details: dict[str, Any] = {"turn": "interrupted" if interrupted else "main"}
         if prompt_id:
@@ -811,6 +813,23 @@ def _clear(marker: Mapping[str, Any]) -> Callable[[dict[str, Any]], None]:
             del state["outcomes_pending"]
 
     return clear
+
+
+STOP_WAIT = 0.5  # _turns.STOP_WAIT
+
+
+def _wait_for_turn(path: str, offset: int, read: Any) -> tuple[Any, list[Any]]:
+    """``_turns._wait_for_turn``: read again until a main-conversation response is there."""
+    deadline = time.monotonic() + STOP_WAIT
+    records: list[Any] = []
+    while not records and time.monotonic() < deadline:
+        time.sleep(0.02)
+        try:
+            read = read_records(path, offset if offset >= 0 else 0)
+        except OSError:
+            break
+        records = [r for r in read[0] if not r[3]]
+    return read, records
 
 
 def _peek(state_dir: str, session: str) -> dict[str, Any]:
