@@ -635,7 +635,7 @@ def test_default_command_is_this_interpreter_and_finds_this_package() -> None:
         assert (folder / "provider_events" / "__init__.py").is_file()
     assert words[0] == os.path.abspath(sys.executable)
     assert os.path.isabs(words[0])
-    assert words[1:] == ["-m", "provider_events.cli", "hook", "claude"]
+    assert words[1:] == ["-c", "from provider_events.cli import hook_claude; hook_claude()"]
 
 
 @pytest.mark.parametrize("order", ["before", "after"])
@@ -879,3 +879,21 @@ def test_stop_waits_briefly_for_a_response_line_written_late(
     [(_, event)] = _queued(env)
     assert event["payload"]["model_name"] == "late-model"
     assert event["payload"]["selection_reason"] == "Claude Code turn: model from the transcript"
+
+
+def test_default_command_replaces_an_entry_of_the_older_m_form(tmp_path: Path) -> None:
+    """Entries registered before (``python -m provider_events.cli hook claude``) are ours: an
+    install with the current default updates them in place, an uninstall removes both forms."""
+    from provider_events.integrations._hook import install, is_our_command, uninstall
+
+    command = default_hook_command()
+    assert is_our_command(command) and is_our_command(COMMAND)
+    assert not is_our_command("python -c 'from provider_events.cli import main; main()'")
+    target = tmp_path / "settings.json"
+    old_entry = {"type": "command", "command": COMMAND, "timeout": 10}
+    target.write_text(json.dumps({"hooks": {"Stop": [{"hooks": [old_entry]}]}}))
+    edit = install(command, path=target)
+    assert edit.events["Stop"] == "updated"
+    hooks = json.loads(target.read_text())["hooks"]
+    assert [h["command"] for g in hooks["Stop"] for h in g["hooks"]] == [command]
+    assert set(uninstall(path=target).events.values()) == {"removed"}

@@ -60,6 +60,7 @@ from provider_events.settings import (
 )
 
 __all__ = [
+    "HOOK_CODE",
     "HOOK_EVENTS",
     "HookInput",
     "Selection",
@@ -80,7 +81,12 @@ MAX_STDIN = 32 << 20  # a pasted prompt can be large; beyond this the call is lo
 STDIN_DEADLINE = 1.0
 DEFAULT_TIMEOUT = DEFAULT_HOOK_TIMEOUT
 LOG_MAX_BYTES = 256 * 1024
-_OURS = re.compile(r"(?:provider-events|provider_events\.cli)['\"]?\s+hook\s+claude\b")
+#: The Python code of the registered command (``-c``: ``-m`` would load runpy first).
+HOOK_CODE = "from provider_events.cli import hook_claude; hook_claude()"
+_OURS = re.compile(
+    r"(?:provider-events|provider_events\.cli)['\"]?\s+hook\s+claude\b"
+    r"|provider_events\.cli import hook_claude\b"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,7 +423,7 @@ def is_our_command(command: Any) -> bool:
 
 
 def default_hook_command() -> str:
-    """The command to register: this interpreter running ``provider_events.cli hook claude``,
+    """The command to register: this interpreter running :data:`HOOK_CODE` (``hook claude``),
     with ``PYTHONPATH`` when that interpreter would not find this copy of the package alone."""
     import shlex
     import subprocess
@@ -427,7 +433,7 @@ def default_hook_command() -> str:
     # sys.executable as Python reports it, never resolved: in a venv (pipx, uv tool, the
     # project's .venv) it is the venv's own bin/python, which a resolved path would leave.
     executable = os.path.abspath(sys.executable)
-    command = shlex.join([executable, "-m", "provider_events.cli", "hook", "claude"])
+    command = shlex.join([executable, "-c", HOOK_CODE])
     env = {k: v for k, v in process_environ().items() if k != "PYTHONPATH"}
     probe = "import provider_events, os; print(os.path.dirname(provider_events.__file__))"
     try:
