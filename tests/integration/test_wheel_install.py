@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import create_topic
+from tests.support import create_topic, wait_hook_outcomes
 
 pytestmark = pytest.mark.integration
 
@@ -302,6 +302,7 @@ def test_hook_install_registers_the_venvs_interpreter(installed: Installed) -> N
             timeout=60,
         )
         assert (run.returncode, run.stdout) == (0, "")
+    wait_hook_outcomes(state)  # the Stop's outcomes are priced by a detached job
     status = installed.run(
         "outbox", "status", "--json", cwd=where, env={"PROVIDER_EVENTS_STATE_DIR": str(state),
                                                       "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
