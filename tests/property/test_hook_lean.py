@@ -189,10 +189,10 @@ def test_transcript_read_as_the_full_reader(
     path.write_bytes(b"".join(lines))
     full = read_assistant_records(path, max(offset, 0))
     try:
-        records, end = _hook_lean.read_records(str(path), max(offset, 0))
+        records, end, first = _hook_lean.read_records(str(path), max(offset, 0))
     except _hook_lean._Unsure:
         return
-    assert end == full.offset
+    assert (end, first) == (full.offset, full.first_timestamp)
     assert records == [(r.model, r.message_id, r.request_id, r.sidechain) for r in full.records]
 
 
@@ -389,7 +389,9 @@ def _events(env: dict[str, str]) -> list[dict[str, Any]]:
         assert key == event["correlation_id"].encode()
         event.pop("event_id")
         event.pop("timestamp")
-        event["payload"].pop("selected_at", None)  # the prompt's own time, in each run
+        payload = event["payload"]
+        if payload.get("selection_criteria", {}).get("claude_code", {}).get("turn") != "subagent":
+            payload.pop("selected_at", None)  # the prompt's own time, in each run
         event["payload"].pop("host", None)
         out.append(event)
     return out
@@ -402,6 +404,7 @@ def _session(
     monkeypatch.chdir(root)
     project = root / "project"
     transcript = root / "projects" / f"{SESSION}.jsonl"
+    agent_file = root / "projects" / SESSION / "subagents" / "agent-a7.jsonl"
     extra: dict[str, str] = {}
     settings_doc: Any = {"model": "sonnet", "env": {"DISABLE_TELEMETRY": "1"}}
     if scenario == "zai":
@@ -468,6 +471,49 @@ def _session(
         ("lines", [assistant_line(SESSION, "/w", TS.format(5), "m4", "r4", model, usage(2, 2))]),
         {**base, "hook_event_name": "Stop", "prompt_id": "p3"},
         {**base, "hook_event_name": "Stop", "prompt_id": "p4"},  # no recorded prompt
+        {**base, "hook_event_name": "UserPromptSubmit", "prompt_id": "p5"},
+        (
+            "agent",
+            [
+                assistant_line(
+                    SESSION,
+                    "/w",
+                    "2026-12-06T10:00:06.123Z",
+                    "m5",
+                    "r5",
+                    "claude-haiku-4-5",
+                    usage(3, 4),
+                    sidechain=True,
+                    agent_id="a7",
+                )
+            ],
+        ),
+        {
+            **base,
+            "hook_event_name": "SubagentStop",
+            "prompt_id": "p5",
+            "agent_id": "a7",
+            "agent_type": "general-purpose",
+            "agent_transcript_path": str(agent_file),
+        },
+        (
+            "lines",
+            [
+                assistant_line(
+                    SESSION,
+                    "/w",
+                    TS.format(7),
+                    "m6",
+                    "r6",
+                    "claude-opus-4-1",
+                    usage(5, 5),
+                    sidechain=True,
+                )
+            ],
+        ),
+        {**base, "hook_event_name": "SubagentStop", "agent_id": "a8"},  # no file: sidechain lines
+        ("lines", [assistant_line(SESSION, "/w", TS.format(8), "m7", "r7", model, usage(6, 6))]),
+        {**base, "hook_event_name": "Stop", "prompt_id": "p5"},
     ]
     if scenario == "hostile":
         calls += [
@@ -492,7 +538,9 @@ def _session(
         ]
     for call in calls:
         if isinstance(call, tuple):
-            if call[0] == "raw":
+            if call[0] == "agent":
+                write_lines(agent_file, call[1])
+            elif call[0] == "raw":
                 transcript.parent.mkdir(parents=True, exist_ok=True)
                 with transcript.open("ab") as fh:
                     fh.write(call[1])
@@ -537,6 +585,10 @@ def test_sessions_queue_the_same_events_both_ways(
     assert lean == full
     kinds = [e["event_type"].rsplit(".", 2)[-2] for e in full]
     assert kinds.count("selected") >= 3 and kinds.count("completed") >= 3, kinds
+    subagents = [
+        e["payload"] for e in lean if "agent" in str(e["payload"].get("selection_criteria"))
+    ]
+    assert subagents and all(p.get("selected_at") for p in subagents)
     if scenario in ("plain", "zai", "alias-env", "project-model"):
         assert handed == [], "the common cases stay on the lean path"
     if scenario in ("custom-url", "providers-file", "malformed-settings", "bom-settings"):

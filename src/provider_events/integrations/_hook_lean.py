@@ -3,20 +3,21 @@
 ``provider-events hook claude`` runs on every prompt and at every turn's end; the full hook
 (:mod:`._hook`, :mod:`._turns`) loads dataclasses, ``re``, ``pathlib``, msgspec, the settings
 and the Publisher, tens of milliseconds before its first write. This module does what the full
-hook does for ``SessionStart``, ``UserPromptSubmit`` and ``Stop`` with ``os``, ``time``, the C
-JSON scanner (:mod:`_json`: ``json`` itself imports ``re``) and the lean enqueue
+hook does for ``SessionStart``, ``UserPromptSubmit``, ``Stop`` and ``SubagentStop`` with ``os``,
+``time``, the C JSON scanner (:mod:`_json`: ``json`` itself imports ``re``) and the lean enqueue
 (:mod:`provider_events.publish._enqueue`), and hands everything else to the full path, which
 decides and logs as it always did:
 
-* a call it cannot read plainly (not JSON, not an object, another event, ``SubagentStop``,
+* a call it cannot read plainly (not JSON, not an object, another event,
   ``PROVIDER_EVENTS_HOOK_DEBUG``), settings only ``load_settings`` can parse (``.env``, SASL,
   malformed values), no Kafka configured (the embedded store sink decides), a providers file,
   a settings file that is not plain JSON, a base URL no provider knows, transcript lines that
   are not plain JSON objects, values the lean builder does not certainly accept: the full
   path, from the start when nothing was done yet, else from the step reached (the session
   state is already updated: the turn is then published by :func:`._turns.publish_turn`,
-  which is idempotent on that state);
-* the turn's measured outcomes (``Stop``) are built by a detached process
+  which is idempotent on that state; a ``SubagentStop`` writes nothing before its event is
+  committed, so the full hook then does the whole call);
+* the turn's measured outcomes (``Stop``, ``SubagentStop``) are built by a detached process
   (:mod:`._outcomes_job`) running the full path's ``_publish_outcomes``: it reads the
   transcript incrementally from the import state, so a job that never ran is made up by the
   next one; a marker in the session state, cleared by the job, has the next call of that
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PROVIDERS", "loads", "run"]
 
-LEAN_EVENTS = ("SessionStart", "UserPromptSubmit", "Stop")
+LEAN_EVENTS = ("SessionStart", "UserPromptSubmit", "Stop", "SubagentStop")
 MAX_STDIN = 32 << 20  # _hook.MAX_STDIN
 STDIN_DEADLINE = 1.0
 LOG_MAX_BYTES = 256 * 1024
@@ -430,10 +431,10 @@ def _short(value: Any, limit: int = 200) -> str | None:
 
 def read_records(
     path: str, offset: int
-) -> tuple[list[tuple[str, str | None, str | None, bool]], int]:
+) -> tuple[list[tuple[str, str | None, str | None, bool]], int, str | None]:
     """``_transcript.read_assistant_records(path, offset)``'s (model, message id, request id,
-    sidechain) and next offset, for a regular file whose new part is plain JSON objects.
-    Raises ``OSError`` as the full reader does; :class:`_Unsure` for anything else."""
+    sidechain), next offset and first timestamp, for a regular file whose new part is plain
+    JSON objects. Raises ``OSError`` as the full reader does; :class:`_Unsure` otherwise."""
     import errno
 
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -461,6 +462,7 @@ def read_records(
     data = b"".join(chunks)
     last = data.rfind(b"\n")
     records = []
+    first: str | None = None
     for line in data[: last + 1].split(b"\n") if last >= 0 else ():
         if not line.strip():
             continue
@@ -472,6 +474,8 @@ def read_records(
             raise _Unsure("a transcript line that is not JSON") from None
         if not isinstance(doc, dict):
             raise _Unsure("a transcript line that is not an object")
+        if first is None:
+            first = _short(doc.get("timestamp"), 64)
         if doc.get("type") != "assistant":
             continue
         message = doc.get("message")
@@ -491,7 +495,7 @@ def read_records(
                 doc.get("isSidechain") is True,
             )
         )
-    return records, offset + last + 1
+    return records, offset + last + 1, first
 
 
 # -- settings files, providers, the model --------------------------------------------------------
@@ -724,19 +728,19 @@ class _Call:
     def _publish_turn(self, turn: Mapping[str, Any], *, interrupted: bool) -> None:
         hook, env = self.hook, self.env
         _kafka_sink(self.s, env)
-        name, criteria, tiers, anthropic_model, user_settings = selection(env)
+        chosen = selection(env)
         path = hook["transcript_path"]
         offset = turn.get("offset")
         if not isinstance(offset, int):
             size = transcript_size(path)
             offset = max(0, size - TAIL_BYTES) if size is not None else 0
-        read: tuple[list[Any], int] | None = None
+        read: tuple[list[Any], int, str | None] | None = None
         problem = None
         if path:
             try:
                 read = read_records(path, offset if offset >= 0 else 0)
             except OSError as exc:
-                problem = f"{hook['event_name']}: transcript not read ({type(exc).__name__}: {exc.strerror})"
+                problem = self._not_read(exc)
         records = [r for r in read[0] if not r[3]] if read is not None else []
         if not records and read is not None and not interrupted and path:
             read, records = _wait_for_turn(path, offset, read)
@@ -745,6 +749,33 @@ class _Call:
         if prompt_id:
             details["prompt_id"] = prompt_id
         label = "Claude Code turn" + (" (interrupted)" if interrupted else "")
+        at = turn.get("at")
+        event = self._event(chosen, records, details, label, at if isinstance(at, str) else None)
+        if problem:
+            self.log.write(problem)
+        if read is not None:
+            new_offset = read[1]
+            update_session(
+                self.state_dir, self.session, lambda st: st.__setitem__("offset", new_offset)
+            )
+        if _enqueue.enqueue_built(self.s, env, event) is None:
+            raise _Unsure("the outbox refused it (full, or not writable): the full path reports it")
+
+    def _not_read(self, exc: OSError) -> str:
+        return (
+            f"{self.hook['event_name']}: transcript not read ({type(exc).__name__}: {exc.strerror})"
+        )
+
+    def _event(
+        self,
+        chosen: tuple[str, dict[str, Any], dict[str, str | None], str | None, str],
+        records: list[Any],
+        details: dict[str, Any],
+        label: str,
+        at: str | None,
+    ) -> Any:
+        """``_turns._publish_selection``'s event, built (:class:`_Unsure` if not certain)."""
+        name, criteria, tiers, anthropic_model, user_settings = chosen
         if records:
             models = list(dict.fromkeys(r[0] for r in records))
             model, source = records[-1][0], "transcript"
@@ -756,12 +787,11 @@ class _Call:
             model, source = fallback_model(
                 session_model if isinstance(session_model, str) else None,
                 anthropic_model,
-                env.get("CLAUDE_PROJECT_DIR") or hook["cwd"],
+                self.env.get("CLAUDE_PROJECT_DIR") or self.hook["cwd"],
                 user_settings,
                 tiers,
             )
         details["model_source"] = source
-        at = turn.get("at")
         event = _enqueue.build(
             self.s,
             provider_name=name,
@@ -769,19 +799,73 @@ class _Call:
             correlation_id=self.session,
             selection_reason=f"{label}: model from {_SOURCES.get(source, source)}",
             selection_criteria={**criteria, "claude_code": details},
-            selected_at=at if isinstance(at, str) else None,
+            selected_at=at,
         )
         if event is None:
             raise _Unsure("an event the lean builder does not certainly accept")
+        return event
+
+    def publish_subagent(self) -> None:
+        """``_turns.publish_subagent``; :class:`_Unsure` before anything is written (the
+        sub-agent's offset is written once its event is committed)."""
+        hook, env = self.hook, self.env
+        _kafka_sink(self.s, env)
+        chosen = selection(env)
+        key = hook["agent_id"] or hook["agent_transcript_path"] or "sidechain"
+        state = _peek(self.state_dir, self.session)
+        agents = _dict(state.get("agents"))
+        offset = agents.get(key)
+        turn = _dict(state.get("turn"))
+        agent_path = hook["agent_transcript_path"]
+        read: tuple[list[Any], int, str | None] | None = None
+        problem = None
+        if _wait_for_records(agent_path, offset, AGENT_FILE_WAIT):
+            start = offset if isinstance(offset, int) and offset >= 0 else 0
+            try:
+                read = read_records(agent_path, start)
+            except OSError as exc:
+                problem = self._not_read(exc)
+            records = list(read[0]) if read is not None else []
+        else:
+            if key != "sidechain":
+                key = "sidechain"
+                offset = agents.get(key)
+            begin = offset if isinstance(offset, int) else turn.get("offset")
+            path = hook["transcript_path"]
+            if path:
+                try:
+                    read = read_records(path, begin if isinstance(begin, int) and begin >= 0 else 0)
+                except OSError as exc:
+                    problem = self._not_read(exc)
+            records = [r for r in read[0] if r[3]] if read is not None else []
+        details: dict[str, Any] = {"turn": "subagent"}
+        if hook["agent_type"]:
+            details["agent_type"] = hook["agent_type"]
+        if hook["agent_id"]:
+            details["agent_id"] = hook["agent_id"]
+        prompt_id = hook["prompt_id"] or turn.get("prompt_id")
+        if isinstance(prompt_id, str):
+            details["prompt_id"] = prompt_id
+        label = "Claude Code sub-agent turn" + (
+            f" ({hook['agent_type']})" if hook["agent_type"] else ""
+        )
+        at = _canonical_time(read[2]) if read is not None and read[2] is not None else None
+        if read is not None and read[2] is not None and at is None:
+            raise _Unsure("a transcript timestamp of another form")
+        event = self._event(chosen, records, details, label, at)
+        if _enqueue.enqueue_built(self.s, env, event) is None:
+            raise _Unsure("the outbox refused it (full, or not writable): the full path reports it")
         if problem:
             self.log.write(problem)
         if read is not None:
-            new_offset = read[1]
-            update_session(
-                self.state_dir, self.session, lambda st: st.__setitem__("offset", new_offset)
-            )
-        if _enqueue.enqueue_built(self.s, env, event) is None:
-            raise _Unsure("the outbox refused it (full, or not writable): the full path reports it")
+            new_offset, agent_key = read[1], key
+
+            def advance(st: dict[str, Any]) -> None:
+                known = _dict(st.get("agents"))
+                known[agent_key] = new_offset
+                st["agents"] = known
+
+            update_session(self.state_dir, self.session, advance)
 
     def outcomes(self, marker: Mapping[str, Any]) -> None:
         """``_hook._publish_outcomes``, in a detached process (see the module doc); the
@@ -805,6 +889,51 @@ class _Call:
             and not 0 <= time.time() - marker["at"] < OUTCOMES_RETRY
         ):
             spawn_outcomes(self.env, self.session, marker)
+
+
+#: ``_turns.AGENT_FILE_WAIT``.
+AGENT_FILE_WAIT = 1.5
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _wait_for_records(path: str | None, offset: Any, limit: float) -> bool:
+    """``_turns._wait_for_records``."""
+    if not path:
+        return False
+    start = offset if isinstance(offset, int) and offset >= 0 else 0
+    deadline = time.monotonic() + limit
+    while True:
+        if os.path.isfile(path):
+            try:
+                if read_records(path, start)[0]:
+                    return True
+            except OSError:
+                pass
+        if time.monotonic() >= deadline:
+            return os.path.isfile(path)
+        time.sleep(0.05)
+
+
+def _canonical_time(text: str) -> str | None:
+    """A transcript ``timestamp`` (``...SSZ``, ``...SS.fffZ`` or ``...SS.ffffffZ``) in the
+    form the lean builder takes (``_turns._when`` reads the same moment); else ``None``."""
+    if len(text) == 20 and text[19] == "Z":
+        return text[:19] + ".000000Z"
+    if len(text) == 24 and text[19] == "." and text[23] == "Z":
+        return text[:23] + "000Z"
+    if len(text) == 27 and text[19] == "." and text[26] == "Z":
+        return text
+    return None
+
+
+def _mark(marker: Mapping[str, Any]) -> Callable[[dict[str, Any]], None]:
+    def mark(state: dict[str, Any]) -> None:
+        state["outcomes_pending"] = marker
+
+    return mark
 
 
 def _clear(marker: Mapping[str, Any]) -> Callable[[dict[str, Any]], None]:
@@ -943,8 +1072,20 @@ def _run(call: _Call) -> None:
             call.publish_turn(previous, interrupted=True)
         call.resume_pending(state)
         return
-    # Stop: the outcomes job's marker goes in with the same write (see Call.outcomes)
     marker = {"event": event, "transcript_path": hook["transcript_path"], "at": time.time()}
+    if event == "SubagentStop":
+        try:
+            call.publish_subagent()
+        except _Unsure:  # nothing written yet: the full hook does the whole call
+            from provider_events.integrations._hook import run_claude_hook
+
+            run_claude_hook(0, call.env, data=call.data)
+            return
+        if hook["transcript_path"] is not None:
+            update_session(call.state_dir, call.session, _mark(marker))
+        call.outcomes(marker)
+        return
+    # Stop: the outcomes job's marker goes in with the same write (see Call.outcomes)
 
     def stop(state: dict[str, Any]) -> tuple[Any, Any]:
         if hook["transcript_path"] is not None:
