@@ -1038,7 +1038,12 @@ def run(fd: int = 0, environ: Mapping[str, str] | None = None) -> None:
     try:
         _run(call)
     except Exception as exc:
-        call.log.write(f"unexpected {type(exc).__name__}: {exc}")
+        # a message of unknown content: the full log, which redacts DSN passwords
+        from pathlib import Path
+
+        from provider_events.integrations._hook import HookLog
+
+        HookLog(Path(call.state_dir)).write(f"unexpected {type(exc).__name__}: {exc}")
 
 
 def _run(call: _Call) -> None:
