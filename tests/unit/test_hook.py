@@ -138,7 +138,7 @@ def _turn(
 
 
 def _hook(
-    env: dict[str, str], stdin: bytes, *extra: str
+    env: dict[str, str], stdin: bytes, *extra: str, wait: bool = True
 ) -> tuple[subprocess.CompletedProcess[bytes], float]:
     started = time.perf_counter()
     done = subprocess.run(
@@ -151,7 +151,8 @@ def _hook(
     )
     elapsed = time.perf_counter() - started
     # At Stop the lean hook publishes the turn's outcomes from a detached job: wait for it.
-    wait_hook_outcomes(Path(env["PROVIDER_EVENTS_STATE_DIR"]))
+    if wait:
+        wait_hook_outcomes(Path(env["PROVIDER_EVENTS_STATE_DIR"]))
     return done, elapsed
 
 
@@ -897,3 +898,42 @@ def test_default_command_replaces_an_entry_of_the_older_m_form(tmp_path: Path) -
     hooks = json.loads(target.read_text())["hooks"]
     assert [h["command"] for g in hooks["Stop"] for h in g["hooks"]] == [command]
     assert set(uninstall(path=target).events.values()) == {"removed"}
+
+
+def test_an_outcomes_job_that_never_ended_is_started_again(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """A Stop's detached outcomes job that died (its marker still in the session state, older
+    than the retry delay) is started again by the session's next call; the outcomes arrive once
+    and the marker is cleared. A fresh marker (a job still running) is left alone."""
+    from provider_events.integrations._claude_state import open_session
+    from tests.transcripts import assistant_line, usage, write_lines
+
+    state_dir = Path(env["PROVIDER_EVENTS_STATE_DIR"])
+    transcript = tmp_path / "projects" / "-work" / f"{SESSION}.jsonl"
+    write_lines(
+        transcript,
+        [
+            assistant_line(
+                SESSION, "/work", "2025-10-06T10:00:00Z", "m1", "q1", "glm-4.6", usage(5, 6)
+            )
+        ],
+    )
+    start = json.dumps({**START_JSON, "transcript_path": str(transcript)}).encode()
+    fresh = {"event": "Stop", "transcript_path": str(transcript), "at": time.time()}
+    with open_session(state_dir, SESSION) as state:
+        state["outcomes_pending"] = fresh
+    done, _ = _hook(env, start, wait=False)
+    assert done.returncode == 0
+    with open_session(state_dir, SESSION) as state:
+        assert state["outcomes_pending"] == fresh  # not retried: its job may still be running
+        state["outcomes_pending"] = {**fresh, "at": time.time() - 120}  # that job died
+    assert _queued(env, COMPLETED) == []
+    done, _ = _hook(env, start)  # waits for the job it starts
+    assert done.returncode == 0
+    [(key, event)] = _queued(env, COMPLETED)
+    assert key == SESSION.encode() and event["payload"]["output_tokens"] == 6
+    with open_session(state_dir, SESSION) as state:
+        assert "outcomes_pending" not in state
+    _hook(env, start)
+    assert len(_queued(env, COMPLETED)) == 1
