@@ -23,6 +23,7 @@ import pytest
 
 from provider_events.cli import main
 from provider_events.integrations._hook import (
+    HOOK_CODE,
     HookInputError,
     default_hook_command,
     detect_selection,
@@ -937,3 +938,25 @@ def test_an_outcomes_job_that_never_ended_is_started_again(
         assert "outcomes_pending" not in state
     _hook(env, start)
     assert len(_queued(env, COMPLETED)) == 1
+
+
+def test_calls_that_publish_nothing_load_no_sqlite(env: dict[str, str], tmp_path: Path) -> None:
+    """SessionStart and a fresh UserPromptSubmit (the common prompt) only touch the session
+    state: not even the SQLite extension is loaded."""
+    transcript = tmp_path / "t.jsonl"
+    for doc in (START_JSON, PROMPT_JSON):
+        done = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", HOOK_CODE],
+            input=_payload(doc, transcript),
+            env=env,
+            capture_output=True,
+            timeout=60,
+        )
+        assert done.returncode == 0
+        imported = {
+            line.rsplit("|", 1)[-1].strip()
+            for line in done.stderr.decode().splitlines()
+            if line.startswith("import time:")
+        }
+        assert "provider_events.integrations._hook_lean" in imported
+        assert {"_sqlite3", "sqlite3", "json", "re", "runpy"}.isdisjoint(imported), imported

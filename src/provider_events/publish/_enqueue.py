@@ -17,9 +17,6 @@ full or cannot be written.
 
 from __future__ import annotations
 
-# The C module itself: the ``sqlite3`` package adds only adapters this path does not use, and
-# its imports (datetime, collections.abc) cost more than the rest of the module.
-import _sqlite3 as sqlite3
 import os
 import sys
 import time
@@ -517,6 +514,11 @@ def _commit(s: dict[str, object], event: tuple[str, bytes, bytes, list[tuple[str
     """Commit the event for its destination; returns the destination key. Raises
     ``sqlite3.Error``/``OSError``, or ``LookupError`` when the outbox is full (nothing written:
     the full path then counts and reports the refusal)."""
+    # The C module itself: the ``sqlite3`` package adds only adapters this path does not use,
+    # and its imports (datetime, collections.abc) cost more than the rest of the module.
+    # Imported here: the hook's calls that publish nothing never load it.
+    import _sqlite3 as sqlite3
+
     path = str(s["outbox"])
     key = _spool.destination_key(str(s["servers"]), str(s["protocol"]), "")
     event_id, pkey, value, headers = event
@@ -594,9 +596,11 @@ def enqueue_built(
     """:func:`enqueue_selection` of an event :func:`build` made with the settings ``s``."""
     if event is None:
         return None
+    import _sqlite3
+
     try:
         key = _commit(s, event)
-    except (sqlite3.Error, OSError, LookupError):
+    except (_sqlite3.Error, OSError, LookupError):
         return None
     if s["autostart"]:
         try:
