@@ -371,3 +371,27 @@ def publisher_settings(bootstrap: str, topic: str, state: Path, **env: str) -> S
         **env,
     }
     return load_settings(environ=environ, dotenv=state / "none.env")
+
+
+def wait_hook_outcomes(state_dir: Path, limit: float = 60.0) -> None:
+    """Wait until no outcomes job of the lean Claude Code hook is pending in ``state_dir``
+    (each clears its session's ``outcomes_pending`` marker when it ends); fails after
+    ``limit`` seconds with the hook log. A bounded wait, not a timed assertion."""
+    deadline = time.monotonic() + limit
+    folder = state_dir / "claude-sessions"
+    while True:
+        pending = []
+        for path in folder.glob("*.json") if folder.is_dir() else ():
+            try:
+                doc = json.loads(path.read_bytes() or b"{}")
+            except (OSError, ValueError):
+                continue
+            if isinstance(doc, dict) and "outcomes_pending" in doc:
+                pending.append(path.name)
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            log = state_dir / "hook.log"
+            text = log.read_text() if log.exists() else ""
+            pytest.fail(f"outcomes jobs still pending after {limit:g}s: {pending}\n{text}")
+        time.sleep(0.05)

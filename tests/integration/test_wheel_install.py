@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import create_topic
+from tests.support import create_topic, wait_hook_outcomes
 
 pytestmark = pytest.mark.integration
 
@@ -276,7 +276,7 @@ def test_hook_install_registers_the_venvs_interpreter(installed: Installed) -> N
     assert executable.is_absolute() and executable.is_relative_to(installed.venv), command
     assert executable.parent == installed.venv / "bin"
     assert "shims" not in executable.parts and not command.startswith("PYTHONPATH=")
-    assert words[1:] == ["-m", "provider_events.cli", "hook", "claude"]
+    assert words[1:] == ["-c", "from provider_events.cli import hook_claude; hook_claude()"]
     state = installed.base / "hook-state"
     # A real turn's shape: the prompt, then Stop once Claude Code wrote its answer's line.
     transcript = installed.base / "transcript.jsonl"
@@ -302,6 +302,7 @@ def test_hook_install_registers_the_venvs_interpreter(installed: Installed) -> N
             timeout=60,
         )
         assert (run.returncode, run.stdout) == (0, "")
+    wait_hook_outcomes(state)  # the Stop's outcomes are priced by a detached job
     status = installed.run(
         "outbox", "status", "--json", cwd=where, env={"PROVIDER_EVENTS_STATE_DIR": str(state),
                                                       "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}

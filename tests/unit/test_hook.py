@@ -23,6 +23,7 @@ import pytest
 
 from provider_events.cli import main
 from provider_events.integrations._hook import (
+    HOOK_CODE,
     HookInputError,
     default_hook_command,
     detect_selection,
@@ -33,6 +34,7 @@ from provider_events.integrations._hook import (
 from provider_events.integrations._providers import BUILTIN_PROVIDERS, ENV_KEYS
 from provider_events.integrations._switch import SettingsFileError, apply_provider
 from provider_events.publish._outbox import Outbox
+from tests.support import wait_hook_outcomes
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "claude_code_2.1.197"
@@ -137,7 +139,7 @@ def _turn(
 
 
 def _hook(
-    env: dict[str, str], stdin: bytes, *extra: str
+    env: dict[str, str], stdin: bytes, *extra: str, wait: bool = True
 ) -> tuple[subprocess.CompletedProcess[bytes], float]:
     started = time.perf_counter()
     done = subprocess.run(
@@ -148,7 +150,11 @@ def _hook(
         timeout=60,
         cwd=env["HOME"],
     )
-    return done, time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    # At Stop the lean hook publishes the turn's outcomes from a detached job: wait for it.
+    if wait:
+        wait_hook_outcomes(Path(env["PROVIDER_EVENTS_STATE_DIR"]))
+    return done, elapsed
 
 
 SELECTED = "omninode.agent.provider.selected.v1"
@@ -504,11 +510,10 @@ def test_unexpected_arguments_never_make_exit_two(env: dict[str, str], tmp_path:
 
 
 def test_hook_path_imports_stay_lean(env: dict[str, str], tmp_path: Path) -> None:
-    """The hook never imports rich, confluent_kafka, asyncio, prometheus_client or psycopg.
-
-    Pricing a turn's outcomes loads the price table (genai-prices, with pydantic and asyncio)
-    only when a (provider, model, day) is not in the state directory's price cache yet: the
-    first Stop of a model that day; every later one stays lean."""
+    """The hook never imports rich, confluent_kafka, asyncio, prometheus_client or psycopg;
+    at a plain Stop it loads only the standard library and the lean enqueue (no msgspec, no
+    Publisher, no dataclasses, re or pathlib): the turn's outcomes are priced by a detached
+    job (``integrations/_outcomes_job.py``), which the test waits for."""
     transcript = tmp_path / "t.jsonl"
     imported: set[str] = set()
     for n in (1, 2):
@@ -527,9 +532,11 @@ def test_hook_path_imports_stay_lean(env: dict[str, str], tmp_path: Path) -> Non
             for line in done.stderr.decode().splitlines()
             if line.startswith("import time:")
         }
-    assert "provider_events.publish._publisher" in imported
+        wait_hook_outcomes(Path(env["PROVIDER_EVENTS_STATE_DIR"]))
+    assert "provider_events.publish._enqueue" in imported
     heavy = {"rich", "confluent_kafka", "asyncio", "prometheus_client", "psycopg", "pydantic"}
-    assert heavy.isdisjoint(imported), heavy & imported
+    full = {"msgspec", "provider_events.publish._publisher", "dataclasses", "re", "pathlib"}
+    assert (heavy | full).isdisjoint(imported), (heavy | full) & imported
     assert len(_queued(env)) == 2 and len(_queued(env, COMPLETED)) == 2
 
 
@@ -630,7 +637,7 @@ def test_default_command_is_this_interpreter_and_finds_this_package() -> None:
         assert (folder / "provider_events" / "__init__.py").is_file()
     assert words[0] == os.path.abspath(sys.executable)
     assert os.path.isabs(words[0])
-    assert words[1:] == ["-m", "provider_events.cli", "hook", "claude"]
+    assert words[1:] == ["-c", "from provider_events.cli import hook_claude; hook_claude()"]
 
 
 @pytest.mark.parametrize("order", ["before", "after"])
@@ -851,3 +858,105 @@ def test_hook_claude_reads_the_settings_file_it_is_given(
         "zai",
         "glm-4.6",
     )
+
+
+def test_stop_waits_briefly_for_a_response_line_written_late(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Claude Code can fire Stop just before it writes the turn's only response line: the hook
+    reads the transcript again for a moment (bounded) rather than name a fallback model."""
+    import threading
+
+    transcript = tmp_path / "late.jsonl"
+    transcript.write_text('{"type":"user","message":{"role":"user","content":"hi"}}\n')
+    done, _ = _hook(env, _payload(PROMPT_JSON, transcript))
+    assert done.returncode == 0
+    late = threading.Timer(0.15, lambda: transcript.open("a").write(_assistant("late-model")))
+    late.start()
+    try:
+        done, _ = _hook(env, _payload(STOP_JSON, transcript))
+    finally:
+        late.join()
+    assert done.returncode == 0
+    [(_, event)] = _queued(env)
+    assert event["payload"]["model_name"] == "late-model"
+    assert event["payload"]["selection_reason"] == "Claude Code turn: model from the transcript"
+
+
+def test_default_command_replaces_an_entry_of_the_older_m_form(tmp_path: Path) -> None:
+    """Entries registered before (``python -m provider_events.cli hook claude``) are ours: an
+    install with the current default updates them in place, an uninstall removes both forms."""
+    from provider_events.integrations._hook import install, is_our_command, uninstall
+
+    command = default_hook_command()
+    assert is_our_command(command) and is_our_command(COMMAND)
+    assert not is_our_command("python -c 'from provider_events.cli import main; main()'")
+    target = tmp_path / "settings.json"
+    old_entry = {"type": "command", "command": COMMAND, "timeout": 10}
+    target.write_text(json.dumps({"hooks": {"Stop": [{"hooks": [old_entry]}]}}))
+    edit = install(command, path=target)
+    assert edit.events["Stop"] == "updated"
+    hooks = json.loads(target.read_text())["hooks"]
+    assert [h["command"] for g in hooks["Stop"] for h in g["hooks"]] == [command]
+    assert set(uninstall(path=target).events.values()) == {"removed"}
+
+
+def test_an_outcomes_job_that_never_ended_is_started_again(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """A Stop's detached outcomes job that died (its marker still in the session state, older
+    than the retry delay) is started again by the session's next call; the outcomes arrive once
+    and the marker is cleared. A fresh marker (a job still running) is left alone."""
+    from provider_events.integrations._claude_state import open_session
+    from tests.transcripts import assistant_line, usage, write_lines
+
+    state_dir = Path(env["PROVIDER_EVENTS_STATE_DIR"])
+    transcript = tmp_path / "projects" / "-work" / f"{SESSION}.jsonl"
+    write_lines(
+        transcript,
+        [
+            assistant_line(
+                SESSION, "/work", "2025-10-06T10:00:00Z", "m1", "q1", "glm-4.6", usage(5, 6)
+            )
+        ],
+    )
+    start = json.dumps({**START_JSON, "transcript_path": str(transcript)}).encode()
+    fresh = {"event": "Stop", "transcript_path": str(transcript), "at": time.time()}
+    with open_session(state_dir, SESSION) as state:
+        state["outcomes_pending"] = fresh
+    done, _ = _hook(env, start, wait=False)
+    assert done.returncode == 0
+    with open_session(state_dir, SESSION) as state:
+        assert state["outcomes_pending"] == fresh  # not retried: its job may still be running
+        state["outcomes_pending"] = {**fresh, "at": time.time() - 120}  # that job died
+    assert _queued(env, COMPLETED) == []
+    done, _ = _hook(env, start)  # waits for the job it starts
+    assert done.returncode == 0
+    [(key, event)] = _queued(env, COMPLETED)
+    assert key == SESSION.encode() and event["payload"]["output_tokens"] == 6
+    with open_session(state_dir, SESSION) as state:
+        assert "outcomes_pending" not in state
+    _hook(env, start)
+    assert len(_queued(env, COMPLETED)) == 1
+
+
+def test_calls_that_publish_nothing_load_no_sqlite(env: dict[str, str], tmp_path: Path) -> None:
+    """SessionStart and a fresh UserPromptSubmit (the common prompt) only touch the session
+    state: not even the SQLite extension is loaded."""
+    transcript = tmp_path / "t.jsonl"
+    for doc in (START_JSON, PROMPT_JSON):
+        done = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", HOOK_CODE],
+            input=_payload(doc, transcript),
+            env=env,
+            capture_output=True,
+            timeout=60,
+        )
+        assert done.returncode == 0
+        imported = {
+            line.rsplit("|", 1)[-1].strip()
+            for line in done.stderr.decode().splitlines()
+            if line.startswith("import time:")
+        }
+        assert "provider_events.integrations._hook_lean" in imported
+        assert {"_sqlite3", "sqlite3", "json", "re", "runpy"}.isdisjoint(imported), imported

@@ -61,7 +61,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--command",
         default=None,
         help="install: the command to register (default: this Python running "
-        "'-m provider_events.cli hook claude')",
+        "'-c \"from provider_events.cli import hook_claude; hook_claude()\"', i.e. "
+        "'hook claude')",
     )
     p.epilog = (
         "Options may come before or after the action. 'hook claude' ignores arguments it does "

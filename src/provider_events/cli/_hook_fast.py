@@ -17,9 +17,9 @@ def claude() -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)
         os.close(devnull)
-        from provider_events.integrations._hook import run_claude_hook
+        from provider_events.integrations._hook_lean import run
 
-        run_claude_hook()
+        run()  # the common calls in the standard library; the rest through the full hook
     except BaseException:
         pass
     return 0

@@ -60,6 +60,7 @@ from provider_events.settings import (
 )
 
 __all__ = [
+    "HOOK_CODE",
     "HOOK_EVENTS",
     "HookInput",
     "Selection",
@@ -68,6 +69,7 @@ __all__ = [
     "install",
     "is_our_command",
     "parse_hook_input",
+    "resume_claude_hook",
     "run_claude_hook",
     "uninstall",
 ]
@@ -79,7 +81,12 @@ MAX_STDIN = 32 << 20  # a pasted prompt can be large; beyond this the call is lo
 STDIN_DEADLINE = 1.0
 DEFAULT_TIMEOUT = DEFAULT_HOOK_TIMEOUT
 LOG_MAX_BYTES = 256 * 1024
-_OURS = re.compile(r"(?:provider-events|provider_events\.cli)['\"]?\s+hook\s+claude\b")
+#: The Python code of the registered command (``-c``: ``-m`` would load runpy first).
+HOOK_CODE = "from provider_events.cli import hook_claude; hook_claude()"
+_OURS = re.compile(
+    r"(?:provider-events|provider_events\.cli)['\"]?\s+hook\s+claude\b"
+    r"|provider_events\.cli import hook_claude\b"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,10 +265,14 @@ def _timeout(environ: Mapping[str, str]) -> float:
 
 
 def run_claude_hook(
-    fd: int = 0, environ: Mapping[str, str] | None = None, settings_path: Path | None = None
+    fd: int = 0,
+    environ: Mapping[str, str] | None = None,
+    settings_path: Path | None = None,
+    data: bytes | None = None,
 ) -> str | None:
     """Publish the selection for one hook call; returns the event id, ``None`` if not published.
 
+    ``data``: the call's stdin when it was already read (by the lean path), else ``fd`` is read.
     Never raises; problems are written to ``hook.log`` in the state directory.
     """
     env = process_environ(environ)
@@ -276,17 +287,57 @@ def run_claude_hook(
     log = HookLog(_state_dir(settings, env))
     _watchdog(_timeout(env), log)
     try:
-        return _publish(fd, env, settings, log, settings_path)
+        return _publish(fd, env, settings, log, settings_path, data)
+    except Exception as exc:
+        log.write(f"unexpected {type(exc).__name__}: {exc}")
+        return None
+
+
+def resume_claude_hook(
+    data: bytes,
+    turn: Mapping[str, Any] | None,
+    *,
+    interrupted: bool,
+    outcomes: bool,
+    environ: Mapping[str, str] | None = None,
+) -> str | None:
+    """The full path from where the lean hook (:mod:`._hook_lean`) handed over: the session
+    state is up to date; publish ``turn`` (if given) and the outcomes (if asked). Never raises."""
+    env = process_environ(environ)
+    log = HookLog(_state_dir(None, env))
+    try:
+        from provider_events.settings import load_settings
+
+        settings = load_settings(env)
+    except Exception as exc:
+        log.write(f"configuration problem, event not published: {exc}")
+        return None
+    log = HookLog(_state_dir(settings, env))
+    try:
+        from provider_events.integrations._turns import publish_turn
+
+        hook = parse_hook_input(data)
+        event_id = None
+        if turn is not None:
+            event_id = publish_turn(hook, turn, env, settings, log, None, interrupted=interrupted)
+        if outcomes:
+            _publish_outcomes(hook, env, settings, log, None)
+        return event_id
     except Exception as exc:
         log.write(f"unexpected {type(exc).__name__}: {exc}")
         return None
 
 
 def _publish(
-    fd: int, env: Mapping[str, str], settings: Any, log: HookLog, path: Path | None
+    fd: int,
+    env: Mapping[str, str],
+    settings: Any,
+    log: HookLog,
+    path: Path | None,
+    data: bytes | None = None,
 ) -> str | None:
     try:
-        hook = parse_hook_input(read_stdin(fd))
+        hook = parse_hook_input(read_stdin(fd) if data is None else data)
     except (HookInputError, OSError) as exc:
         log.write(f"ignored hook call, event not published: {exc}")
         return None
@@ -372,7 +423,7 @@ def is_our_command(command: Any) -> bool:
 
 
 def default_hook_command() -> str:
-    """The command to register: this interpreter running ``provider_events.cli hook claude``,
+    """The command to register: this interpreter running :data:`HOOK_CODE` (``hook claude``),
     with ``PYTHONPATH`` when that interpreter would not find this copy of the package alone."""
     import shlex
     import subprocess
@@ -382,7 +433,7 @@ def default_hook_command() -> str:
     # sys.executable as Python reports it, never resolved: in a venv (pipx, uv tool, the
     # project's .venv) it is the venv's own bin/python, which a resolved path would leave.
     executable = os.path.abspath(sys.executable)
-    command = shlex.join([executable, "-m", "provider_events.cli", "hook", "claude"])
+    command = shlex.join([executable, "-c", HOOK_CODE])
     env = {k: v for k, v in process_environ().items() if k != "PYTHONPATH"}
     probe = "import provider_events, os; print(os.path.dirname(provider_events.__file__))"
     try:

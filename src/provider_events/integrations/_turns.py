@@ -74,6 +74,8 @@ def publish_turn(
         offset = max(0, size - (4 << 20)) if size is not None else 0
     read = _read(hook.transcript_path, offset, log, hook.event_name)
     records = [r for r in read.records if not r.sidechain] if read is not None else []
+    if not records and read is not None and not interrupted:
+        read, records = _wait_for_turn(hook.transcript_path, offset, log, hook.event_name, read)
     if read is not None and hook.session_id is not None:
         from provider_events.integrations._claude_state import open_session
 
@@ -137,6 +139,27 @@ def publish_subagent(
 
 #: Longest wait (seconds) at SubagentStop for the sub-agent's transcript to hold its answer.
 AGENT_FILE_WAIT = 1.5
+#: Longest wait (seconds) at Stop for the turn's first response line: Claude Code can fire Stop
+#: before its last transcript line is written (seen on a loaded machine), and a turn of one
+#: request would then name a fallback model.
+STOP_WAIT = 0.5
+
+
+def _wait_for_turn(path: str | None, offset: Any, log: HookLog, what: str, read: Any) -> Any:
+    """``(read, main records)``: the transcript read again until it holds a main-conversation
+    response after ``offset``, for at most :data:`STOP_WAIT` seconds."""
+    import time
+
+    deadline = time.monotonic() + STOP_WAIT
+    records: list[Any] = []
+    while not records and time.monotonic() < deadline:
+        time.sleep(0.02)
+        again = _read(path, offset, log, what)
+        if again is None:
+            break
+        read = again
+        records = [r for r in read.records if not r.sidechain]
+    return read, records
 
 
 def _wait_for_records(path: str | None, offset: Any, limit: float) -> bool:

@@ -17,16 +17,17 @@ full or cannot be written.
 
 from __future__ import annotations
 
-# The C module itself: the ``sqlite3`` package adds only adapters this path does not use, and
-# its imports (datetime, collections.abc) cost more than the rest of the module.
-import _sqlite3 as sqlite3
 import os
 import sys
 import time
 
 from provider_events.publish import _spool
 
-__all__ = ["cli_publish", "enqueue_selection", "lean_settings"]
+TYPE_CHECKING = False  # typing is not imported on this path
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = ["build", "cli_publish", "enqueue_built", "enqueue_selection", "lean_settings"]
 
 EVENT_TYPE = "omninode.agent.provider.selected.v1"
 SCHEMA_REF = "registry://omninode/agent/provider_selected/v1"
@@ -46,6 +47,9 @@ NUMERIC_RULES: dict[str, tuple[float, float]] = {
     "cost_usd": (0.0, 1e100),
 }
 ANALYTICS_TINY = 1e-100
+#: ``LIMITS``' criteria bounds and ``FLOAT_MIN_NORMAL`` (a test keeps them equal).
+CRITERIA_BYTES, CRITERIA_DEPTH, CRITERIA_KEYS = 16 * 1024, 8, 256
+FLOAT_MIN_NORMAL = 2.2250738585072014e-308
 _INT64_MIN, _UINT64_END = -(1 << 63), 1 << 64
 #: ``envelope.RECORD_OVERHEAD`` and the header bytes that do not vary (a test keeps them equal).
 RECORD_OVERHEAD = 128
@@ -194,22 +198,24 @@ def lean_settings(env: dict[str, str] | os._Environ[str], cwd: str) -> dict[str,
         return None
     if "PROVIDER_EVENTS_STATE_DIR" in env and _path(env["PROVIDER_EVENTS_STATE_DIR"]) is None:
         return None  # load_settings parses it even when the outbox path is given
+    if "PROVIDER_EVENTS_STATE_DIR" in env:
+        state = _path(env["PROVIDER_EVENTS_STATE_DIR"])
+    else:
+        base = get("XDG_STATE_HOME") or (get("HOME", "~") + "/.local/state")
+        # not stripped there: a value with outer spaces (or an empty HOME) is left to it
+        state = _path(base) if base.strip() == base and base[0] != "/" * 2 else None
+        if not get("XDG_STATE_HOME") and not get("HOME", "~"):
+            state = None
+        state = None if state is None else state + "/provider-events"
     if "PROVIDER_EVENTS_OUTBOX" in env:
         outbox = _path(env["PROVIDER_EVENTS_OUTBOX"])
     else:
-        if "PROVIDER_EVENTS_STATE_DIR" in env:
-            state = _path(env["PROVIDER_EVENTS_STATE_DIR"])
-        else:
-            base = get("XDG_STATE_HOME") or (get("HOME", "~") + "/.local/state")
-            # not stripped there: a value with outer spaces (or an empty HOME) is left to it
-            state = _path(base) if base.strip() == base and base[0] != "/" * 2 else None
-            if not get("XDG_STATE_HOME") and not get("HOME", "~"):
-                state = None
-            state = None if state is None else state + "/provider-events"
         outbox = None if state is None else os.path.join(state, "outbox.sqlite3")
     if outbox is None or not os.path.isabs(outbox):
         return None  # a relative path: the full path resolves it the same way, more slowly
     out["outbox"] = outbox
+    #: ``None`` when only the full settings can say (the hook then takes the full path).
+    out["state_dir"] = state if state is not None and os.path.isabs(state) else None
     limits: list[int] = []
     for var, bound in (
         ("PROVIDER_EVENTS_OUTBOX_MAX_EVENTS", 100_000),
@@ -278,6 +284,7 @@ def _criteria_json(criteria: dict[str, object] | None) -> str | None:
     if type(criteria) is not dict or len(criteria) > 32:
         return None
     items = []
+    counter = [len(criteria)]
     for key, value in criteria.items():
         kind = type(value)
         rule = NUMERIC_RULES.get(key) if type(key) is str else None
@@ -290,15 +297,60 @@ def _criteria_json(criteria: dict[str, object] | None) -> str | None:
                 return None
         elif type(key) is not str or len(key) > 32 or "\x00" in key:
             return None
-        if (kind is str and (len(value) > 32 or "\x00" in value)) or (  # type: ignore[arg-type, operator]
-            kind is int and not _INT64_MIN <= value < _UINT64_END  # type: ignore[operator]
+        if (
+            (kind is str and (len(value) > 32 or "\x00" in value))  # type: ignore[arg-type, operator]
+            or (kind is int and not _INT64_MIN <= value < _UINT64_END)  # type: ignore[operator]
+            or (kind is float and 0.0 < abs(value) < FLOAT_MIN_NORMAL)  # type: ignore[arg-type]
         ):
             return None
-        text = _json_value(value)
+        if kind is dict or kind is list:  # e.g. the hook's ``claude_code`` details
+            text = _nested_json(value, 1, counter)
+        else:
+            text = _json_value(value)
         if text is None:
             return None
         items.append(_json_str(key) + ":" + text)
-    return "{" + ",".join(items) + "}"
+    out = "{" + ",".join(items) + "}"
+    if counter[0] > len(criteria) and len(out.encode("utf-8", "surrogatepass")) > CRITERIA_BYTES:
+        return None
+    return out
+
+
+def _nested_json(value: object, depth: int, counter: list[int]) -> str | None:
+    """A nested criteria value's JSON when it certainly passes the models' walk
+    (``_models._check_value``): depth, value count, no NUL, 64-bit integers, normal floats."""
+    if depth > CRITERIA_DEPTH:
+        return None
+    kind = type(value)
+    if kind is dict:
+        parts = []
+        for key, item in value.items():  # type: ignore[attr-defined]
+            counter[0] += 1
+            if type(key) is not str or "\x00" in key or counter[0] > CRITERIA_KEYS:
+                return None
+            text = _nested_json(item, depth + 1, counter)
+            if text is None:
+                return None
+            parts.append(_json_str(key) + ":" + text)
+        return "{" + ",".join(parts) + "}"
+    if kind is list:
+        items = []
+        for item in value:  # type: ignore[attr-defined]
+            counter[0] += 1
+            if counter[0] > CRITERIA_KEYS:
+                return None
+            text = _nested_json(item, depth + 1, counter)
+            if text is None:
+                return None
+            items.append(text)
+        return "[" + ",".join(items) + "]"
+    if kind is str and "\x00" in value:  # type: ignore[operator]
+        return None
+    if kind is int and not _INT64_MIN <= value < _UINT64_END:  # type: ignore[operator]
+        return None
+    if kind is float and 0.0 < abs(value) < FLOAT_MIN_NORMAL:  # type: ignore[arg-type]
+        return None
+    return _json_value(value)
 
 
 def _printable(text: object, low: int, high: int) -> bool:
@@ -341,6 +393,34 @@ def _timestamps(now_ns: int) -> tuple[str, str]:
     return (f"{base}Z" if micros == 0 else header), header
 
 
+_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+#: ``events._models.EARLIEST_TIMESTAMP`` (a test keeps them equal); the window ends a day ahead.
+EARLIEST_SELECTED_AT = "2000-01-01T00:00:00.000000Z"
+_FUTURE_NS = 86_400 * 1_000_000_000
+
+
+def _selected_at(text: object, now_ns: int) -> str | None:
+    """``text`` (``YYYY-MM-DDTHH:MM:SS.ffffffZ``, a real moment in the accepted window) as
+    msgspec writes that datetime; ``None`` for anything else (the full builder decides)."""
+    if type(text) is not str or len(text) != 27:
+        return None
+    if text[4] + text[7] + text[10] + text[13] + text[16] + text[19] + text[26] != "--T::.Z":
+        return None
+    digits = text[:4] + text[5:7] + text[8:10] + text[11:13] + text[14:16] + text[17:19]
+    micros = text[20:26]
+    if not (digits.isascii() and digits.isdigit() and micros.isascii() and micros.isdigit()):
+        return None
+    year, month, day = int(text[:4]), int(text[5:7]), int(text[8:10])
+    if not 1 <= month <= 12 or int(text[11:13]) > 23 or int(text[14:16]) > 59:
+        return None
+    leap = month == 2 and year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    if not 1 <= day <= _DAYS[month - 1] + leap or int(text[17:19]) > 59:
+        return None
+    if not EARLIEST_SELECTED_AT <= text <= _timestamps(now_ns + _FUTURE_NS)[1]:
+        return None
+    return text[:19] + "Z" if micros == "000000" else text
+
+
 def build(
     s: dict[str, object],
     *,
@@ -353,9 +433,16 @@ def build(
     selection_criteria: dict[str, object] | None = None,
     now_ns: int | None = None,
     event_id: str | None = None,
+    selected_at: object = None,
 ) -> tuple[str, bytes, bytes, list[tuple[str, bytes]]] | None:
-    """(event_id, key, value, headers) of a certainly valid event, else ``None``."""
+    """(event_id, key, value, headers) of a certainly valid event, else ``None``.
+
+    ``selected_at``: ``None`` (now), or UTC as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (what the hook
+    records); any other form, or a moment outside the accepted window, returns ``None``."""
     now_ns = time.time_ns() if now_ns is None else now_ns
+    chosen = None if selected_at is None else _selected_at(selected_at, now_ns)
+    if selected_at is not None and chosen is None:
+        return None
     cid = _uuid7(now_ns // 1_000_000) if correlation_id is None else correlation_id
     tenant = s["tenant"] if tenant_id is None else tenant_id
     namespace, source = s["namespace"], s["source"]
@@ -387,7 +474,7 @@ def build(
         f'"tenant_id":{_json_str(tenant)},"schema_ref":"{SCHEMA_REF}","payload":'  # type: ignore[arg-type]
         f'{{"provider_name":{_json_str(provider_name)},"model_name":{_json_str(model_name)},'  # type: ignore[arg-type]
         f'"correlation_id":{cid_json},"selection_reason":{_json_str(selection_reason)},'
-        f'"selection_criteria":{criteria},"selected_at":"{stamp}"}}}}'
+        f'"selection_criteria":{criteria},"selected_at":"{chosen or stamp}"}}}}'
     )
     try:
         value = text.encode()
@@ -427,6 +514,11 @@ def _commit(s: dict[str, object], event: tuple[str, bytes, bytes, list[tuple[str
     """Commit the event for its destination; returns the destination key. Raises
     ``sqlite3.Error``/``OSError``, or ``LookupError`` when the outbox is full (nothing written:
     the full path then counts and reports the refusal)."""
+    # The C module itself: the ``sqlite3`` package adds only adapters this path does not use,
+    # and its imports (datetime, collections.abc) cost more than the rest of the module.
+    # Imported here: the hook's calls that publish nothing never load it.
+    import _sqlite3 as sqlite3
+
     path = str(s["outbox"])
     key = _spool.destination_key(str(s["servers"]), str(s["protocol"]), "")
     event_id, pkey, value, headers = event
@@ -478,6 +570,11 @@ def _commit(s: dict[str, object], event: tuple[str, bytes, bytes, list[tuple[str
     return key
 
 
+def process_environ() -> os._Environ[str]:
+    """This process's environment (``settings.process_environ`` for the lean paths)."""
+    return os.environ
+
+
 def enqueue_selection(
     env: dict[str, str] | os._Environ[str] | None = None, cwd: str | None = None, **fields: object
 ) -> tuple[str, str] | None:
@@ -488,12 +585,22 @@ def enqueue_selection(
     s = lean_settings(env, os.getcwd() if cwd is None else cwd)
     if s is None:
         return None
-    event = build(s, **fields)  # type: ignore[arg-type]
+    return enqueue_built(s, env, build(s, **fields))  # type: ignore[arg-type]
+
+
+def enqueue_built(
+    s: dict[str, object],
+    env: Mapping[str, str],
+    event: tuple[str, bytes, bytes, list[tuple[str, bytes]]] | None,
+) -> tuple[str, str] | None:
+    """:func:`enqueue_selection` of an event :func:`build` made with the settings ``s``."""
     if event is None:
         return None
+    import _sqlite3
+
     try:
         key = _commit(s, event)
-    except (sqlite3.Error, OSError, LookupError):
+    except (_sqlite3.Error, OSError, LookupError):
         return None
     if s["autostart"]:
         try:
