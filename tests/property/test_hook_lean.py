@@ -193,7 +193,9 @@ def test_transcript_read_as_the_full_reader(
     except _hook_lean._Unsure:
         return
     assert (end, first) == (full.offset, full.first_timestamp)
-    assert records == [(r.model, r.message_id, r.request_id, r.sidechain) for r in full.records]
+    assert records == [
+        (r.model, r.message_id, r.request_id, r.sidechain, r.stop_reason) for r in full.records
+    ]
 
 
 settings_texts = st.one_of(

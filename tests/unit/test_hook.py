@@ -103,10 +103,14 @@ def _settings_path(env: dict[str, str]) -> Path:
     return Path(env["HOME"]) / ".claude" / "settings.json"
 
 
-def _assistant(model: str, n: int = 1, sidechain: bool = False) -> str:
-    """An assistant transcript line in Claude Code's shape, for ``model``."""
+def _assistant(
+    model: str, n: int = 1, sidechain: bool = False, stop_reason: str = "end_turn"
+) -> str:
+    """An assistant transcript line in Claude Code's shape, for ``model`` (the turn's final
+    answer unless ``stop_reason`` says ``tool_use``)."""
     doc = json.loads(ASSISTANT_LINE)
     doc["message"]["model"] = model
+    doc["message"]["stop_reason"] = stop_reason
     doc["message"]["id"] = f"msg_{model}_{n}"
     doc["requestId"] = f"req_{model}_{n}"
     doc["isSidechain"] = sidechain
@@ -881,6 +885,31 @@ def test_stop_waits_briefly_for_a_response_line_written_late(
     [(_, event)] = _queued(env)
     assert event["payload"]["model_name"] == "late-model"
     assert event["payload"]["selection_reason"] == "Claude Code turn: model from the transcript"
+
+
+def test_stop_waits_briefly_for_the_answer_after_a_tool_call(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """At Stop the transcript's last response asked for a tool (``stop_reason: tool_use``): the
+    turn's final answer is still to be written, so the hook reads again for a moment and counts
+    both requests (seen with the real CLI: 2 requests counted of 3)."""
+    import threading
+
+    transcript = tmp_path / "tool.jsonl"
+    transcript.write_text('{"type":"user","message":{"role":"user","content":"hi"}}\n')
+    done, _ = _hook(env, _payload(PROMPT_JSON, transcript))
+    assert done.returncode == 0
+    transcript.open("a").write(_assistant("m-tool", 1, stop_reason="tool_use"))
+    answer = _assistant("m-tool", 2)
+    late = threading.Timer(0.15, lambda: transcript.open("a").write(answer))
+    late.start()
+    try:
+        done, _ = _hook(env, _payload(STOP_JSON, transcript))
+    finally:
+        late.join()
+    assert done.returncode == 0
+    [(_, event)] = _queued(env)
+    assert event["payload"]["selection_criteria"]["claude_code"]["requests"] == 2
 
 
 def test_default_command_replaces_an_entry_of_the_older_m_form(tmp_path: Path) -> None:

@@ -431,9 +431,9 @@ def _short(value: Any, limit: int = 200) -> str | None:
 
 def read_records(
     path: str, offset: int
-) -> tuple[list[tuple[str, str | None, str | None, bool]], int, str | None]:
+) -> tuple[list[tuple[str, str | None, str | None, bool, str | None]], int, str | None]:
     """``_transcript.read_assistant_records(path, offset)``'s (model, message id, request id,
-    sidechain), next offset and first timestamp, for a regular file whose new part is plain
+    sidechain, stop reason), next offset and first timestamp, for a regular file whose new part is plain
     JSON objects. Raises ``OSError`` as the full reader does; :class:`_Unsure` otherwise."""
     import errno
 
@@ -493,6 +493,7 @@ def read_records(
                 _short(message.get("id")),
                 _short(doc.get("requestId")),
                 doc.get("isSidechain") is True,
+                _short(message.get("stop_reason"), 64),
             )
         )
     return records, offset + last + 1, first
@@ -742,7 +743,7 @@ class _Call:
             except OSError as exc:
                 problem = self._not_read(exc)
         records = [r for r in read[0] if not r[3]] if read is not None else []
-        if not records and read is not None and not interrupted and path:
+        if _unfinished(records) and read is not None and not interrupted and path:
             read, records = _wait_for_turn(path, offset, read)
         prompt_id = turn.get("prompt_id") if isinstance(turn.get("prompt_id"), str) else None
         details: dict[str, Any] = {"turn": "interrupted" if interrupted else "main"}
@@ -947,11 +948,17 @@ def _clear(marker: Mapping[str, Any]) -> Callable[[dict[str, Any]], None]:
 STOP_WAIT = 0.5  # _turns.STOP_WAIT
 
 
+def _unfinished(records: list[Any]) -> bool:
+    """``_turns._unfinished``: no response yet, or the last one asked for a tool."""
+    return not records or records[-1][4] == "tool_use"
+
+
 def _wait_for_turn(path: str, offset: int, read: Any) -> tuple[Any, list[Any]]:
-    """``_turns._wait_for_turn``: read again until a main-conversation response is there."""
+    """``_turns._wait_for_turn``: read again until the main-conversation responses look
+    finished."""
     deadline = time.monotonic() + STOP_WAIT
-    records: list[Any] = []
-    while not records and time.monotonic() < deadline:
+    records: list[Any] = [r for r in read[0] if not r[3]]
+    while _unfinished(records) and time.monotonic() < deadline:
         time.sleep(0.02)
         try:
             read = read_records(path, offset if offset >= 0 else 0)

@@ -51,6 +51,8 @@ class AssistantRecord:
     agent_id: str | None
     timestamp: str | None
     usage: Mapping[str, Any] | None = None
+    #: ``message.stop_reason`` (``tool_use``: the turn goes on with another request).
+    stop_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,7 @@ def _record(doc: Mapping[str, Any]) -> AssistantRecord | None:
         agent_id=_text(doc.get("agentId")),
         timestamp=_text(doc.get("timestamp"), 64),
         usage=usage if isinstance(usage, dict) else None,
+        stop_reason=_text(message.get("stop_reason"), 64),
     )
 
 

@@ -74,7 +74,7 @@ def publish_turn(
         offset = max(0, size - (4 << 20)) if size is not None else 0
     read = _read(hook.transcript_path, offset, log, hook.event_name)
     records = [r for r in read.records if not r.sidechain] if read is not None else []
-    if not records and read is not None and not interrupted:
+    if _unfinished(records) and read is not None and not interrupted:
         read, records = _wait_for_turn(hook.transcript_path, offset, log, hook.event_name, read)
     if read is not None and hook.session_id is not None:
         from provider_events.integrations._claude_state import open_session
@@ -139,20 +139,28 @@ def publish_subagent(
 
 #: Longest wait (seconds) at SubagentStop for the sub-agent's transcript to hold its answer.
 AGENT_FILE_WAIT = 1.5
-#: Longest wait (seconds) at Stop for the turn's first response line: Claude Code can fire Stop
-#: before its last transcript line is written (seen on a loaded machine), and a turn of one
-#: request would then name a fallback model.
+#: Longest wait (seconds) at Stop for the turn's last response line: Claude Code can fire Stop
+#: before its last transcript line is written (seen on a loaded machine): a turn of one request
+#: would then name a fallback model, and a turn of several would count one request too few.
 STOP_WAIT = 0.5
 
 
+def _unfinished(records: list[Any]) -> bool:
+    """At Stop: the transcript holds no response of the turn yet, or its last response asked
+    for a tool (``stop_reason`` ``tool_use``), so the turn's final answer is still to be
+    written. (A ``null`` stop reason, as streamed lines have, is not waited for.)"""
+    return not records or records[-1].stop_reason == "tool_use"
+
+
 def _wait_for_turn(path: str | None, offset: Any, log: HookLog, what: str, read: Any) -> Any:
-    """``(read, main records)``: the transcript read again until it holds a main-conversation
-    response after ``offset``, for at most :data:`STOP_WAIT` seconds."""
+    """``(read, main records)``: the transcript read again until its main-conversation
+    responses after ``offset`` look finished (:func:`_unfinished`), for at most
+    :data:`STOP_WAIT` seconds."""
     import time
 
     deadline = time.monotonic() + STOP_WAIT
-    records: list[Any] = []
-    while not records and time.monotonic() < deadline:
+    records: list[Any] = [r for r in read.records if not r.sidechain]
+    while _unfinished(records) and time.monotonic() < deadline:
         time.sleep(0.02)
         again = _read(path, offset, log, what)
         if again is None:
