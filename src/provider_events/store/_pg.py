@@ -405,6 +405,8 @@ class BatchWriter:
         #: Whether this writer aggregates the rollups itself (migration 0004; see _rollups).
         self._own_rollups = False
         self._deltas_ready = False
+        #: Derived measures per distinct criteria text, kept across batches (_rollups.Deltas).
+        self._memo: dict[bytes, Any] = {}
 
     # -- connection -------------------------------------------------------------------------
     def _connection(self) -> psycopg.Connection[Any]:
@@ -453,12 +455,28 @@ class BatchWriter:
             with conn.transaction(), conn.cursor() as cur:
                 if self._own_rollups:
                     cur.execute(_rollups.SKIP_TRIGGER)
-                with cur.copy(_COPY_DIRECT) as copy:
-                    copy.set_types(_TYPES)
-                    for row in stream:
-                        copy.write_row(row)
-                if self._own_rollups:
-                    self._fold(cur, kept)
+                    deltas = _rollups.Deltas(self._memo)
+                    refused: psycopg.Error | None = None
+                    with cur.copy(_COPY_DIRECT) as copy:
+                        copy.set_types(_TYPES)
+                        # Folding each row as it is sent overlaps the Python aggregation with
+                        # PostgreSQL's work on the rows already sent (see _rollups.Deltas).
+                        for row in stream:
+                            copy.write_row(row)
+                            if refused is None:
+                                try:
+                                    deltas.add(row)
+                                except psycopg.DataError as exc:
+                                    refused = exc
+                    if refused is not None:
+                        raise refused
+                    deltas.apply(cur, self._deltas_ready)
+                    self._deltas_ready = True
+                else:
+                    with cur.copy(_COPY_DIRECT) as copy:
+                        copy.set_types(_TYPES)
+                        for row in stream:
+                            copy.write_row(row)
             return WriteResult(inserted=len(kept))
         except pg_errors.UniqueViolation as exc:
             if exc.diag.constraint_name != EVENT_ID_CONSTRAINT:
@@ -520,7 +538,10 @@ class BatchWriter:
         )
 
     def _fold(self, cur: psycopg.Cursor[Any], rows: Sequence[Row]) -> None:
-        _rollups.apply_deltas(cur, rows, self._deltas_ready)
+        deltas = _rollups.Deltas(self._memo)
+        for row in rows:
+            deltas.add(row)
+        deltas.apply(cur, self._deltas_ready)
         self._deltas_ready = True
 
     def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:

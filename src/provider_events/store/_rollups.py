@@ -3,11 +3,13 @@
 The statement trigger of migration 0002 derives every row's measures again in SQL (seven
 ``jsonb`` lookups, a histogram bin per metric) and aggregates them in several passes: about
 20 µs per row, more than the ``COPY`` itself. The writer has the rows in hand, so it aggregates
-them in one pass here (the derivations of :func:`provider_events.analytics._model.derive`,
-inlined, which the SQL mirrors) and hands PostgreSQL only the aggregates, a few rows per hour, tenant, provider
-and model: ``provider_events_apply_deltas()`` folds them into every rollup table in the
-inserting transaction, while ``provider_events.rollups_by_writer = 'on'`` (transaction-local)
-makes the insert trigger step aside for the writer's own statements.
+them in one pass here (:class:`Deltas`: the derivations of
+:func:`provider_events.analytics._model.derive`, inlined, which the SQL mirrors) *while it
+streams them to* ``COPY`` (the Python work overlaps PostgreSQL's), and hands PostgreSQL only the
+aggregates, a few rows per hour, tenant, provider and model: ``provider_events_apply_deltas()``
+folds them into every rollup table in the inserting transaction, while
+``provider_events.rollups_by_writer = 'on'`` (transaction-local) makes the insert trigger step
+aside for the writer's own statements. The rollups are therefore exact at every commit.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import psycopg
 
 from provider_events.analytics._model import bin_of
 
-__all__ = ["SKIP_TRIGGER", "apply_deltas", "supported"]
+__all__ = ["SKIP_TRIGGER", "Deltas", "apply_deltas", "supported"]
 
 #: Transaction-local: the insert trigger steps aside; and room for the statement's transition
 #: table, which PostgreSQL still captures (a batch of 20,000 rows spilled to disk at 4 MB).
@@ -80,8 +82,14 @@ def _num(value: Any) -> float | None:
     return None
 
 
-#: (hour, tenant, provider, model)
-Key = tuple[datetime, str, str, str]
+#: (hour as POSIX seconds, tenant, provider, model)
+Key = tuple[float, str, str, str]
+#: What one criteria text contributes: cpt, lat, q (and their squares and bins), input, output
+#: and total tokens, cost (see :func:`_derive`).
+Derived = tuple[Any, ...]
+#: Distinct criteria texts remembered by one accumulator (agents repeat their criteria: the
+#: same configured cost and quality per model); the memo is cleared when it is full.
+MEMO_SIZE = 4096
 
 
 def supported(conn: psycopg.Connection[Any]) -> bool:
@@ -109,76 +117,180 @@ def _check_finite(roll: dict[Key, list[Any]], bins: dict[Any, list[Any]]) -> Non
                 raise psycopg.errors.NumericValueOutOfRange("value out of range: overflow")
 
 
-def apply_deltas(cur: psycopg.Cursor[Any], rows: Iterable[Any], created: bool) -> None:
-    """Aggregate ``rows`` (table rows: criteria JSON at 5, selected_at at 6, tenant at 7,
-    provider at 2, model at 3) and fold them into the rollups, in the caller's transaction."""
-    roll: dict[Key, list[Any]] = {}
-    reasons: dict[tuple[Key, str], int] = {}
-    bins: dict[tuple[Key, int, int], list[Any]] = {}
-    for row in rows:
-        at: datetime = row[6]
-        if at.tzinfo is not UTC:
-            at = at.astimezone(UTC)
-        key: Key = (at.replace(minute=0, second=0, microsecond=0), row[7], row[2], row[3])
-        c = _decode(row[5])
-        cpt, lat, q = _num(c.cost_per_token), _num(c.latency_ms), _num(c.quality_score)
-        inp, out, tokens = _num(c.input_tokens), _num(c.output_tokens), _num(c.total_tokens)
-        if tokens is None and (inp is not None or out is not None):
-            tokens = (inp if inp is not None else 0.0) + (out if out is not None else 0.0)
-        cost = _num(c.cost_usd)
-        if cost is None and cpt is not None and tokens is not None:
-            cost = cpt * tokens
-        s = roll.get(key)
+def _square(v: float | None) -> float | None:
+    if v is None:
+        return None
+    sq = v * v  # 1e200 squared is inf: _check_finite refuses the batch
+    if sq == 0.0 and v != 0.0:  # PostgreSQL's float8 raises on underflow; so do we
+        raise psycopg.errors.NumericValueOutOfRange("value out of range: underflow")
+    return sq
+
+
+def _derive(text: bytes) -> Derived:
+    """The measures of one criteria text: (cpt, lat, q, cpt², lat², q², bin of cpt, of lat,
+    of q, input tokens, output tokens, tokens, cost), the derivations of
+    :func:`provider_events.analytics._model.derive` (which the SQL mirrors)."""
+    c = _decode(text)
+    cpt, lat, q = _num(c.cost_per_token), _num(c.latency_ms), _num(c.quality_score)
+    inp, out, tokens = _num(c.input_tokens), _num(c.output_tokens), _num(c.total_tokens)
+    if tokens is None and (inp is not None or out is not None):
+        tokens = (inp if inp is not None else 0.0) + (out if out is not None else 0.0)
+    cost = _num(c.cost_usd)
+    if cost is None and cpt is not None and tokens is not None:
+        cost = cpt * tokens
+    return (
+        cpt,
+        lat,
+        q,
+        _square(cpt),
+        _square(lat),
+        _square(q),
+        None if cpt is None else bin_of(cpt),
+        None if lat is None else bin_of(lat),
+        None if q is None else bin_of(q),
+        inp,
+        out,
+        tokens,
+        cost,
+    )
+
+
+class Deltas:
+    """The rollups' share of the rows :meth:`add` is given, aggregated in one pass.
+
+    The batch writer calls :meth:`add` for each row while it streams the batch to ``COPY``, so
+    this Python work runs while PostgreSQL is busy parsing and inserting the rows already sent
+    (two processes, two cores), then :meth:`apply` hands PostgreSQL the aggregates in the same
+    transaction. Rows are added in order; sums add up in that order, as before.
+    """
+
+    __slots__ = ("_memo", "bins", "reasons", "roll")
+
+    def __init__(self, memo: dict[bytes, Derived] | None = None) -> None:
+        self.roll: dict[Key, list[Any]] = {}
+        self.reasons: dict[tuple[Key, str], int] = {}
+        self.bins: dict[tuple[Key, int, int], list[Any]] = {}
+        self._memo: dict[bytes, Derived] = {} if memo is None else memo
+
+    def __len__(self) -> int:
+        return len(self.roll)
+
+    def add(self, row: Any) -> None:
+        """Fold one table row (criteria JSON at 5, selected_at at 6, tenant at 7, provider at
+        2, model at 3, reason at 4); raises ``NumericValueOutOfRange`` where PostgreSQL's
+        float8 arithmetic would."""
+        text = row[5]
+        d = self._memo.get(text)
+        if d is None:
+            d = _derive(text)
+            memo = self._memo
+            if len(memo) >= MEMO_SIZE:
+                memo.clear()
+            memo[bytes(text)] = d
+        ts = row[6].timestamp()
+        key: Key = (ts - ts % 3600.0, row[7], row[2], row[3])
+        s = self.roll.get(key)
         if s is None:
-            s = roll[key] = _stats()
+            s = self.roll[key] = _stats()
         s[0] += 1
-        for metric, offset, v in ((1, 1, cpt), (2, 6, lat), (3, 11, q)):
-            if v is None:
-                continue
-            s[offset] += 1
-            s[offset + 1] += v
-            sq = v * v  # 1e200 squared is inf: _check_finite refuses the batch
-            if sq == 0.0 and v != 0.0:  # PostgreSQL's float8 raises on underflow; so do we
-                raise psycopg.errors.NumericValueOutOfRange("value out of range: underflow")
-            s[offset + 2] += sq
-            lo, hi = s[offset + 3], s[offset + 4]
-            s[offset + 3] = v if lo is None or v < lo else lo
-            s[offset + 4] = v if hi is None or v > hi else hi
-            slot = (key, metric, bin_of(v))
+        bins = self.bins
+        v = d[0]
+        if v is not None:
+            s[1] += 1
+            s[2] += v
+            s[3] += d[3]
+            if s[4] is None or v < s[4]:
+                s[4] = v
+            if s[5] is None or v > s[5]:
+                s[5] = v
+            slot = (key, 1, d[6])
             acc = bins.get(slot)
             if acc is None:
                 bins[slot] = [1, v]
             else:
                 acc[0] += 1
                 acc[1] += v
+        v = d[1]
+        if v is not None:
+            s[6] += 1
+            s[7] += v
+            s[8] += d[4]
+            if s[9] is None or v < s[9]:
+                s[9] = v
+            if s[10] is None or v > s[10]:
+                s[10] = v
+            slot = (key, 2, d[7])
+            acc = bins.get(slot)
+            if acc is None:
+                bins[slot] = [1, v]
+            else:
+                acc[0] += 1
+                acc[1] += v
+        v = d[2]
+        if v is not None:
+            s[11] += 1
+            s[12] += v
+            s[13] += d[5]
+            if s[14] is None or v < s[14]:
+                s[14] = v
+            if s[15] is None or v > s[15]:
+                s[15] = v
+            slot = (key, 3, d[8])
+            acc = bins.get(slot)
+            if acc is None:
+                bins[slot] = [1, v]
+            else:
+                acc[0] += 1
+                acc[1] += v
+        tokens = d[11]
         if tokens is not None:
             s[16] += 1
             s[19] += tokens
-        if inp is not None:
-            s[17] += inp
-        if out is not None:
-            s[18] += out
-        if cost is not None:
+        if d[9] is not None:
+            s[17] += d[9]
+        if d[10] is not None:
+            s[18] += d[10]
+        if d[12] is not None:
             s[20] += 1
-            s[21] += cost
+            s[21] += d[12]
         reason_key = (key, row[4] or "")
+        reasons = self.reasons
         reasons[reason_key] = reasons.get(reason_key, 0) + 1
-    if not roll:
-        return
-    _check_finite(roll, bins)
-    if not created:
-        for statement in _CREATE:
-            cur.execute(statement)
-    with cur.copy("COPY provider_events_delta_roll FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types(_ROLL_TYPES)
-        for key, s in roll.items():
-            copy.write_row((*key, *s))
-    with cur.copy("COPY provider_events_delta_reasons FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types(["timestamptz", "text", "text", "text", "text", "int8"])
-        for (key, reason), n in reasons.items():
-            copy.write_row((*key, reason, n))
-    with cur.copy("COPY provider_events_delta_bins FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types(["timestamptz", "text", "text", "text", "int2", "int4", "int8", "float8"])
-        for (key, metric, b), (n, vs) in bins.items():
-            copy.write_row((*key, metric, b, n, vs))
-    cur.execute("SELECT provider_events_apply_deltas()")
+
+    def apply(self, cur: psycopg.Cursor[Any], created: bool) -> None:
+        """Fold the aggregates into every rollup table, in the caller's transaction
+        (``created``: this session's temporary delta tables exist already)."""
+        if not self.roll:
+            return
+        _check_finite(self.roll, self.bins)
+        if not created:
+            for statement in _CREATE:
+                cur.execute(statement)
+        hours: dict[float, datetime] = {}
+        for key in self.roll:
+            if key[0] not in hours:
+                hours[key[0]] = datetime.fromtimestamp(key[0], UTC)
+        with cur.copy("COPY provider_events_delta_roll FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(_ROLL_TYPES)
+            for key, s in self.roll.items():
+                copy.write_row((hours[key[0]], key[1], key[2], key[3], *s))
+        with cur.copy("COPY provider_events_delta_reasons FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["timestamptz", "text", "text", "text", "text", "int8"])
+            for (key, reason), n in self.reasons.items():
+                copy.write_row((hours[key[0]], key[1], key[2], key[3], reason, n))
+        with cur.copy("COPY provider_events_delta_bins FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(
+                ["timestamptz", "text", "text", "text", "int2", "int4", "int8", "float8"]
+            )
+            for (key, metric, b), (n, vs) in self.bins.items():
+                copy.write_row((hours[key[0]], key[1], key[2], key[3], metric, b, n, vs))
+        cur.execute("SELECT provider_events_apply_deltas()")
+
+
+def apply_deltas(cur: psycopg.Cursor[Any], rows: Iterable[Any], created: bool) -> None:
+    """Aggregate ``rows`` (table rows, see :meth:`Deltas.add`) and fold them into the
+    rollups, in the caller's transaction."""
+    deltas = Deltas()
+    for row in rows:
+        deltas.add(row)
+    deltas.apply(cur, created)
