@@ -222,6 +222,7 @@ def ingest_cost(
             started = time.perf_counter()
             for i in range(0, len(rows), batch):
                 writer.write(rows[i : i + batch])
+            writer.close()  # the final merge of the staged rollups is part of the cost
             rates[label].append(len(rows) / (time.perf_counter() - started))
         finally:
             writer.close()

@@ -1,20 +1,21 @@
-"""The rollups' share of a batch, aggregated by the batch writer (migration 0004).
+"""The rollups' share of a batch, aggregated by the batch writer (migrations 0004, 0007).
 
 The statement trigger of migration 0002 derives every row's measures again in SQL (seven
 ``jsonb`` lookups, a histogram bin per metric) and aggregates them in several passes: about
 20 µs per row, more than the ``COPY`` itself. The writer has the rows in hand, so it aggregates
 them in one pass here (:class:`Deltas`: the derivations of
 :func:`provider_events.analytics._model.derive`, inlined, which the SQL mirrors) *while it
-streams them to* ``COPY`` (the Python work overlaps PostgreSQL's), and hands PostgreSQL only the
-aggregates, a few rows per hour, tenant, provider and model: ``provider_events_apply_deltas()``
-folds them into every rollup table in the inserting transaction, while
-``provider_events.rollups_by_writer = 'on'`` (transaction-local) makes the insert trigger step
-aside for the writer's own statements. The rollups are therefore exact at every commit.
+streams them to* ``COPY`` (the Python work overlaps PostgreSQL's), and appends only the
+aggregates (a few rows per hour, tenant, provider and model) to the pending tables of migration
+0007, in the inserting transaction; ``provider_events.rollups_by_writer = 'on'``
+(transaction-local) makes the insert trigger step aside for the writer's own statements.
+:func:`merge_pending` folds everything pending into the rollup tables at once, every few
+seconds: many batches touch the same histogram rows, and merging a histogram row costs about a
+millisecond however few values it gains.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,7 +24,7 @@ import psycopg
 
 from provider_events.analytics._model import bin_of
 
-__all__ = ["SKIP_TRIGGER", "Deltas", "apply_deltas", "supported"]
+__all__ = ["SKIP_TRIGGER", "Deltas", "merge_pending", "supported"]
 
 #: Transaction-local: the insert trigger steps aside; and room for the statement's transition
 #: table, which PostgreSQL still captures (a batch of 20,000 rows spilled to disk at 4 MB).
@@ -31,22 +32,8 @@ SKIP_TRIGGER = (
     "SELECT set_config('provider_events.rollups_by_writer', 'on', true), "
     "set_config('work_mem', '64MB', true)"
 )
-_SUPPORTED = "SELECT to_regprocedure('provider_events_apply_deltas()') IS NOT NULL"
-_CREATE = (
-    "CREATE TEMP TABLE IF NOT EXISTS provider_events_delta_roll ("
-    "h timestamptz, tenant_id text, provider_name text, model_name text, selections bigint, "
-    "cpt_n bigint, cpt_sum float8, cpt_sumsq float8, cpt_min float8, cpt_max float8, "
-    "lat_n bigint, lat_sum float8, lat_sumsq float8, lat_min float8, lat_max float8, "
-    "q_n bigint, q_sum float8, q_sumsq float8, q_min float8, q_max float8, "
-    "token_n bigint, input_tokens float8, output_tokens float8, tokens float8, "
-    "costed_n bigint, cost_usd float8) ON COMMIT DELETE ROWS",
-    "CREATE TEMP TABLE IF NOT EXISTS provider_events_delta_reasons ("
-    "h timestamptz, tenant_id text, provider_name text, model_name text, reason text, "
-    "selections bigint) ON COMMIT DELETE ROWS",
-    "CREATE TEMP TABLE IF NOT EXISTS provider_events_delta_bins ("
-    "h timestamptz, tenant_id text, provider_name text, model_name text, metric smallint, "
-    "bin integer, n bigint, vs float8) ON COMMIT DELETE ROWS",
-)
+_SUPPORTED = "SELECT to_regprocedure('provider_events_merge_pending(boolean)') IS NOT NULL"
+_MERGE = "SELECT provider_events_merge_pending(%s)"
 _ROLL_TYPES = (
     ["timestamptz", "text", "text", "text", "int8"]
     + (["int8", "float8", "float8", "float8", "float8"] * 3)
@@ -93,7 +80,7 @@ MEMO_SIZE = 4096
 
 
 def supported(conn: psycopg.Connection[Any]) -> bool:
-    """Whether this database has ``provider_events_apply_deltas`` (migration 0004 applied;
+    """Whether this database has ``provider_events_merge_pending`` (migration 0007 applied;
     False for a bare table without rollups, or an older schema: the trigger does the work)."""
     row = conn.execute(_SUPPORTED).fetchone()
     return bool(row and row[0])
@@ -160,8 +147,8 @@ class Deltas:
 
     The batch writer calls :meth:`add` for each row while it streams the batch to ``COPY``, so
     this Python work runs while PostgreSQL is busy parsing and inserting the rows already sent
-    (two processes, two cores), then :meth:`apply` hands PostgreSQL the aggregates in the same
-    transaction. Rows are added in order; sums add up in that order, as before.
+    (two processes, two cores), then :meth:`stage` appends the aggregates to the pending
+    tables in the same transaction. Rows are added in order; sums add up in that order, as before.
     """
 
     __slots__ = ("_memo", "bins", "reasons", "roll")
@@ -257,40 +244,35 @@ class Deltas:
         reasons = self.reasons
         reasons[reason_key] = reasons.get(reason_key, 0) + 1
 
-    def apply(self, cur: psycopg.Cursor[Any], created: bool) -> None:
-        """Fold the aggregates into every rollup table, in the caller's transaction
-        (``created``: this session's temporary delta tables exist already)."""
+    def stage(self, cur: psycopg.Cursor[Any]) -> None:
+        """Append the aggregates to the pending tables, in the caller's transaction (so they
+        commit, or not, with the rows they describe); :func:`merge_pending` folds them in."""
         if not self.roll:
             return
         _check_finite(self.roll, self.bins)
-        if not created:
-            for statement in _CREATE:
-                cur.execute(statement)
         hours: dict[float, datetime] = {}
         for key in self.roll:
             if key[0] not in hours:
                 hours[key[0]] = datetime.fromtimestamp(key[0], UTC)
-        with cur.copy("COPY provider_events_delta_roll FROM STDIN (FORMAT BINARY)") as copy:
+        with cur.copy("COPY provider_events_pending_roll FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(_ROLL_TYPES)
             for key, s in self.roll.items():
                 copy.write_row((hours[key[0]], key[1], key[2], key[3], *s))
-        with cur.copy("COPY provider_events_delta_reasons FROM STDIN (FORMAT BINARY)") as copy:
+        with cur.copy("COPY provider_events_pending_reasons FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(["timestamptz", "text", "text", "text", "text", "int8"])
             for (key, reason), n in self.reasons.items():
                 copy.write_row((hours[key[0]], key[1], key[2], key[3], reason, n))
-        with cur.copy("COPY provider_events_delta_bins FROM STDIN (FORMAT BINARY)") as copy:
+        with cur.copy("COPY provider_events_pending_bins FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(
                 ["timestamptz", "text", "text", "text", "int2", "int4", "int8", "float8"]
             )
             for (key, metric, b), (n, vs) in self.bins.items():
                 copy.write_row((hours[key[0]], key[1], key[2], key[3], metric, b, n, vs))
-        cur.execute("SELECT provider_events_apply_deltas()")
 
 
-def apply_deltas(cur: psycopg.Cursor[Any], rows: Iterable[Any], created: bool) -> None:
-    """Aggregate ``rows`` (table rows, see :meth:`Deltas.add`) and fold them into the
-    rollups, in the caller's transaction."""
-    deltas = Deltas()
-    for row in rows:
-        deltas.add(row)
-    deltas.apply(cur, created)
+def merge_pending(conn: psycopg.Connection[Any], wait: bool = True) -> int:
+    """Fold every pending delta into the rollups in one transaction; the number of pending
+    rollup rows merged, or -1 when ``wait`` is false and another session is merging."""
+    with conn.transaction():
+        row = conn.execute(_MERGE, [wait]).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
