@@ -417,8 +417,10 @@ class BatchWriter:
         self._staging_ready = False
         #: Whether this writer aggregates the rollups itself (migration 0007; see _rollups).
         self._own_rollups = False
-        #: Derived measures per distinct criteria text, kept across batches (_rollups.Deltas).
+        #: Derived measures per distinct criteria text, kept across batches (_rollups.Deltas),
+        #: and how many more batches go without it after one where it rarely helped.
         self._memo: dict[bytes, Any] = {}
+        self._memo_pause = 0
 
     # -- connection -------------------------------------------------------------------------
     def _connection(self) -> psycopg.Connection[Any]:
@@ -531,7 +533,7 @@ class BatchWriter:
             with conn.transaction(), conn.cursor() as cur:
                 if self._own_rollups:
                     cur.execute(_rollups.SKIP_TRIGGER)
-                    deltas = _rollups.Deltas(self._memo)
+                    deltas = self._deltas()
                     refused: psycopg.Error | None = None
                     with cur.copy(_COPY_DIRECT) as copy:
                         copy.set_types(_TYPES)
@@ -546,6 +548,7 @@ class BatchWriter:
                                     refused = exc
                     if refused is not None:
                         raise refused
+                    self._rate_memo(deltas, len(kept))
                     deltas.stage(cur)
                 else:
                     with cur.copy(_COPY_DIRECT) as copy:
@@ -615,10 +618,23 @@ class BatchWriter:
         )
 
     def _fold(self, cur: psycopg.Cursor[Any], rows: Sequence[Row]) -> None:
-        deltas = _rollups.Deltas(self._memo)
+        deltas = self._deltas()
         for row in rows:
             deltas.add(row)
         deltas.stage(cur)
+
+    def _deltas(self) -> _rollups.Deltas:
+        if self._memo_pause:
+            self._memo_pause -= 1
+            return _rollups.Deltas(None)
+        return _rollups.Deltas(self._memo)
+
+    def _rate_memo(self, deltas: _rollups.Deltas, rows: int) -> None:
+        """Pause the memo for 50 batches after one where it spared under a quarter of the
+        derivations (every criteria text distinct: measured values)."""
+        if rows >= 100 and deltas.derived * 4 > rows * 3:
+            self._memo_pause = 50
+            self._memo.clear()
 
     def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         """Store ``letters`` in :data:`DEAD_LETTER_TABLE`, once each per source position."""

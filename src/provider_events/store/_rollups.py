@@ -16,13 +16,15 @@ millisecond however few values it gains.
 
 from __future__ import annotations
 
+import json
+import math
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 import psycopg
 
-from provider_events.analytics._model import bin_of
+from provider_events.analytics._model import BIN_MAX, BIN_MIN, BIN_SCALE, ZERO_BIN
 
 __all__ = ["SKIP_TRIGGER", "Deltas", "merge_pending", "supported"]
 
@@ -41,19 +43,22 @@ _ROLL_TYPES = (
 )
 
 
-class _Criteria(msgspec.Struct):
-    """The criteria keys the rollups read; every other key is skipped while decoding."""
+class _Numbers(msgspec.Struct):
+    """The criteria keys the rollups read (every other key is skipped while decoding), each a
+    number or absent (what ingest validation lets through): decoded straight to floats, one
+    C call for the seven. A key holding anything else (a string, a boolean, a number beyond
+    float8) fails it, and the general path of :func:`_derive` decides."""
 
-    cost_per_token: Any = None
-    latency_ms: Any = None
-    quality_score: Any = None
-    input_tokens: Any = None
-    output_tokens: Any = None
-    total_tokens: Any = None
-    cost_usd: Any = None
+    cost_per_token: float | None = None
+    latency_ms: float | None = None
+    quality_score: float | None = None
+    input_tokens: float | None = None
+    output_tokens: float | None = None
+    total_tokens: float | None = None
+    cost_usd: float | None = None
 
 
-_decode = msgspec.json.Decoder(_Criteria).decode
+_decode_numbers = msgspec.json.Decoder(_Numbers).decode
 
 
 def _num(value: Any) -> float | None:
@@ -74,8 +79,10 @@ Key = tuple[float, str, str, str]
 #: What one criteria text contributes: cpt, lat, q (and their squares and bins), input, output
 #: and total tokens, cost (see :func:`_derive`).
 Derived = tuple[Any, ...]
-#: Distinct criteria texts remembered by one accumulator (agents repeat their criteria: the
-#: same configured cost and quality per model); the memo is cleared when it is full.
+#: Distinct criteria texts remembered across batches (agents often repeat their criteria: the
+#: same configured cost and quality per model); the memo is cleared when it is full. Measured
+#: latencies and token counts make every text distinct: the writer then stops using it
+#: (a lookup and an insert per row cost about as much as a third of the derivation).
 MEMO_SIZE = 4096
 
 
@@ -104,9 +111,15 @@ def _check_finite(roll: dict[Key, list[Any]], bins: dict[Any, list[Any]]) -> Non
                 raise psycopg.errors.NumericValueOutOfRange("value out of range: overflow")
 
 
-def _square(v: float | None) -> float | None:
-    if v is None:
-        return None
+def _bin(v: float) -> int:
+    """:func:`provider_events.analytics._model.bin_of`, inlined (the same arithmetic)."""
+    if v <= 0.0:
+        return ZERO_BIN
+    b = math.ceil(math.log(v) * BIN_SCALE)
+    return BIN_MIN if b < BIN_MIN else BIN_MAX if b > BIN_MAX else b
+
+
+def _square(v: float) -> float:
     sq = v * v  # 1e200 squared is inf: _check_finite refuses the batch
     if sq == 0.0 and v != 0.0:  # PostgreSQL's float8 raises on underflow; so do we
         raise psycopg.errors.NumericValueOutOfRange("value out of range: underflow")
@@ -117,24 +130,34 @@ def _derive(text: bytes) -> Derived:
     """The measures of one criteria text: (cpt, lat, q, cpt², lat², q², bin of cpt, of lat,
     of q, input tokens, output tokens, tokens, cost), the derivations of
     :func:`provider_events.analytics._model.derive` (which the SQL mirrors)."""
-    c = _decode(text)
-    cpt, lat, q = _num(c.cost_per_token), _num(c.latency_ms), _num(c.quality_score)
-    inp, out, tokens = _num(c.input_tokens), _num(c.output_tokens), _num(c.total_tokens)
+    try:
+        n = _decode_numbers(text)  # JSON numbers within float8: finite floats
+        cpt, lat, q = n.cost_per_token, n.latency_ms, n.quality_score
+        inp, out, tokens, cost = n.input_tokens, n.output_tokens, n.total_tokens, n.cost_usd
+    except msgspec.ValidationError:  # a non-number somewhere, or one beyond float8
+        c = json.loads(text)  # the stdlib reads 1e400 as inf (then not a number), as SQL would
+        get = c.get if isinstance(c, dict) else {}.get
+        cpt, lat, q = (
+            _num(get("cost_per_token")),
+            _num(get("latency_ms")),
+            _num(get("quality_score")),
+        )
+        inp, out = _num(get("input_tokens")), _num(get("output_tokens"))
+        tokens, cost = _num(get("total_tokens")), _num(get("cost_usd"))
     if tokens is None and (inp is not None or out is not None):
         tokens = (inp if inp is not None else 0.0) + (out if out is not None else 0.0)
-    cost = _num(c.cost_usd)
     if cost is None and cpt is not None and tokens is not None:
         cost = cpt * tokens
     return (
         cpt,
         lat,
         q,
-        _square(cpt),
-        _square(lat),
-        _square(q),
-        None if cpt is None else bin_of(cpt),
-        None if lat is None else bin_of(lat),
-        None if q is None else bin_of(q),
+        None if cpt is None else _square(cpt),
+        None if lat is None else _square(lat),
+        None if q is None else _square(q),
+        None if cpt is None else _bin(cpt),
+        None if lat is None else _bin(lat),
+        None if q is None else _bin(q),
         inp,
         out,
         tokens,
@@ -151,13 +174,15 @@ class Deltas:
     tables in the same transaction. Rows are added in order; sums add up in that order, as before.
     """
 
-    __slots__ = ("_memo", "bins", "reasons", "roll")
+    __slots__ = ("_memo", "bins", "derived", "reasons", "roll")
 
     def __init__(self, memo: dict[bytes, Derived] | None = None) -> None:
         self.roll: dict[Key, list[Any]] = {}
         self.reasons: dict[tuple[Key, str], int] = {}
         self.bins: dict[tuple[Key, int, int], list[Any]] = {}
-        self._memo: dict[bytes, Derived] = {} if memo is None else memo
+        self._memo = memo
+        #: Rows whose criteria text was not in the memo (how much the memo is worth).
+        self.derived = 0
 
     def __len__(self) -> int:
         return len(self.roll)
@@ -167,13 +192,18 @@ class Deltas:
         2, model at 3, reason at 4); raises ``NumericValueOutOfRange`` where PostgreSQL's
         float8 arithmetic would."""
         text = row[5]
-        d = self._memo.get(text)
-        if d is None:
+        memo = self._memo
+        d: Derived | None
+        if memo is None:
             d = _derive(text)
-            memo = self._memo
-            if len(memo) >= MEMO_SIZE:
-                memo.clear()
-            memo[bytes(text)] = d
+        else:
+            d = memo.get(text)
+            if d is None:
+                d = _derive(text)
+                self.derived += 1
+                if len(memo) >= MEMO_SIZE:
+                    memo.clear()
+                memo[bytes(text)] = d
         ts = row[6].timestamp()
         key: Key = (ts - ts % 3600.0, row[7], row[2], row[3])
         s = self.roll.get(key)
