@@ -62,7 +62,8 @@ def test_deltas_aggregate_per_hour_key_reason_and_bin(memo: dict[bytes, Any] | N
     assert stats[0] == 3  # selections
     assert stats[6:11] == [3, 500.0, 100.0**2 * 2 + 300.0**2, 100.0, 300.0]  # latency
     assert (stats[20], stats[21]) == (1, 2.0)  # costed_n, cost_usd
-    assert deltas.reasons[(key, "a")] == 2 and deltas.reasons[(key, "b")] == 1
-    assert deltas.bins[(key, 2, bin_of(100.0))] == [2, 200.0]
-    assert deltas.bins[(key, 2, bin_of(300.0))] == [1, 300.0]
+    assert stats[25] == {"a": 2, "b": 1}  # reasons
+    assert stats[23] == {bin_of(100.0): [2, 200.0], bin_of(300.0): [1, 300.0]}  # latency bins
+    assert stats[22] == {} and stats[24] == {}  # no cost_per_token, no quality_score
+    assert stats[21] == 2.0
     assert deltas.derived == (0 if memo is None else 3)

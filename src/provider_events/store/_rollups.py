@@ -95,17 +95,24 @@ def supported(conn: psycopg.Connection[Any]) -> bool:
 
 def _stats() -> list[Any]:
     """selections; (n, sum, sumsq, min, max) of cpt, lat and q; token_n, input_tokens,
-    output_tokens, tokens, costed_n, cost_usd: the columns of provider_events_delta_roll."""
+    output_tokens, tokens, costed_n, cost_usd: the columns of provider_events_pending_roll
+    (0-21); then this key's histogram bins of cpt, lat and q ({bin: [n, sum]}, 22-24) and its
+    reasons ({reason: n}, 25). Nested per key, the per-row lookups hash an int or a string,
+    not a tuple holding the key."""
     measure = [0, 0.0, 0.0, None, None]
-    return [0, *measure, *measure, *measure, 0, 0.0, 0.0, 0.0, 0, 0.0]
+    return [0, *measure, *measure, *measure, 0, 0.0, 0.0, 0.0, 0, 0.0, {}, {}, {}, {}]
 
 
-def _check_finite(roll: dict[Key, list[Any]], bins: dict[Any, list[Any]]) -> None:
+_COLUMNS = 22  # of _stats(): the roll row's columns
+
+
+def _check_finite(roll: dict[Key, list[Any]]) -> None:
     """Refuse a batch whose sums overflow float8 as PostgreSQL's own arithmetic would (the
     statement triggers raise 22003): the writer then sorts the rows out one by one, and the
     row the triggers refuse is reported for the dead-letter topic instead of storing Infinity
     in the rollups."""
-    for values in (*roll.values(), *bins.values()):
+    for s in roll.values():
+        values = [*s[:_COLUMNS], *(acc[1] for m in (22, 23, 24) for acc in s[m].values())]
         for v in values:
             if v.__class__ is float and v - v != 0.0:
                 raise psycopg.errors.NumericValueOutOfRange("value out of range: overflow")
@@ -174,12 +181,11 @@ class Deltas:
     tables in the same transaction. Rows are added in order; sums add up in that order, as before.
     """
 
-    __slots__ = ("_memo", "bins", "derived", "reasons", "roll")
+    __slots__ = ("_memo", "derived", "roll")
 
     def __init__(self, memo: dict[bytes, Derived] | None = None) -> None:
+        #: Per (hour, tenant, provider, model): the list of :func:`_stats`.
         self.roll: dict[Key, list[Any]] = {}
-        self.reasons: dict[tuple[Key, str], int] = {}
-        self.bins: dict[tuple[Key, int, int], list[Any]] = {}
         self._memo = memo
         #: Rows whose criteria text was not in the memo (how much the memo is worth).
         self.derived = 0
@@ -210,7 +216,6 @@ class Deltas:
         if s is None:
             s = self.roll[key] = _stats()
         s[0] += 1
-        bins = self.bins
         v = d[0]
         if v is not None:
             s[1] += 1
@@ -220,10 +225,10 @@ class Deltas:
                 s[4] = v
             if s[5] is None or v > s[5]:
                 s[5] = v
-            slot = (key, 1, d[6])
-            acc = bins.get(slot)
+            bins = s[22]
+            acc = bins.get(d[6])
             if acc is None:
-                bins[slot] = [1, v]
+                bins[d[6]] = [1, v]
             else:
                 acc[0] += 1
                 acc[1] += v
@@ -236,10 +241,10 @@ class Deltas:
                 s[9] = v
             if s[10] is None or v > s[10]:
                 s[10] = v
-            slot = (key, 2, d[7])
-            acc = bins.get(slot)
+            bins = s[23]
+            acc = bins.get(d[7])
             if acc is None:
-                bins[slot] = [1, v]
+                bins[d[7]] = [1, v]
             else:
                 acc[0] += 1
                 acc[1] += v
@@ -252,10 +257,10 @@ class Deltas:
                 s[14] = v
             if s[15] is None or v > s[15]:
                 s[15] = v
-            slot = (key, 3, d[8])
-            acc = bins.get(slot)
+            bins = s[24]
+            acc = bins.get(d[8])
             if acc is None:
-                bins[slot] = [1, v]
+                bins[d[8]] = [1, v]
             else:
                 acc[0] += 1
                 acc[1] += v
@@ -270,34 +275,34 @@ class Deltas:
         if d[12] is not None:
             s[20] += 1
             s[21] += d[12]
-        reason_key = (key, row[4] or "")
-        reasons = self.reasons
-        reasons[reason_key] = reasons.get(reason_key, 0) + 1
+        reasons = s[25]
+        reason = row[4] or ""
+        reasons[reason] = reasons.get(reason, 0) + 1
 
     def stage(self, cur: psycopg.Cursor[Any]) -> None:
         """Append the aggregates to the pending tables, in the caller's transaction (so they
         commit, or not, with the rows they describe); :func:`merge_pending` folds them in."""
         if not self.roll:
             return
-        _check_finite(self.roll, self.bins)
-        hours: dict[float, datetime] = {}
-        for key in self.roll:
-            if key[0] not in hours:
-                hours[key[0]] = datetime.fromtimestamp(key[0], UTC)
+        _check_finite(self.roll)
+        rows = [(datetime.fromtimestamp(key[0], UTC), *key[1:], s) for key, s in self.roll.items()]
         with cur.copy("COPY provider_events_pending_roll FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(_ROLL_TYPES)
-            for key, s in self.roll.items():
-                copy.write_row((hours[key[0]], key[1], key[2], key[3], *s))
+            for h, t, p, m, s in rows:
+                copy.write_row((h, t, p, m, *s[:_COLUMNS]))
         with cur.copy("COPY provider_events_pending_reasons FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(["timestamptz", "text", "text", "text", "text", "int8"])
-            for (key, reason), n in self.reasons.items():
-                copy.write_row((hours[key[0]], key[1], key[2], key[3], reason, n))
+            for h, t, p, m, s in rows:
+                for reason, n in s[25].items():
+                    copy.write_row((h, t, p, m, reason, n))
         with cur.copy("COPY provider_events_pending_bins FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(
                 ["timestamptz", "text", "text", "text", "int2", "int4", "int8", "float8"]
             )
-            for (key, metric, b), (n, vs) in self.bins.items():
-                copy.write_row((hours[key[0]], key[1], key[2], key[3], metric, b, n, vs))
+            for h, t, p, m, s in rows:
+                for metric in (1, 2, 3):
+                    for b, (n, vs) in s[21 + metric].items():
+                        copy.write_row((h, t, p, m, metric, b, n, vs))
 
 
 def merge_pending(conn: psycopg.Connection[Any], wait: bool = True) -> int:
