@@ -51,9 +51,10 @@ CREATE TABLE provider_events_pending_bins (
     provider_name  text         NOT NULL,
     model_name     text         NOT NULL,
     metric         smallint     NOT NULL,
-    bin            integer      NOT NULL,
-    n              bigint       NOT NULL,
-    vs             float8       NOT NULL
+    -- one row per key and metric a batch touched: its bins (any order), their counts and sums
+    bins           integer[]    NOT NULL,
+    counts         bigint[]     NOT NULL,
+    sums           float8[]     NOT NULL
 );
 COMMENT ON TABLE provider_events_pending_roll IS
     'Rollup deltas of committed batches not yet merged into the rollups (provider_events_merge_pending()); with _reasons and _bins.';
@@ -114,9 +115,10 @@ WITH pr AS (
     ON CONFLICT (bucket_start, tenant_id, provider_name, model_name, reason_md5)
     DO UPDATE SET selections = x.selections + excluded.selections
 ), hbins AS MATERIALIZED (
-    SELECT h, tenant_id, provider_name, model_name, metric, bin, sum(n)::bigint AS n,
-           sum(vs) AS vs
-    FROM pb GROUP BY 1, 2, 3, 4, 5, 6
+    SELECT h, tenant_id, provider_name, model_name, metric, u.bin, sum(u.n)::bigint AS n,
+           sum(u.vs) AS vs
+    FROM pb CROSS JOIN LATERAL unnest(pb.bins, pb.counts, pb.sums) AS u(bin, n, vs)
+    GROUP BY 1, 2, 3, 4, 5, 6
 ), hh AS (
     INSERT INTO provider_selection_hist_hourly AS x
     SELECT h, tenant_id, provider_name, model_name, metric,
