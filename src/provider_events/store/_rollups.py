@@ -118,6 +118,23 @@ def _check_finite(roll: dict[Key, list[Any]]) -> None:
                 raise psycopg.errors.NumericValueOutOfRange("value out of range: overflow")
 
 
+#: value -> (its square, its bin) for :func:`_derive`; cleared when it holds VALUES_SIZE.
+_VALUES: dict[float, tuple[float, int]] = {}
+VALUES_SIZE = 65_536
+
+
+def _square_and_bin(v: float) -> tuple[float, int]:
+    """``v * v`` (refusing underflow, as PostgreSQL's float8 does; an overflow to inf is
+    refused by :func:`_check_finite`) and ``analytics._model.bin_of(v)`` (same arithmetic)."""
+    sq = v * v
+    if sq == 0.0 and v != 0.0:
+        raise psycopg.errors.NumericValueOutOfRange("value out of range: underflow")
+    if v <= 0.0:
+        return sq, ZERO_BIN
+    b = math.ceil(math.log(v) * BIN_SCALE)
+    return sq, BIN_MIN if b < BIN_MIN else BIN_MAX if b > BIN_MAX else b
+
+
 def _derive(text: bytes) -> Derived:
     """The measures of one criteria text: (cpt, lat, q, cpt², lat², q², bin of cpt, of lat,
     of q, input tokens, output tokens, tokens, cost), the derivations of
@@ -140,38 +157,28 @@ def _derive(text: bytes) -> Derived:
         tokens = (inp if inp is not None else 0.0) + (out if out is not None else 0.0)
     if cost is None and cpt is not None and tokens is not None:
         cost = cpt * tokens
-    # each metric's square (refusing underflow, as PostgreSQL's float8 does; an overflow to inf
-    # is refused by _check_finite) and bin (analytics._model.bin_of), inlined: six function
-    # calls a row were a fifth of the fold
-    log, ceil, scale = math.log, math.ceil, BIN_SCALE
+    # Each metric's square and histogram bin, remembered per value: measured latencies are
+    # whole milliseconds and scores have three decimals, so values repeat even when whole
+    # criteria texts do not (a lookup instead of a log, a ceil and a clamp).
+    memo = _VALUES
+    if len(memo) >= VALUES_SIZE:
+        memo.clear()
     sq1 = sq2 = sq3 = b1 = b2 = b3 = None
     if cpt is not None:
-        sq1 = cpt * cpt
-        if sq1 == 0.0 and cpt != 0.0:
-            raise psycopg.errors.NumericValueOutOfRange("value out of range: underflow")
-        if cpt <= 0.0:
-            b1 = ZERO_BIN
-        else:
-            b1 = ceil(log(cpt) * scale)
-            b1 = BIN_MIN if b1 < BIN_MIN else BIN_MAX if b1 > BIN_MAX else b1
+        m = memo.get(cpt)
+        if m is None:
+            m = memo[cpt] = _square_and_bin(cpt)
+        sq1, b1 = m
     if lat is not None:
-        sq2 = lat * lat
-        if sq2 == 0.0 and lat != 0.0:
-            raise psycopg.errors.NumericValueOutOfRange("value out of range: underflow")
-        if lat <= 0.0:
-            b2 = ZERO_BIN
-        else:
-            b2 = ceil(log(lat) * scale)
-            b2 = BIN_MIN if b2 < BIN_MIN else BIN_MAX if b2 > BIN_MAX else b2
+        m = memo.get(lat)
+        if m is None:
+            m = memo[lat] = _square_and_bin(lat)
+        sq2, b2 = m
     if q is not None:
-        sq3 = q * q
-        if sq3 == 0.0 and q != 0.0:
-            raise psycopg.errors.NumericValueOutOfRange("value out of range: underflow")
-        if q <= 0.0:
-            b3 = ZERO_BIN
-        else:
-            b3 = ceil(log(q) * scale)
-            b3 = BIN_MIN if b3 < BIN_MIN else BIN_MAX if b3 > BIN_MAX else b3
+        m = memo.get(q)
+        if m is None:
+            m = memo[q] = _square_and_bin(q)
+        sq3, b3 = m
     return (cpt, lat, q, sq1, sq2, sq3, b1, b2, b3, inp, out, tokens, cost)
 
 
