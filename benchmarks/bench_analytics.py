@@ -13,8 +13,9 @@ timed twice in the same run: as we answer it (the rollups) and naively (the raw 
 percentiles with percentile_disc). p50 and p95 over repeated runs; target: p50 <= 100 ms.
 
 Before the load, the ingest cost of the rollups: the same rows written with the consumer's
-BatchWriter (binary COPY, 5,000-row batches) into the table with and without the rollups (staged by the writer, merged every 2 s and at the
-end: the timing includes the final merge).
+BatchWriter (binary COPY, 5,000 and 20,000-row batches) into the table with and without the
+rollups (staged by the writer, merged every 2 s and at the end: the timing includes the final
+merge).
 
 Environment: BENCH_ANALYTICS_RUNS (ours, default 15); BENCH_ANALYTICS_NAIVE_RUNS (default 3;
 a naive question is repeated only while its runs so far took under BENCH_ANALYTICS_NAIVE_BUDGET
