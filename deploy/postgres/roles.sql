@@ -101,6 +101,18 @@ GRANT SELECT, INSERT, UPDATE ON
     TO :"consumer";
 GRANT INSERT, SELECT ON :"schema".provider_events_dead_letters TO :"consumer";
 \endif
+-- Since migration 0007 the batch writer stages its batches' rollup deltas in the pending tables
+-- and merges them into the rollups every few seconds (provider_events_merge_pending(), run as
+-- the consumer): it appends to them, and a merge deletes what it folds in.
+SELECT to_regclass(format('%I.provider_events_pending_roll', :'schema')) IS NOT NULL AS staged_rollups
+\gset
+\if :staged_rollups
+GRANT SELECT, INSERT, DELETE ON
+    :"schema".provider_events_pending_roll,
+    :"schema".provider_events_pending_reasons,
+    :"schema".provider_events_pending_bins
+    TO :"consumer";
+\endif
 -- Measured outcomes (migration 0005): the consumer's second writer inserts outcomes and folds
 -- them into the hourly rollup itself (no trigger), and the spend gauges read the budgets.
 SELECT to_regclass(format('%I.provider_outcomes', :'schema')) IS NOT NULL AS outcomes

@@ -405,6 +405,12 @@ def test_consumer_and_reader_cannot_change_the_table(roles: Roles) -> None:
             *rollups,
             ("provider_events_dead_letters", "INSERT"),
             ("provider_events_dead_letters", "SELECT"),
+            # ... staging its rollup deltas and merging them (0007)
+            *[
+                (f"provider_events_pending_{t}", priv)
+                for t in ("roll", "reasons", "bins")
+                for priv in ("SELECT", "INSERT", "DELETE")
+            ],
             # measured outcomes (0005): its second writer, the spend gauges
             ("provider_outcomes", "INSERT"),
             ("provider_outcomes", "SELECT"),

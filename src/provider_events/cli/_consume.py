@@ -258,7 +258,8 @@ class _LiveReporter(_Reporter):
             return
         style = (
             "red"
-            if kind in ("db_unavailable", "dlq_unavailable", "gave_up", "kafka_error")
+            if kind
+            in ("db_unavailable", "dlq_unavailable", "gave_up", "kafka_error", "rollups_pending")
             else "cyan"
         )
         self.console.log(f"[{style}]{kind}[/]", _kv(fields))

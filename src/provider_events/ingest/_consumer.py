@@ -140,6 +140,8 @@ class Totals:
     #: Wall-clock times (epoch seconds) of the first message received and the last commit.
     first_message_at: float | None = None
     last_commit_at: float | None = None
+    #: ... and of the end of the run's last rollup merge (the rollups then count every event).
+    rollups_merged_at: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -532,12 +534,25 @@ class IngestConsumer:
                     # idle time counts from the end of the work: a batch slower to write
                     # than --until-idle must not end the run with messages still waiting
                     self._last_message = time.monotonic()
+                else:
+                    self._writer.maybe_merge()  # a quiet topic: the rollups catch up
+            self._merge_rollups()
         finally:
             self._totals.elapsed = time.monotonic() - started
             self._totals.lag = sum(self._lag.values()) if self._lag else None
             self._close()
         self._emit("stopped", self._totals.as_dict())
         return self._totals
+
+    def _merge_rollups(self) -> None:
+        """At the end of a run: merge every staged rollup delta, so the rollups count every
+        stored event when ``consume`` returns. PostgreSQL gone by then leaves the deltas
+        pending (committed; the next merge by any writer folds them in), and says so."""
+        try:
+            self._writer.merge_rollups()
+            self._totals.rollups_merged_at = time.time()
+        except DatabaseUnavailableError as exc:
+            self._emit("rollups_pending", {"error": str(exc)})
 
     def _finished(self, started: float) -> bool:
         opts = self.options
@@ -964,7 +979,7 @@ class IngestConsumer:
         if self._consumer is not None:
             with contextlib.suppress(KafkaException, RuntimeError):
                 self._consumer.close()
-        self._writer.close()
+        self._writer.close(merge=False)  # merged by _merge_rollups when the run ends well
         self._outcome_writer.close()
 
     def _wait_for_database(self) -> bool:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -65,6 +66,11 @@ __all__ = [
 ]
 
 EVENT_ID_CONSTRAINT = "provider_selection_events_event_id_key"
+#: Seconds between two merges of a writer's staged rollup deltas (migration 0007): the rollups
+#: lag the events table by about this much (plus a batch) while a consumer runs.
+MERGE_INTERVAL = 2.0
+#: ... or rows staged since the last merge, whichever comes first.
+MERGE_ROWS = 200_000
 #: The tables the migrations' statement triggers keep from ``TABLE`` (0002, 0003).
 ROLLUP_TABLES: tuple[str, ...] = (
     "provider_selection_rollup_hourly",
@@ -396,15 +402,25 @@ class BatchWriter:
         *,
         application_name: str = "provider-events-consumer",
         rollups_by_writer: bool = True,
+        merge_interval: float = MERGE_INTERVAL,
     ) -> None:
         self._dsn = dsn
+        #: Seconds between merges of the pending rollup deltas (see :meth:`maybe_merge`).
+        self._merge_interval = merge_interval
+        #: Whether this writer staged deltas since its last merge, and how many rows.
+        self._unmerged = False
+        self._staged_rows = 0
+        self._last_merge = time.monotonic()
         self._rollups_by_writer = rollups_by_writer
         self._application_name = application_name
         self._conn: psycopg.Connection[Any] | None = None
         self._staging_ready = False
-        #: Whether this writer aggregates the rollups itself (migration 0004; see _rollups).
+        #: Whether this writer aggregates the rollups itself (migration 0007; see _rollups).
         self._own_rollups = False
-        self._deltas_ready = False
+        #: Derived measures per distinct criteria text, kept across batches (_rollups.Deltas),
+        #: and how many more batches go without it after one where it rarely helped.
+        self._memo: dict[bytes, Any] = {}
+        self._memo_pause = 0
 
     # -- connection -------------------------------------------------------------------------
     def _connection(self) -> psycopg.Connection[Any]:
@@ -412,7 +428,6 @@ class BatchWriter:
             self._conn = connect(self._dsn, application_name=self._application_name)
             self._conn.adapters.register_dumper(None, _JsonbBytesDumper)
             self._staging_ready = False
-            self._deltas_ready = False
             self._own_rollups = self._rollups_by_writer and _rollups.supported(self._conn)
         return self._conn
 
@@ -422,8 +437,66 @@ class BatchWriter:
             with contextlib.suppress(Exception):  # already broken; nothing more to release
                 conn.close()
 
-    def close(self) -> None:
-        self._drop_connection()
+    def close(self, merge: bool = True) -> None:
+        """Merge what this writer staged (unless ``merge`` is false; it then waits for the next
+        merge by any writer) and close the connection. A failed merge raises like
+        :meth:`merge_rollups`, after closing."""
+        try:
+            if merge and self._unmerged and self._conn is not None and not self._conn.closed:
+                self.merge_rollups()
+        finally:
+            self._drop_connection()
+
+    # -- rollups ----------------------------------------------------------------------------
+    def merge_rollups(self) -> int:
+        """Fold every pending rollup delta (this writer's and any other's) into the rollups,
+        waiting for a concurrent merge to finish; the number of pending rows merged. After
+        it returns, the rollups count every batch committed before it was called."""
+        try:
+            conn = self._connection()
+            if not self._own_rollups:
+                return 0
+            merged = _rollups.merge_pending(conn, wait=True)
+        except psycopg.Error as exc:
+            self._after_failure(exc)
+            raise translate_error(exc, "merging the rollups") from None
+        self._merged()
+        return merged
+
+    def maybe_merge(self) -> None:
+        """Merge the pending deltas when this writer staged some and :attr:`merge_interval`
+        seconds have passed since its last merge (or it staged :data:`MERGE_ROWS` rows), unless
+        another session is merging right now. PostgreSQL being unreachable is left to the next
+        write to report (the deltas wait, committed); anything else raises."""
+        if not self._unmerged or (
+            time.monotonic() - self._last_merge < self._merge_interval
+            and self._staged_rows < MERGE_ROWS
+        ):
+            return
+        try:
+            merged = _rollups.merge_pending(self._connection(), wait=False)
+        except DatabaseUnavailableError:
+            return
+        except psycopg.Error as exc:
+            self._after_failure(exc)
+            error = translate_error(exc, "merging the rollups")
+            if isinstance(error, DatabaseUnavailableError):
+                return
+            raise error from None
+        if merged < 0:  # another session is merging: try again after the interval
+            self._last_merge = time.monotonic()
+            return
+        self._merged()
+
+    def _merged(self) -> None:
+        self._unmerged = False
+        self._staged_rows = 0
+        self._last_merge = time.monotonic()
+
+    def _staged(self, rows: int) -> None:
+        if self._own_rollups and rows:
+            self._unmerged = True
+            self._staged_rows += rows
 
     def ping(self) -> None:
         """Raise unless PostgreSQL answers and the table exists."""
@@ -441,11 +514,18 @@ class BatchWriter:
 
     # -- writing ----------------------------------------------------------------------------
     def write(self, rows: Iterable[Row]) -> WriteResult:
-        """Insert ``rows`` (consumed lazily, streamed as they come) in one transaction.
+        """Insert ``rows`` (consumed lazily, streamed as they come) in one transaction, with
+        their rollup deltas (staged; merged every :attr:`merge_interval` seconds, see
+        :meth:`maybe_merge`, and by :meth:`merge_rollups` / :meth:`close`).
 
         Raises :class:`DatabaseUnavailableError` when PostgreSQL is down (nothing committed;
         call again with the same rows) and :class:`DatabaseError` for anything permanent.
         """
+        result = self._write(rows)
+        self.maybe_merge()
+        return result
+
+    def _write(self, rows: Iterable[Row]) -> WriteResult:
         kept: list[Row] = rows if isinstance(rows, list) else []
         stream = rows if isinstance(rows, list) else _keeping(rows, kept)
         try:
@@ -453,12 +533,29 @@ class BatchWriter:
             with conn.transaction(), conn.cursor() as cur:
                 if self._own_rollups:
                     cur.execute(_rollups.SKIP_TRIGGER)
-                with cur.copy(_COPY_DIRECT) as copy:
-                    copy.set_types(_TYPES)
-                    for row in stream:
-                        copy.write_row(row)
-                if self._own_rollups:
-                    self._fold(cur, kept)
+                    deltas = self._deltas()
+                    refused: psycopg.Error | None = None
+                    with cur.copy(_COPY_DIRECT) as copy:
+                        copy.set_types(_TYPES)
+                        # Folding each row as it is sent overlaps the Python aggregation with
+                        # PostgreSQL's work on the rows already sent (see _rollups.Deltas).
+                        for row in stream:
+                            copy.write_row(row)
+                            if refused is None:
+                                try:
+                                    deltas.add(row)
+                                except psycopg.DataError as exc:
+                                    refused = exc
+                    if refused is not None:
+                        raise refused
+                    self._rate_memo(deltas, len(kept))
+                    deltas.stage(cur)
+                else:
+                    with cur.copy(_COPY_DIRECT) as copy:
+                        copy.set_types(_TYPES)
+                        for row in stream:
+                            copy.write_row(row)
+            self._staged(len(kept))
             return WriteResult(inserted=len(kept))
         except pg_errors.UniqueViolation as exc:
             if exc.diag.constraint_name != EVENT_ID_CONSTRAINT:
@@ -511,6 +608,7 @@ class BatchWriter:
                         new.append(row)
                 self._fold(cur, new)
         self._staging_ready = True
+        self._staged(len(inserted))
         return WriteResult(
             inserted=len(inserted),
             duplicates=len(rows) - len(inserted) - len(conflicts),
@@ -520,8 +618,23 @@ class BatchWriter:
         )
 
     def _fold(self, cur: psycopg.Cursor[Any], rows: Sequence[Row]) -> None:
-        _rollups.apply_deltas(cur, rows, self._deltas_ready)
-        self._deltas_ready = True
+        deltas = self._deltas()
+        for row in rows:
+            deltas.add(row)
+        deltas.stage(cur)
+
+    def _deltas(self) -> _rollups.Deltas:
+        if self._memo_pause:
+            self._memo_pause -= 1
+            return _rollups.Deltas(None)
+        return _rollups.Deltas(self._memo)
+
+    def _rate_memo(self, deltas: _rollups.Deltas, rows: int) -> None:
+        """Pause the memo for 50 batches after one where it spared under a quarter of the
+        derivations (every criteria text distinct: measured values)."""
+        if rows >= 100 and deltas.derived * 4 > rows * 3:
+            self._memo_pause = 50
+            self._memo.clear()
 
     def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         """Store ``letters`` in :data:`DEAD_LETTER_TABLE`, once each per source position."""
