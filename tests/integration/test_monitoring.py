@@ -454,6 +454,16 @@ def settled(stack: Stack) -> Stack:
 
     wait_for("the consumer to store every imported outcome", outcomes_stored, 90)
 
+    def merged() -> bool:  # the rollups trail the rows by the writer's merge interval (~2 s)
+        stack.check_alive()
+        with psycopg.connect(stack.dsn, connect_timeout=5) as conn:
+            row = conn.execute(
+                "SELECT coalesce(sum(selections), 0) FROM provider_selection_rollup_hourly"
+            ).fetchone()
+        return row is not None and row[0] >= DELIVERED
+
+    wait_for("the consumer to merge its staged rollups", merged, 60)
+
     def scraped() -> bool:
         stack.check_alive()
         dlq = stack.query(f'sum(provider_events_consumer_dlq_total{{job="{CONSUMER_JOB}"}})')
