@@ -276,7 +276,12 @@ def test_hook_install_registers_the_venvs_interpreter(installed: Installed) -> N
     assert executable.is_absolute() and executable.is_relative_to(installed.venv), command
     assert executable.parent == installed.venv / "bin"
     assert "shims" not in executable.parts and not command.startswith("PYTHONPATH=")
-    assert words[1:] == ["-c", "from provider_events.cli import hook_claude; hook_claude()"]
+    assert words[1:4] == ["-I", "-S", "-c"]
+    site_packages = next((installed.venv / "lib").glob("python3*/site-packages"))
+    assert words[4] == (
+        f"import sys; sys.path.insert(0, {json.dumps(str(site_packages.resolve()))}); "
+        "from provider_events.cli import hook_claude; hook_claude()"
+    )
     state = installed.base / "hook-state"
     # A real turn's shape: the prompt, then Stop once Claude Code wrote its answer's line.
     transcript = installed.base / "transcript.jsonl"

@@ -632,16 +632,70 @@ def test_installed_command_runs_as_claude_code_would(
 
 def test_default_command_is_this_interpreter_and_finds_this_package() -> None:
     """The registered command names this Python by its absolute, unresolved path (a venv's
-    bin/python stays inside the venv), and any PYTHONPATH it sets holds this package."""
+    bin/python stays inside the venv), isolated and without site (``-I -S``), with this
+    package's folder first on sys.path."""
     import shlex
 
     words = shlex.split(default_hook_command())
-    if words[0].startswith("PYTHONPATH="):
-        folder = Path(words.pop(0).split("=", 1)[1])
-        assert (folder / "provider_events" / "__init__.py").is_file()
     assert words[0] == os.path.abspath(sys.executable)
     assert os.path.isabs(words[0])
-    assert words[1:] == ["-c", "from provider_events.cli import hook_claude; hook_claude()"]
+    assert words[1:4] == ["-I", "-S", "-c"] and len(words) == 5
+    folder = str(ROOT / "src")
+    assert words[4] == f"import sys; sys.path.insert(0, {json.dumps(folder)}); {HOOK_CODE}"
+    assert (Path(folder) / "provider_events" / "__init__.py").is_file()
+
+
+def test_the_projects_own_modules_cannot_shadow_the_hooks(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Claude Code runs the hook in the project's folder: a ``json.py``, ``sqlite3.py`` or
+    ``provider_events/`` lying there is never imported (``-I``), and the call still queues its
+    event."""
+    import shlex
+
+    project = tmp_path / "project"
+    (project / "provider_events").mkdir(parents=True)
+    for name in ("json.py", "sqlite3.py", "_json.py", "provider_events/__init__.py"):
+        (project / name).write_text("raise SystemExit('the project shadowed ' + __name__)\n")
+    env = {k: v for k, v in env.items() if k != "PYTHONPATH"}
+    transcript = tmp_path / "t.jsonl"
+    transcript.write_text(_assistant("shadow-model"))
+    done = subprocess.run(
+        shlex.split(default_hook_command()),
+        input=_payload(STOP_JSON, transcript),
+        env=env,
+        cwd=project,
+        capture_output=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+    [(_, event)] = _queued(env)
+    assert event["payload"]["model_name"] == "shadow-model"
+
+
+def test_a_call_the_lean_hook_hands_over_finds_the_full_hooks_packages(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Under ``-S`` the full hook (here: debug logging, which only it does) still imports
+    msgspec and the rest from site-packages: the lean path adds them before handing over."""
+    import shlex
+
+    env = {k: v for k, v in env.items() if k != "PYTHONPATH"}
+    env["PROVIDER_EVENTS_HOOK_DEBUG"] = "1"
+    transcript = tmp_path / "t.jsonl"
+    transcript.write_text(_assistant("full-path-model"))
+    done = subprocess.run(
+        shlex.split(default_hook_command()),
+        input=_payload(STOP_JSON, transcript),
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+    [(_, event)] = _queued(env)
+    assert event["payload"]["model_name"] == "full-path-model"
+    log = (Path(env["PROVIDER_EVENTS_STATE_DIR"]) / "hook.log").read_text()
+    assert "queued" in log and "ModuleNotFoundError" not in log
 
 
 @pytest.mark.parametrize("order", ["before", "after"])

@@ -713,7 +713,7 @@ class _Call:
         self, turn: Mapping[str, Any] | None, *, interrupted: bool, outcomes: bool
     ) -> None:
         """The full path from here: the session state is already up to date."""
-        from provider_events.integrations._hook import resume_claude_hook
+        resume_claude_hook = _full_hook().resume_claude_hook
 
         resume_claude_hook(
             self.data, turn, interrupted=interrupted, outcomes=outcomes, environ=self.env
@@ -1016,6 +1016,19 @@ def spawn_outcomes(env: Mapping[str, str], session: str, marker: Mapping[str, An
     return True
 
 
+def _full_hook() -> Any:
+    """The full hook module. The registered command runs Python with ``-S`` (no site-packages:
+    this module needs only the standard library); the full hook needs msgspec and the rest,
+    so the site directories are added first, as ``site`` would have at start-up."""
+    if sys.flags.no_site and "site" not in sys.modules:
+        import site
+
+        site.main()
+    from provider_events.integrations import _hook
+
+    return _hook
+
+
 def run(fd: int = 0, environ: Mapping[str, str] | None = None) -> None:
     """One ``hook claude`` call (see the module doc); never raises."""
     env = _enqueue.process_environ() if environ is None else environ
@@ -1038,7 +1051,7 @@ def run(fd: int = 0, environ: Mapping[str, str] | None = None) -> None:
             raise _Unsure("a call the full path words")
         call = _Call(full, hook, env, s)
     except Exception:
-        from provider_events.integrations._hook import run_claude_hook
+        run_claude_hook = _full_hook().run_claude_hook
 
         run_claude_hook(fd, env, data=full)
         return
@@ -1048,7 +1061,7 @@ def run(fd: int = 0, environ: Mapping[str, str] | None = None) -> None:
         # a message of unknown content: the full log, which redacts DSN passwords
         from pathlib import Path
 
-        from provider_events.integrations._hook import HookLog
+        HookLog = _full_hook().HookLog
 
         HookLog(Path(call.state_dir)).write(f"unexpected {type(exc).__name__}: {exc}")
 
@@ -1089,7 +1102,7 @@ def _run(call: _Call) -> None:
         try:
             call.publish_subagent()
         except _Unsure:  # nothing written yet: the full hook does the whole call
-            from provider_events.integrations._hook import run_claude_hook
+            run_claude_hook = _full_hook().run_claude_hook
 
             run_claude_hook(0, call.env, data=call.data)
             return
