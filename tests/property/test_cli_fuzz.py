@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from _cli_fuzz import FLAGS, Invocation, invocations, run_invocation
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 
 from provider_events.cli import COMMANDS
 
@@ -27,6 +27,8 @@ def test_every_command_and_flag_is_fuzzed() -> None:
     derandomize=False,
 )
 @given(invocations())
+# found by CI: a negative descriptor reached fcntl.flock (ValueError, "internal error")
+@example(Invocation("relay", ["--follow", "-f", "--detached", "--lock-fd=-1"], "unset", sasl=False))
 def test_cli_invocation_never_crashes_or_leaks(inv: Invocation) -> None:
     """Exit 0, 1 or 2; no traceback; no planted secret printed or written."""
     verdict = run_invocation(inv)
@@ -44,6 +46,7 @@ def test_a_sample_runs_as_child_processes() -> None:
         Invocation("report", ["--html", "<path:fifo>"], "closed", sasl=True),
         Invocation("consume", ["--until-idle", "nan"], "at-sign", sasl=True),
         Invocation("relay", ["--follow"], "unset", sasl=True),
+        Invocation("relay", ["--detached", "--lock-fd=-1"], "unset", sasl=False),
         Invocation("hook", ["claude"], "kv", sasl=False),
     ]
     for inv in samples:

@@ -44,7 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "(default: PROVIDER_EVENTS_RELAY_GIVE_UP, 300)",
     )
     p.add_argument("--detached", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--lock-fd", type=int, default=None, help=argparse.SUPPRESS)
+    # the lock the spawning publish took for the detached relay: a descriptor number
+    p.add_argument("--lock-fd", type=int_arg(0, 1 << 20), default=None, help=argparse.SUPPRESS)
     p.add_argument("--verbose", "-v", action="store_true", help="client logs on stderr")
 
 
@@ -139,6 +140,6 @@ def _held(fd: int | None) -> int | None:
 
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:  # not an open file, or locked by someone else through another open
+    except (OSError, ValueError):  # not an open file, or locked by someone else
         return None
     return fd
