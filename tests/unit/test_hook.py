@@ -645,32 +645,41 @@ def test_default_command_is_this_interpreter_and_finds_this_package() -> None:
     assert (Path(folder) / "provider_events" / "__init__.py").is_file()
 
 
+def _registered_stop(
+    env: dict[str, str], tmp_path: Path, model: str, cwd: Path | None = None
+) -> str:
+    """Run the registered command (as ``sh`` would split it) on a Stop whose transcript holds
+    one response of ``model``: silent, exit 0; returns the model of the one queued event."""
+    import shlex
+
+    transcript = tmp_path / "t.jsonl"
+    transcript.write_text(_assistant(model))
+    done = subprocess.run(
+        shlex.split(default_hook_command()),
+        input=_payload(STOP_JSON, transcript),
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+    [(_, event)] = _queued(env)
+    return str(event["payload"]["model_name"])
+
+
 def test_the_projects_own_modules_cannot_shadow_the_hooks(
     env: dict[str, str], tmp_path: Path
 ) -> None:
     """Claude Code runs the hook in the project's folder: a ``json.py``, ``sqlite3.py`` or
     ``provider_events/`` lying there is never imported (``-I``), and the call still queues its
     event."""
-    import shlex
 
     project = tmp_path / "project"
     (project / "provider_events").mkdir(parents=True)
     for name in ("json.py", "sqlite3.py", "_json.py", "provider_events/__init__.py"):
         (project / name).write_text("raise SystemExit('the project shadowed ' + __name__)\n")
     env = {k: v for k, v in env.items() if k != "PYTHONPATH"}
-    transcript = tmp_path / "t.jsonl"
-    transcript.write_text(_assistant("shadow-model"))
-    done = subprocess.run(
-        shlex.split(default_hook_command()),
-        input=_payload(STOP_JSON, transcript),
-        env=env,
-        cwd=project,
-        capture_output=True,
-        timeout=60,
-    )
-    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
-    [(_, event)] = _queued(env)
-    assert event["payload"]["model_name"] == "shadow-model"
+    assert _registered_stop(env, tmp_path, "shadow-model", cwd=project) == "shadow-model"
 
 
 def test_a_call_the_lean_hook_hands_over_finds_the_full_hooks_packages(
@@ -678,22 +687,10 @@ def test_a_call_the_lean_hook_hands_over_finds_the_full_hooks_packages(
 ) -> None:
     """Under ``-S`` the full hook (here: debug logging, which only it does) still imports
     msgspec and the rest from site-packages: the lean path adds them before handing over."""
-    import shlex
 
     env = {k: v for k, v in env.items() if k != "PYTHONPATH"}
     env["PROVIDER_EVENTS_HOOK_DEBUG"] = "1"
-    transcript = tmp_path / "t.jsonl"
-    transcript.write_text(_assistant("full-path-model"))
-    done = subprocess.run(
-        shlex.split(default_hook_command()),
-        input=_payload(STOP_JSON, transcript),
-        env=env,
-        capture_output=True,
-        timeout=60,
-    )
-    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
-    [(_, event)] = _queued(env)
-    assert event["payload"]["model_name"] == "full-path-model"
+    assert _registered_stop(env, tmp_path, "full-path-model") == "full-path-model"
     log = (Path(env["PROVIDER_EVENTS_STATE_DIR"]) / "hook.log").read_text()
     assert "queued" in log and "ModuleNotFoundError" not in log
 
