@@ -121,6 +121,7 @@ def test_builtin_providers_are_the_full_table() -> None:
     from provider_events.integrations import _turns
 
     assert _hook_lean.STOP_WAIT == _turns.STOP_WAIT
+    assert _hook_lean.TRANSCRIPT_WAIT == _turns.TRANSCRIPT_WAIT
 
 
 URLS = [

@@ -938,6 +938,30 @@ def test_stop_waits_briefly_for_a_response_line_written_late(
     assert event["payload"]["selection_reason"] == "Claude Code turn: model from the transcript"
 
 
+def test_stop_waits_briefly_for_a_transcript_created_late(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Under load Claude Code fired Stop before the session's transcript file existed (seen in
+    CI with the real CLI): the hook waits for the file (bounded) instead of logging it missing
+    and naming a fallback model."""
+    import threading
+
+    transcript = tmp_path / "created-late.jsonl"
+    done, _ = _hook(env, _payload(PROMPT_JSON, transcript))
+    assert done.returncode == 0
+    line = _assistant("late-file-model")
+    late = threading.Timer(0.3, lambda: transcript.write_text(line))
+    late.start()
+    try:
+        done, _ = _hook(env, _payload(STOP_JSON, transcript))
+    finally:
+        late.join()
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+    [(_, event)] = _queued(env)
+    assert event["payload"]["model_name"] == "late-file-model"
+    assert "transcript not read" not in _log(env)
+
+
 def test_stop_waits_briefly_for_the_answer_after_a_tool_call(
     env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -738,6 +738,8 @@ class _Call:
         read: tuple[list[Any], int, str | None] | None = None
         problem = None
         if path:
+            if not interrupted:
+                _wait_for_file(path, TRANSCRIPT_WAIT)
             try:
                 read = read_records(path, offset if offset >= 0 else 0)
             except OSError as exc:
@@ -946,6 +948,14 @@ def _clear(marker: Mapping[str, Any]) -> Callable[[dict[str, Any]], None]:
 
 
 STOP_WAIT = 0.5  # _turns.STOP_WAIT
+TRANSCRIPT_WAIT = 1.5  # _turns.TRANSCRIPT_WAIT
+
+
+def _wait_for_file(path: str, limit: float) -> None:
+    """``_turns._wait_for_file``: poll until the transcript exists (bounded)."""
+    deadline = time.monotonic() + limit
+    while not os.path.lexists(path) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _unfinished(records: list[Any]) -> bool:

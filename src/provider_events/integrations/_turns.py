@@ -72,6 +72,8 @@ def publish_turn(
         # turn's lines; older lines would name older turns' models.
         size = _size(hook.transcript_path)
         offset = max(0, size - (4 << 20)) if size is not None else 0
+    if not interrupted:
+        _wait_for_file(hook.transcript_path, TRANSCRIPT_WAIT)
     read = _read(hook.transcript_path, offset, log, hook.event_name)
     records = [r for r in read.records if not r.sidechain] if read is not None else []
     if _unfinished(records) and read is not None and not interrupted:
@@ -143,6 +145,24 @@ AGENT_FILE_WAIT = 1.5
 #: before its last transcript line is written (seen on a loaded machine): a turn of one request
 #: would then name a fallback model, and a turn of several would count one request too few.
 STOP_WAIT = 0.5
+
+
+#: Longest wait (seconds) at Stop for the transcript file itself: under load Claude Code can
+#: fire Stop before it has created the session's transcript (seen in CI with the real CLI).
+TRANSCRIPT_WAIT = 1.5
+
+
+def _wait_for_file(path: str | None, limit: float) -> None:
+    """Poll (up to ``limit`` seconds) until ``path`` exists; at once when it does, or when no
+    path was given. The caller then reads it, and words what it finds."""
+    import os
+    import time
+
+    if not path:
+        return
+    deadline = time.monotonic() + limit
+    while not os.path.lexists(path) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _unfinished(records: list[Any]) -> bool:
