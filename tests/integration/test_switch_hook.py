@@ -23,6 +23,7 @@ import pytest
 
 from provider_events.integrations._providers import BUILTIN_PROVIDERS, ENV_KEYS
 from provider_events.publish._outbox import Outbox
+from tests.transcripts import assistant_line, usage, user_line, write_lines
 
 if TYPE_CHECKING:
     from tests.support import Kcat, KcatMessage
@@ -223,8 +224,21 @@ def test_hook_latency_is_that_of_a_one_shot_producer(
     publish = [sys.executable, "-m", "provider_events.cli", "publish", "--background", "-q"]
     publish += ["--provider", "zai", "--model", "glm-4.6", "--reason", "bench"]
     for session in sessions:
+        # a turn as Claude Code leaves it at Stop: its transcript holds the answer
+        transcript = tmp_path / f"{session}.jsonl"
+        write_lines(
+            transcript,
+            [
+                user_line(session, "/work", "2026-01-01T00:00:00.000Z"),
+                assistant_line(
+                    session, "/work", "2026-01-01T00:00:01.000Z", f"m-{session}",
+                    f"r-{session}", "glm-4.6", usage(10, 20),
+                ),
+            ],
+        )  # fmt: skip
+        stdin = hook_json("Stop", session, transcript_path=str(transcript))
         started = time.perf_counter()
-        done = cli(env, "hook", "claude", stdin=hook_json("Stop", session))
+        done = cli(env, "hook", "claude", stdin=stdin)
         hook_times.append(time.perf_counter() - started)
         assert (done.returncode, done.stdout) == (0, "")
         started = time.perf_counter()

@@ -962,6 +962,31 @@ def test_stop_waits_briefly_for_a_transcript_created_late(
     assert "transcript not read" not in _log(env)
 
 
+def test_a_session_without_transcripts_waits_for_one_once(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Claude Code writes no transcript with ``cleanupPeriodDays: 0``: the first Stop waits
+    for it (bounded), remembers in the session's state that none came, and the next Stops of
+    that session publish at once with the fallback model."""
+    from provider_events.integrations._claude_state import session_path
+
+    missing = tmp_path / "never-written.jsonl"
+    state = session_path(Path(env["PROVIDER_EVENTS_STATE_DIR"]), SESSION)
+    times = []
+    for _ in range(2):
+        started = time.perf_counter()
+        done, _ = _hook(env, _payload(STOP_JSON, missing))
+        times.append(time.perf_counter() - started)
+        assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+        assert json.loads(state.read_text())["no_transcript"] is True
+    events = _queued(env)
+    assert len(events) == 2
+    assert {
+        e["payload"]["selection_criteria"]["claude_code"]["model_source"] for _, e in events
+    } == {"default"}
+    assert times[0] >= 1.4  # the one bounded wait (1.5 s)
+
+
 def test_stop_waits_briefly_for_the_answer_after_a_tool_call(
     env: dict[str, str], tmp_path: Path
 ) -> None:

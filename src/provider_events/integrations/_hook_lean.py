@@ -726,6 +726,15 @@ class _Call:
         except _Unsure:
             self.full_turn(turn, interrupted=interrupted, outcomes=False)
 
+    def _wait_for_transcript(self, path: str) -> None:
+        """``_turns._wait_for_transcript``: wait for a missing transcript once per session."""
+        if _peek(self.state_dir, self.session).get("no_transcript") is True:
+            return
+        if not _wait_for_file(path, TRANSCRIPT_WAIT):
+            update_session(
+                self.state_dir, self.session, lambda st: st.__setitem__("no_transcript", True)
+            )
+
     def _publish_turn(self, turn: Mapping[str, Any], *, interrupted: bool) -> None:
         hook, env = self.hook, self.env
         _kafka_sink(self.s, env)
@@ -738,8 +747,8 @@ class _Call:
         read: tuple[list[Any], int, str | None] | None = None
         problem = None
         if path:
-            if not interrupted:
-                _wait_for_file(path, TRANSCRIPT_WAIT)
+            if not interrupted and not os.path.lexists(path):
+                self._wait_for_transcript(path)
             try:
                 read = read_records(path, offset if offset >= 0 else 0)
             except OSError as exc:
@@ -951,11 +960,14 @@ STOP_WAIT = 0.5  # _turns.STOP_WAIT
 TRANSCRIPT_WAIT = 1.5  # _turns.TRANSCRIPT_WAIT
 
 
-def _wait_for_file(path: str, limit: float) -> None:
-    """``_turns._wait_for_file``: poll until the transcript exists (bounded)."""
+def _wait_for_file(path: str, limit: float) -> bool:
+    """``_turns._wait_for_file``: poll until the transcript exists (bounded); whether it does."""
     deadline = time.monotonic() + limit
-    while not os.path.lexists(path) and time.monotonic() < deadline:
+    while not os.path.lexists(path):
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.05)
+    return True
 
 
 def _unfinished(records: list[Any]) -> bool:

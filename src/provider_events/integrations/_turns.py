@@ -73,7 +73,7 @@ def publish_turn(
         size = _size(hook.transcript_path)
         offset = max(0, size - (4 << 20)) if size is not None else 0
     if not interrupted:
-        _wait_for_file(hook.transcript_path, TRANSCRIPT_WAIT)
+        _wait_for_transcript(hook, Path(settings.state_dir))
     read = _read(hook.transcript_path, offset, log, hook.event_name)
     records = [r for r in read.records if not r.sidechain] if read is not None else []
     if _unfinished(records) and read is not None and not interrupted:
@@ -152,17 +152,36 @@ STOP_WAIT = 0.5
 TRANSCRIPT_WAIT = 1.5
 
 
-def _wait_for_file(path: str | None, limit: float) -> None:
-    """Poll (up to ``limit`` seconds) until ``path`` exists; at once when it does, or when no
-    path was given. The caller then reads it, and words what it finds."""
+def _wait_for_file(path: str, limit: float) -> bool:
+    """Poll (up to ``limit`` seconds) until ``path`` exists; whether it does."""
     import os
     import time
 
-    if not path:
-        return
     deadline = time.monotonic() + limit
-    while not os.path.lexists(path) and time.monotonic() < deadline:
+    while not os.path.lexists(path):
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.05)
+    return True
+
+
+def _wait_for_transcript(hook: HookInput, state_dir: Path) -> None:
+    """At Stop, a transcript that does not exist yet is waited for (:data:`TRANSCRIPT_WAIT`),
+    once per session: a session whose transcript never appeared (Claude Code writes none with
+    ``cleanupPeriodDays: 0``) is not made to wait again. The caller reads it and words what
+    it finds."""
+    import os
+
+    path = hook.transcript_path
+    if not path or hook.session_id is None or os.path.lexists(path):
+        return
+    from provider_events.integrations._claude_state import open_session
+
+    with open_session(state_dir, hook.session_id) as state:
+        waited = state.get("no_transcript") is True
+    if not waited and not _wait_for_file(path, TRANSCRIPT_WAIT):
+        with open_session(state_dir, hook.session_id) as state:
+            state["no_transcript"] = True
 
 
 def _unfinished(records: list[Any]) -> bool:
