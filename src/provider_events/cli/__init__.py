@@ -64,9 +64,11 @@ def _fast(args: list[str]) -> int | None:
 
 
 def hook_claude() -> int:
-    """``hook claude`` as ``hook install`` registers it: ``python -c "from provider_events.cli
-    import hook_claude; hook_claude()"``. ``python -m`` would load runpy, importlib.util and
-    contextlib before the first line (1.5-3 ms of every prompt). Never raises; returns 0."""
+    """``hook claude`` as ``hook install`` registers it: ``python -I -S -c "import sys;
+    sys.path.insert(0, ...); from provider_events.cli import hook_claude; hook_claude()"``
+    (:func:`provider_events.integrations._hook.default_hook_command`). ``python -m`` would
+    load runpy, importlib.util and contextlib before the first line (1.5-3 ms of every
+    prompt). Never raises; returns 0."""
     from provider_events.cli._hook_fast import claude
 
     return claude()
