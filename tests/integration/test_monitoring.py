@@ -31,7 +31,7 @@ import psycopg
 import pytest
 import yaml
 
-from tests.support import create_topic, installed, terminate
+from tests.support import create_topic, installed, run_cli, terminate
 
 pytestmark = pytest.mark.integration
 
@@ -390,13 +390,7 @@ def stack(
 
 def _cli_json(args: list[str], env: dict[str, str]) -> Any:
     """``provider-events ARGS --json`` in a child process: its JSON output (exit 0 asserted)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "provider_events.cli", *args, "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_cli(*args, "--json", env=env)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
