@@ -58,19 +58,19 @@ class RedactingStream:
 
         if self._stream is None:  # the process started with that descriptor closed
             raise _OutputStreamError("standard output is closed")
-        try:
-            self._stream.write(redact_dsn(text))
-        except BrokenPipeError:
-            raise  # the reader went away (`| head`): not an error
-        except OSError as exc:
-            raise _OutputStreamError(f"cannot write the output: {exc.strerror or exc}") from None
+        self._guarded(self._stream.write, redact_dsn(text))
         return len(text)
 
     def flush(self) -> None:
-        if self._stream is None:
-            return
+        if self._stream is not None:
+            self._guarded(self._stream.flush)
+
+    @staticmethod
+    def _guarded(call: Callable[..., Any], *args: Any) -> None:
+        """``call(*args)``, an ``OSError`` (a full device, an I/O error) as
+        :class:`_OutputStreamError`; a broken pipe (the reader went away, `| head`) as is."""
         try:
-            self._stream.flush()
+            call(*args)
         except BrokenPipeError:
             raise
         except OSError as exc:
